@@ -1,0 +1,394 @@
+//! The configuration model: every kuiperbelt key with its kuiperbelt default, plus Oort's own
+//! keys, and the loader that turns a config file, `OORT_*` variables and CLI overrides into a
+//! validated [`Config`].
+//!
+//! A kuiperbelt `config.yml` loads unchanged: the same keys, templating and duration syntax.
+
+mod duration;
+mod error;
+mod lenient;
+mod listen;
+mod load;
+mod template;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{DurationError, GoDuration, parse_go_duration};
+pub use error::ConfigError;
+pub use listen::ListenAddr;
+pub use load::{ENV_PREFIX, Loaded, Sources, load};
+pub use template::TemplateError;
+
+/// kuiperbelt's default port.
+pub const DEFAULT_PORT: &str = "9180";
+/// kuiperbelt's default session header.
+pub const DEFAULT_SESSION_HEADER: &str = "X-Kuiperbelt-Session";
+/// Used for `callback.timeout: 0`: kuiperbelt waits forever there; Oort bounds every wait.
+pub const DEFAULT_CALLBACK_TIMEOUT: GoDuration = GoDuration::from_secs(30);
+/// Per-session queue length when neither `queue.max_messages` nor `send_queue_size` is set.
+pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// TCP port for the (shared) listener, on all interfaces. kuiperbelt key.
+    #[serde(deserialize_with = "lenient::string")]
+    pub port: String,
+    /// Unix socket path; overrides `port`. kuiperbelt key.
+    #[serde(deserialize_with = "lenient::string")]
+    pub sock: String,
+    /// The `X-Kuiperbelt-Endpoint` value; empty means `hostname:port` (or `hostname` for a
+    /// port at or below 1023). kuiperbelt key.
+    #[serde(deserialize_with = "lenient::string")]
+    pub endpoint: String,
+    /// The header carrying session keys in callbacks, `/send` and `/close`. kuiperbelt key.
+    #[serde(deserialize_with = "lenient::string")]
+    pub session_header: String,
+    /// Backend callback URLs and their timeout. kuiperbelt keys.
+    pub callback: CallbackConfig,
+    /// When any target of `/send` or `/close` is unknown, send nothing. kuiperbelt key.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub strict_broadcast: bool,
+    /// Headers set on callback requests; an empty value removes the header. kuiperbelt key.
+    pub proxy_set_header: BTreeMap<String, String>,
+    /// kuiperbelt bounded how long `/send` waited for a full queue; Oort never waits (a full
+    /// queue answers at once), so any value is accepted and the bound always holds.
+    pub send_timeout: GoDuration,
+    /// kuiperbelt's per-session queue length; used when `queue.max_messages` is 0.
+    #[serde(deserialize_with = "lenient::number")]
+    pub send_queue_size: usize,
+    /// Which `Origin` headers may connect. kuiperbelt key.
+    pub origin_policy: OriginPolicy,
+    /// Close a connection after this long without activity (0: never). kuiperbelt key.
+    pub idle_timeout: GoDuration,
+    /// Do not log one line per API request. kuiperbelt key.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub suppress_access_log: bool,
+    /// Route paths. kuiperbelt keys.
+    pub path: PathConfig,
+
+    /// Client listener address (`host:port`, `:port` or `unix:/path`); overrides `port`/`sock`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub listen: String,
+    /// A separate listener for the backend API; empty serves the API on the client listener.
+    #[serde(deserialize_with = "lenient::string")]
+    pub api_listen: String,
+    /// When set, every backend API request must carry `Authorization: Bearer <api_token>`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub api_token: String,
+    /// WebSocket protocol settings.
+    pub websocket: WebSocketConfig,
+    /// Per-session outbound queue bounds.
+    pub queue: QueueConfig,
+    /// Size and count limits.
+    pub limits: LimitsConfig,
+    /// How long a SIGTERM drain may take before the process exits anyway.
+    pub shutdown_grace_period: GoDuration,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_PORT.to_owned(),
+            sock: String::new(),
+            endpoint: String::new(),
+            session_header: DEFAULT_SESSION_HEADER.to_owned(),
+            callback: CallbackConfig::default(),
+            strict_broadcast: false,
+            proxy_set_header: BTreeMap::new(),
+            send_timeout: GoDuration::ZERO,
+            send_queue_size: 0,
+            origin_policy: OriginPolicy::None,
+            idle_timeout: GoDuration::ZERO,
+            suppress_access_log: false,
+            path: PathConfig::default(),
+            listen: String::new(),
+            api_listen: String::new(),
+            api_token: String::new(),
+            websocket: WebSocketConfig::default(),
+            queue: QueueConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown_grace_period: GoDuration::from_secs(25),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// kuiperbelt treats an empty value as "use the default" for these keys, which is what a
+    /// templated config produces for an unset variable (`session_header: {{ env "X" "" }}`).
+    pub(crate) fn fill_empty_with_defaults(&mut self) {
+        let defaults = Self::default();
+        let fill = |value: &mut String, default: &String| {
+            if value.trim().is_empty() {
+                value.clone_from(default);
+            }
+        };
+        fill(&mut self.port, &defaults.port);
+        fill(&mut self.session_header, &defaults.session_header);
+        fill(&mut self.path.connect, &defaults.path.connect);
+        fill(&mut self.path.close, &defaults.path.close);
+        fill(&mut self.path.stats, &defaults.path.stats);
+        fill(&mut self.path.send, &defaults.path.send);
+        fill(&mut self.path.ping, &defaults.path.ping);
+        fill(&mut self.log.level, &defaults.log.level);
+    }
+
+    /// The `X-Kuiperbelt-Endpoint` value, computed as kuiperbelt does: from the config's port,
+    /// not from a `--port` override, and without the port when it is at or below 1023.
+    pub fn effective_endpoint(&self, hostname: &str) -> String {
+        if !self.endpoint.is_empty() {
+            return self.endpoint.clone();
+        }
+        match self.port.parse::<u16>() {
+            Ok(port) if port > 1023 => format!("{hostname}:{port}"),
+            _ => hostname.to_owned(),
+        }
+    }
+
+    /// Where clients connect: `listen`, else the unix socket `sock`, else `port` on all
+    /// interfaces.
+    pub fn client_listen(&self) -> Result<ListenAddr, ConfigError> {
+        if !self.listen.is_empty() {
+            return ListenAddr::parse(&self.listen)
+                .map_err(|reason| ConfigError::invalid("listen", &self.listen, reason));
+        }
+        if !self.sock.is_empty() {
+            return Ok(ListenAddr::Unix(self.sock.clone().into()));
+        }
+        ListenAddr::parse(&format!(":{}", self.port))
+            .map_err(|reason| ConfigError::invalid("port", &self.port, reason))
+    }
+
+    /// The separate backend API listener, if one is configured.
+    pub fn api_listen(&self) -> Result<Option<ListenAddr>, ConfigError> {
+        if self.api_listen.is_empty() {
+            return Ok(None);
+        }
+        ListenAddr::parse(&self.api_listen)
+            .map(Some)
+            .map_err(|reason| ConfigError::invalid("api_listen", &self.api_listen, reason))
+    }
+
+    /// The per-session queue length actually used.
+    pub fn queue_max_messages(&self) -> usize {
+        match (self.queue.max_messages, self.send_queue_size) {
+            (0, 0) => DEFAULT_QUEUE_MESSAGES,
+            (0, kuiperbelt) => kuiperbelt,
+            (oort, _) => oort,
+        }
+    }
+
+    /// `callback.timeout`, or Oort's bound when it is 0.
+    pub fn callback_timeout(&self) -> std::time::Duration {
+        self.callback
+            .timeout
+            .non_zero()
+            .unwrap_or(DEFAULT_CALLBACK_TIMEOUT.0)
+    }
+}
+
+/// Backend callback URLs. An empty URL disables that callback.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallbackConfig {
+    /// Authenticates a connecting client and names its session key.
+    #[serde(deserialize_with = "lenient::string")]
+    pub connect: String,
+    /// Told once the WebSocket is open, before any message flows.
+    #[serde(deserialize_with = "lenient::string")]
+    pub establish: String,
+    /// Told when a session ends (not after the backend's own `/close`).
+    #[serde(deserialize_with = "lenient::string")]
+    pub close: String,
+    /// Receives each client message.
+    #[serde(deserialize_with = "lenient::string")]
+    pub receive: String,
+    /// Bounds each callback, including reading its answer (0: Oort's 30s bound).
+    pub timeout: GoDuration,
+}
+
+/// kuiperbelt's `origin_policy`. An empty value means `none`, as in kuiperbelt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginPolicy {
+    /// Accept any Origin.
+    #[default]
+    None,
+    /// No Origin, or an Origin whose host:port equals the Host header (ignoring case).
+    SameOrigin,
+    /// An Origin whose hostname equals the Host header's hostname, ports ignored.
+    SameHostname,
+}
+
+impl<'de> Deserialize<'de> for OriginPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = lenient::string(deserializer)?;
+        match text.trim() {
+            "" | "none" => Ok(Self::None),
+            "same_origin" => Ok(Self::SameOrigin),
+            "same_hostname" => Ok(Self::SameHostname),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown origin policy {other:?}, expected none, same_origin or same_hostname"
+            ))),
+        }
+    }
+}
+
+/// Route paths. A path ending in `/` also matches everything below it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PathConfig {
+    /// Client WebSocket endpoint.
+    #[serde(deserialize_with = "lenient::string")]
+    pub connect: String,
+    /// Backend: close sessions.
+    #[serde(deserialize_with = "lenient::string")]
+    pub close: String,
+    /// Backend: kuiperbelt counters.
+    #[serde(deserialize_with = "lenient::string")]
+    pub stats: String,
+    /// Backend: push to sessions.
+    #[serde(deserialize_with = "lenient::string")]
+    pub send: String,
+    /// Backend: liveness ping.
+    #[serde(deserialize_with = "lenient::string")]
+    pub ping: String,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        Self {
+            connect: "/connect".into(),
+            close: "/close".into(),
+            stats: "/stats".into(),
+            send: "/send".into(),
+            ping: "/ping".into(),
+        }
+    }
+}
+
+/// WebSocket protocol settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSocketConfig {
+    /// Server pings at this interval (0: no pings).
+    pub ping_interval: GoDuration,
+    /// A peer that has not answered a ping within this time is dropped.
+    pub pong_timeout: GoDuration,
+    /// Largest client message; larger ones close the connection with 1009.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_message_size: usize,
+    /// Bytes read from the socket at a time. Small keeps idle connections cheap.
+    #[serde(deserialize_with = "lenient::number")]
+    pub read_buffer_size: usize,
+    /// How long to wait for the client's answer to a close frame.
+    pub close_timeout: GoDuration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: GoDuration::from_secs(30),
+            pong_timeout: GoDuration::from_secs(15),
+            max_message_size: 1 << 20,
+            read_buffer_size: 4096,
+            close_timeout: GoDuration::from_secs(3),
+        }
+    }
+}
+
+/// Per-session outbound queue bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// Messages a session may have waiting (0: `send_queue_size`, else 1024).
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_messages: usize,
+    /// Bytes a session may have waiting.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_bytes: usize,
+    /// A session that cannot take messages for this long (full queue or a stalled write) is
+    /// closed with 1013.
+    pub slow_consumer_timeout: GoDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 0,
+            max_bytes: 1 << 20,
+            slow_consumer_timeout: GoDuration::from_secs(10),
+        }
+    }
+}
+
+/// Size and count limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Concurrent client connections (0: unlimited); past it, connects get 503 before the
+    /// backend is called.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_connections: usize,
+    /// Largest `/send`, `/close` or `/v1/*` request body.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_send_body: usize,
+    /// Largest connect-callback answer body (the first message).
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_callback_body: usize,
+    /// Largest client request body forwarded to the connect callback.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_connect_body: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_send_body: 16 << 20,
+            max_callback_body: 1 << 20,
+            max_connect_body: 64 << 10,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `trace`, `debug`, `info`, `warn` or `error`, or a full `tracing` filter directive.
+    #[serde(deserialize_with = "lenient::string")]
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests;

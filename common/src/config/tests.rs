@@ -1,0 +1,286 @@
+//! Loader tests: kuiperbelt's own config test, its Docker example, and errors that name the key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    let lookup = env_of(env);
+    load(&Sources {
+        file: Some(text),
+        lookup_env: &lookup,
+        env_vars: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        overrides: Vec::new(),
+    })
+}
+
+/// kuiperbelt's `config_test.go` (2f7c63a), with its expected `TestConfig`.
+#[test]
+fn kuiperbelt_test_config_loads_unchanged() {
+    let text = r#"
+session_header: "X-Kuiperbelt-Session-Key"
+port: {{ env "EKBO_PORT" "9180" }}
+callback:
+  connect: "http://localhost:12346/connect"
+  timeout: 5s
+send_timeout: 1s
+send_queue_size: 1
+endpoint: "localhost"
+proxy_set_header:
+  X-Foo: "Foo"
+  X-Forwarded-For: ""
+"#;
+    let loaded = load_text(text, &[("EKBO_PORT", "12345")]).unwrap();
+    let config = loaded.config;
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(config.port, "12345");
+    assert_eq!(config.session_header, "X-Kuiperbelt-Session-Key");
+    assert_eq!(config.callback.connect, "http://localhost:12346/connect");
+    assert_eq!(config.callback.establish, "");
+    assert_eq!(config.callback.close, "");
+    assert_eq!(config.callback.timeout.0, Duration::from_secs(5));
+    assert_eq!(config.send_timeout.0, Duration::from_secs(1));
+    assert_eq!(config.send_queue_size, 1);
+    assert_eq!(config.queue_max_messages(), 1);
+    assert_eq!(config.endpoint, "localhost");
+    assert_eq!(
+        config.proxy_set_header.get("X-Foo").map(String::as_str),
+        Some("Foo")
+    );
+    assert_eq!(
+        config
+            .proxy_set_header
+            .get("X-Forwarded-For")
+            .map(String::as_str),
+        Some("")
+    );
+    assert_eq!(config.origin_policy, OriginPolicy::None);
+    assert_eq!(config.path, PathConfig::default());
+    assert_eq!(
+        config.client_listen().unwrap(),
+        ListenAddr::Tcp {
+            host: None,
+            port: 12345
+        }
+    );
+}
+
+/// kuiperbelt's `_example/config_by_env.yml`, used by its Docker image, with nothing set.
+const CONFIG_BY_ENV: &str = r#"port: {{ env "EKBO_PORT" "9180" }}
+path:
+  connect: {{ env "EKBO_CONNECT_PATH" "/connect" }}
+  close: {{ env "EKBO_CLOSE_PATH" "/close" }}
+  stats: {{ env "EKBO_STATS_PATH" "/stats" }}
+  send: {{ env "EKBO_SEND_PATH" "/send" }}
+  ping: {{ env "EKBO_PING_PATH" "/ping" }}
+callback:
+  connect: {{ env "EKBO_CONNECT_CALLBACK_URL" "http://localhost:12346/connect" }}
+  establish: {{ env "EKBO_ESTABLISH_CALLBACK_URL" "" }}
+  close: {{ env "EKBO_CLOSE_CALLBACK_URL" "" }}
+  receive: {{ env "EKBO_RECEIVE_CALLBACK_URL" "" }}
+  timeout: {{ env "EKBO_CALLBACK_TIMEOUT" "0" }}
+suppress_access_log: {{ env "EKBO_SUPPRESS_ACCESS_LOG" "false" }}
+session_header: {{ env "EKBO_SESSION_HEADER_NAME" "X-Kuiperbelt-Session" }}
+sock: {{ env "EKBO_UNIX_DOMAIN_SOCKET_FILENAME" "" }}
+endpoint: {{ env "EKBO_SELF_ENDPOINT_URL" "" }}
+strict_broadcast: {{ env "EKBO_STRICT_BROADCAST_MODE_SWITCH" "false" }}
+proxy_set_header: {{ env "EKBO_PROXY_SET_HEADER" "{}" }}
+send_timeout: {{ env "EKBO_SEND_TIMEOUT" "0" }}
+send_queue_size: {{ env "EKBO_SEND_QUEUE_SIZE" "0" }}
+origin_policy: {{ env "EKBO_ORIGIN_POLICY" "none" }}
+idle_timeout: {{ env "EKBO_IDLE_TIMEOUT" "0" }}
+"#;
+
+#[test]
+fn kuiperbelt_docker_config_gives_kuiperbelt_defaults() {
+    let loaded = load_text(CONFIG_BY_ENV, &[]).unwrap();
+    let expected = Config {
+        callback: CallbackConfig {
+            connect: "http://localhost:12346/connect".into(),
+            ..CallbackConfig::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(loaded.config, expected);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn kuiperbelt_docker_config_follows_its_variables() {
+    let env = [
+        ("EKBO_PORT", "9999"),
+        ("EKBO_CONNECT_PATH", "/socket.io/"),
+        ("EKBO_RECEIVE_CALLBACK_URL", "http://backend:80/receive"),
+        ("EKBO_CALLBACK_TIMEOUT", "1500ms"),
+        ("EKBO_STRICT_BROADCAST_MODE_SWITCH", "true"),
+        ("EKBO_PROXY_SET_HEADER", r#"{"X-Api-Key": "k"}"#),
+        ("EKBO_IDLE_TIMEOUT", "2m"),
+        ("EKBO_ORIGIN_POLICY", "same_hostname"),
+        ("EKBO_SEND_QUEUE_SIZE", "8"),
+        ("EKBO_UNIX_DOMAIN_SOCKET_FILENAME", "/tmp/ekbo.sock"),
+    ];
+    let config = load_text(CONFIG_BY_ENV, &env).unwrap().config;
+    assert_eq!(config.port, "9999");
+    assert_eq!(config.path.connect, "/socket.io/");
+    assert_eq!(config.callback.receive, "http://backend:80/receive");
+    assert_eq!(config.callback.timeout.0, Duration::from_millis(1500));
+    assert!(config.strict_broadcast);
+    assert_eq!(
+        config.proxy_set_header.get("X-Api-Key").map(String::as_str),
+        Some("k")
+    );
+    assert_eq!(config.idle_timeout.0, Duration::from_secs(120));
+    assert_eq!(config.origin_policy, OriginPolicy::SameHostname);
+    assert_eq!(config.send_queue_size, 8);
+    assert_eq!(
+        config.client_listen().unwrap(),
+        ListenAddr::Unix("/tmp/ekbo.sock".into())
+    );
+}
+
+#[test]
+fn empty_or_missing_file_gives_defaults() {
+    assert_eq!(load_text("", &[]).unwrap().config, Config::default());
+    let lookup = env_of(&[]);
+    let loaded = load(&Sources {
+        file: None,
+        lookup_env: &lookup,
+        env_vars: Vec::new(),
+        overrides: Vec::new(),
+    })
+    .unwrap();
+    assert_eq!(loaded.config, Config::default());
+}
+
+#[test]
+fn environment_and_cli_override_the_file_in_that_order() {
+    let lookup = env_of(&[]);
+    let loaded = load(&Sources {
+        file: Some("port: 1000\napi_token: from-file\ncallback:\n  timeout: 1s\n"),
+        lookup_env: &lookup,
+        env_vars: vec![
+            ("OORT_PORT".into(), "2000".into()),
+            ("OORT_CALLBACK__TIMEOUT".into(), "2s".into()),
+            ("OORT_PROXY_SET_HEADER".into(), "{X-A: b}".into()),
+            ("OORT_CONFIG".into(), "/etc/oort.yml".into()),
+            ("HOME".into(), "/root".into()),
+        ],
+        overrides: vec![
+            ("port".into(), "3000".into()),
+            ("websocket.ping_interval".into(), "0".into()),
+        ],
+    })
+    .unwrap();
+    let config = loaded.config;
+    assert_eq!(config.port, "3000");
+    assert_eq!(config.api_token, "from-file");
+    assert_eq!(config.callback.timeout.0, Duration::from_secs(2));
+    assert_eq!(
+        config.proxy_set_header.get("X-A").map(String::as_str),
+        Some("b")
+    );
+    assert!(config.websocket.ping_interval.is_zero());
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn errors_name_the_key_and_the_value() {
+    let cases: [(&str, &str, &str); 9] = [
+        (
+            "callback:\n  timeout: 5 seconds\n",
+            "callback.timeout",
+            "5 seconds",
+        ),
+        ("origin_policy: strict\n", "origin_policy", "strict"),
+        ("send_queue_size: -1\n", "send_queue_size", "-1"),
+        ("strict_broadcast: maybe\n", "strict_broadcast", "maybe"),
+        (
+            "callback:\n  receive: not a url\n",
+            "callback.receive",
+            "not a url",
+        ),
+        ("path:\n  send: send\n", "path.send", "send"),
+        ("path:\n  send: /connect\n", "path.send", "/connect"),
+        ("session_header: \"X Bad\"\n", "session_header", "X Bad"),
+        ("port: http\n", "port", "http"),
+    ];
+    for (text, key, value) in cases {
+        match load_text(text, &[]) {
+            Err(ConfigError::Invalid {
+                key: got_key,
+                value: got_value,
+                reason,
+            }) => {
+                assert_eq!(got_key, key, "{text}");
+                assert!(got_value.contains(value), "{text}: {got_value}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{text}: expected an invalid-key error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn syntax_and_template_errors_are_reported() {
+    assert!(matches!(
+        load_text("port: [1, 2\n", &[]),
+        Err(ConfigError::Yaml(_))
+    ));
+    assert!(matches!(
+        load_text("- a\n- b\n", &[]),
+        Err(ConfigError::Yaml(_))
+    ));
+    let err = load_text("port: {{ must_env \"OORT_TEST_UNSET\" }}\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("OORT_TEST_UNSET"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_warned_about_not_fatal() {
+    let loaded = load_text(
+        "prot: 1\ncallback:\n  conect: x\nproxy_set_header:\n  X-Any: y\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "unknown key `callback.conect` is ignored",
+            "unknown key `prot` is ignored"
+        ]
+    );
+}
+
+#[test]
+fn endpoint_is_computed_from_the_config_port() {
+    let mut config = Config::default();
+    assert_eq!(config.effective_endpoint("vm"), "vm:9180");
+    config.port = "80".into();
+    assert_eq!(config.effective_endpoint("vm"), "vm");
+    config.endpoint = "ws.example:443".into();
+    assert_eq!(config.effective_endpoint("vm"), "ws.example:443");
+}
+
+#[test]
+fn empty_values_fall_back_to_kuiperbelt_defaults() {
+    let config = load_text(
+        "session_header: \"\"\norigin_policy:\npath:\n  connect: \"\"\n",
+        &[],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.session_header, DEFAULT_SESSION_HEADER);
+    assert_eq!(config.origin_policy, OriginPolicy::None);
+    assert_eq!(config.path.connect, "/connect");
+}

@@ -1,0 +1,168 @@
+//! Checks that need more than a type: URLs, header names, paths that must not collide, and
+//! settings that only make sense together.
+
+use super::{Config, ConfigError};
+
+/// Paths Oort serves itself; the configurable kuiperbelt paths must not shadow them.
+pub(crate) const RESERVED_PATHS: [&str; 4] = ["/metrics", "/livez", "/readyz", "/v1/"];
+
+pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
+    let client = config.client_listen()?;
+    if let Some(api) = config.api_listen()? {
+        if api == client {
+            return Err(ConfigError::invalid(
+                "api_listen",
+                &config.api_listen,
+                "must differ from the client listener",
+            ));
+        }
+    }
+    check_header_name("session_header", &config.session_header)?;
+    check_callbacks(config)?;
+    for (name, value) in &config.proxy_set_header {
+        check_header_name(&format!("proxy_set_header.{name}"), name)?;
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(ConfigError::invalid(
+                &format!("proxy_set_header.{name}"),
+                value,
+                "header values cannot contain CR, LF or NUL",
+            ));
+        }
+    }
+    check_paths(config)?;
+    check_websocket(config)?;
+    check_sizes(config)?;
+    if config.log.level.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "log.level",
+            &config.log.level,
+            "use trace, debug, info, warn or error",
+        ));
+    }
+    Ok(())
+}
+
+fn check_callbacks(config: &Config) -> Result<(), ConfigError> {
+    let callbacks = [
+        ("callback.connect", &config.callback.connect),
+        ("callback.establish", &config.callback.establish),
+        ("callback.close", &config.callback.close),
+        ("callback.receive", &config.callback.receive),
+    ];
+    for (key, value) in callbacks {
+        if value.is_empty() {
+            continue;
+        }
+        match url::Url::parse(value) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            Ok(_) => {
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "expected an http:// or https:// URL with a host",
+                ));
+            }
+            Err(err) => {
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    format!("not a URL: {err}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_header_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    // RFC 9110 token characters.
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_token) {
+        return Err(ConfigError::invalid(
+            key,
+            name,
+            "not a valid HTTP header name",
+        ));
+    }
+    Ok(())
+}
+
+fn check_paths(config: &Config) -> Result<(), ConfigError> {
+    let paths = [
+        ("path.connect", &config.path.connect),
+        ("path.close", &config.path.close),
+        ("path.stats", &config.path.stats),
+        ("path.send", &config.path.send),
+        ("path.ping", &config.path.ping),
+    ];
+    for (index, (key, path)) in paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            return Err(ConfigError::invalid(key, path, "a path must start with /"));
+        }
+        if let Some((other, _)) = paths[..index].iter().find(|(_, earlier)| earlier == path) {
+            return Err(ConfigError::invalid(
+                key,
+                path,
+                format!("the same path is already used by `{other}`"),
+            ));
+        }
+        if RESERVED_PATHS
+            .iter()
+            .any(|reserved| path.as_str() == *reserved || path.starts_with("/v1/"))
+        {
+            return Err(ConfigError::invalid(
+                key,
+                path,
+                "this path is reserved for Oort's own API",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_websocket(config: &Config) -> Result<(), ConfigError> {
+    let ws = &config.websocket;
+    if !ws.ping_interval.is_zero() && ws.pong_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "websocket.pong_timeout",
+            ws.pong_timeout,
+            "must be above 0 when pings are on",
+        ));
+    }
+    if !(256..=1 << 20).contains(&ws.read_buffer_size) {
+        return Err(ConfigError::invalid(
+            "websocket.read_buffer_size",
+            ws.read_buffer_size,
+            "must be between 256 and 1048576",
+        ));
+    }
+    if ws.max_message_size == 0 {
+        return Err(ConfigError::invalid(
+            "websocket.max_message_size",
+            ws.max_message_size,
+            "must be above 0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_sizes(config: &Config) -> Result<(), ConfigError> {
+    let positive = [
+        ("queue.max_bytes", config.queue.max_bytes),
+        ("limits.max_send_body", config.limits.max_send_body),
+        ("limits.max_callback_body", config.limits.max_callback_body),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(ConfigError::invalid(key, value, "must be above 0"));
+        }
+    }
+    if config.queue.slow_consumer_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "queue.slow_consumer_timeout",
+            config.queue.slow_consumer_timeout,
+            "must be above 0",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! What a delivery asks for and what became of it, per session.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of delivering one payload to one session.
+///
+/// `Ok` means the owning node put the payload on the session's outbound queue; it is never
+/// answered for any other reason.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Queued for the client.
+    Ok,
+    /// No connected session has this key.
+    NotFound,
+    /// The session's outbound queue is full (a slow client); nothing was queued.
+    QueueFull,
+    /// The session is closing and accepts nothing more.
+    Closed,
+    /// The node that owns the session did not answer (cluster mode).
+    OwnerUnreachable,
+    /// Not attempted: strict mode found unknown sessions in the same request.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    /// All statuses, in a stable order (for counters and documentation).
+    pub const ALL: [Self; 6] = [
+        Self::Ok,
+        Self::NotFound,
+        Self::QueueFull,
+        Self::Closed,
+        Self::OwnerUnreachable,
+        Self::Skipped,
+    ];
+
+    /// The status as it appears in JSON and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::QueueFull => "queue_full",
+            Self::Closed => "closed",
+            Self::OwnerUnreachable => "owner_unreachable",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// The `error` text of kuiperbelt's `errors` list, or `None` for success.
+    ///
+    /// The first two are kuiperbelt's own strings, which backends match to prune dead sessions.
+    pub fn kuiperbelt_error(self) -> Option<&'static str> {
+        match self {
+            Self::Ok => None,
+            Self::NotFound => Some("kuiperbelt: session is not found"),
+            Self::Closed => Some("kuiperbelt: session is closed"),
+            Self::QueueFull => Some("kuiperbelt: session queue is full"),
+            Self::OwnerUnreachable => Some("kuiperbelt: session owner is unreachable"),
+            Self::Skipped => Some("kuiperbelt: not sent because of strict broadcast"),
+        }
+    }
+}
+
+/// Whether a delivery is an ordinary message or a session's last word.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum DeliveryMode {
+    /// Queue the payload.
+    Send,
+    /// Queue the payload as the final frame, then close with this code and reason.
+    Close {
+        /// The WebSocket close code (1000 for kuiperbelt's `/close`).
+        code: u16,
+        /// The close reason (at most 123 bytes on the wire).
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_serialize_as_their_names() {
+        for status in DeliveryStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(
+                serde_json::from_str::<DeliveryStatus>(&json).unwrap(),
+                status
+            );
+        }
+    }
+
+    #[test]
+    fn only_ok_has_no_kuiperbelt_error() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(
+                status.kuiperbelt_error().is_none(),
+                status == DeliveryStatus::Ok
+            );
+        }
+    }
+}

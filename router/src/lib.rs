@@ -1,0 +1,88 @@
+//! Who owns a session, and how a message gets there.
+//!
+//! The gateway asks a [`Router`] to register the sessions it accepts and to deliver payloads to
+//! sessions wherever they are held. The router never touches a socket: it reaches the sessions
+//! of its own node through the [`LocalSessions`] trait that the gateway implements.
+//!
+//! **Architecture Invariant:** this crate knows nothing of HTTP, WebSockets or axum.
+//!
+//! Single node, the router is in-process ([`Router::local`]): the gateway's session table is the
+//! whole directory. The clustered router (a raft-replicated directory plus a NATS backbone) keeps
+//! this interface.
+
+mod local;
+mod request;
+
+use std::sync::Arc;
+
+use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
+
+pub use local::LocalRouter;
+pub use request::{DeliveryRequest, LocalSessions};
+
+/// Why the router could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The directory cannot take writes right now (no leader, shutting down).
+    #[error("the session directory is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The router a gateway node uses. An enum rather than a trait object: there are exactly two
+/// implementations, and static dispatch keeps the send path free of boxing.
+pub enum Router {
+    /// Single node: every session is local.
+    Local(LocalRouter),
+}
+
+impl Router {
+    /// A single-node router over the gateway's own sessions.
+    pub fn local(node_id: NodeId, sessions: Arc<dyn LocalSessions>) -> Self {
+        Self::Local(LocalRouter::new(node_id, sessions))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        match self {
+            Self::Local(router) => router.node_id(),
+        }
+    }
+
+    /// Makes `key` reachable through every node. Returns once that is true, so the gateway can
+    /// complete the client's upgrade knowing any send will find it.
+    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<(), RouterError> {
+        match self {
+            Self::Local(router) => router.register(key, epoch),
+        }
+    }
+
+    /// Withdraws the registration made under `epoch`; a newer registration of the same key is
+    /// left alone.
+    pub async fn unregister(&self, key: &SessionKey, epoch: Epoch) {
+        match self {
+            Self::Local(router) => router.unregister(key, epoch),
+        }
+    }
+
+    /// Delivers one payload to every target, wherever it is held. The statuses line up with
+    /// `request.targets`.
+    pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
+        match self {
+            Self::Local(router) => router.deliver(request),
+        }
+    }
+
+    /// The node holding `key`, if any.
+    pub async fn owner(&self, key: &str) -> Result<Option<NodeId>, RouterError> {
+        match self {
+            Self::Local(router) => Ok(router.owner(key)),
+        }
+    }
+
+    /// True while the router can serve: always, single node.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Self::Local(_) => true,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The single-node router: the gateway's session table is the whole directory.
+
+use std::sync::Arc;
+
+use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
+
+use crate::{DeliveryRequest, LocalSessions, RouterError};
+
+/// Routes everything to this node's own sessions.
+pub struct LocalRouter {
+    node_id: NodeId,
+    sessions: Arc<dyn LocalSessions>,
+}
+
+impl LocalRouter {
+    pub(crate) fn new(node_id: NodeId, sessions: Arc<dyn LocalSessions>) -> Self {
+        Self { node_id, sessions }
+    }
+
+    pub(crate) fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// Nothing to replicate: the gateway's table already holds the session.
+    pub(crate) fn register(&self, _key: &SessionKey, _epoch: Epoch) -> Result<(), RouterError> {
+        Ok(())
+    }
+
+    pub(crate) fn unregister(&self, _key: &SessionKey, _epoch: Epoch) {}
+
+    pub(crate) fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
+        if request.strict {
+            let held: Vec<bool> = request
+                .targets
+                .iter()
+                .map(|key| self.sessions.holds(key.as_str()))
+                .collect();
+            if held.contains(&false) {
+                return held
+                    .into_iter()
+                    .map(|held| {
+                        if held {
+                            DeliveryStatus::Skipped
+                        } else {
+                            DeliveryStatus::NotFound
+                        }
+                    })
+                    .collect();
+            }
+        }
+        self.sessions
+            .deliver(&request.targets, &request.payload, &request.mode)
+    }
+
+    pub(crate) fn owner(&self, key: &str) -> Option<NodeId> {
+        self.sessions.holds(key).then(|| self.node_id.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use oort_common::{DeliveryMode, Payload};
+
+    use super::*;
+    use crate::Router;
+
+    /// A session table that records deliveries.
+    struct Recorder {
+        present: HashSet<&'static str>,
+        delivered: Mutex<Vec<String>>,
+    }
+
+    impl LocalSessions for Recorder {
+        fn deliver(
+            &self,
+            targets: &[SessionKey],
+            _: &Payload,
+            _: &DeliveryMode,
+        ) -> Vec<DeliveryStatus> {
+            targets
+                .iter()
+                .map(|key| {
+                    if self.present.contains(key.as_str()) {
+                        self.delivered.lock().unwrap().push(key.to_string());
+                        DeliveryStatus::Ok
+                    } else {
+                        DeliveryStatus::NotFound
+                    }
+                })
+                .collect()
+        }
+
+        fn holds(&self, key: &str) -> bool {
+            self.present.contains(key)
+        }
+    }
+
+    fn router() -> (Router, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder {
+            present: HashSet::from(["a", "b"]),
+            delivered: Mutex::default(),
+        });
+        (
+            Router::local(NodeId::from("n1"), recorder.clone()),
+            recorder,
+        )
+    }
+
+    fn request(targets: &[&str], strict: bool) -> DeliveryRequest {
+        DeliveryRequest {
+            targets: targets.iter().map(|t| SessionKey::from(*t)).collect(),
+            payload: Payload::text("hi"),
+            mode: DeliveryMode::Send,
+            strict,
+        }
+    }
+
+    #[tokio::test]
+    async fn lenient_delivery_reaches_every_known_session() {
+        let (router, recorder) = router();
+        let statuses = router.deliver(&request(&["a", "x", "b"], false)).await;
+        assert_eq!(
+            statuses,
+            [
+                DeliveryStatus::Ok,
+                DeliveryStatus::NotFound,
+                DeliveryStatus::Ok
+            ]
+        );
+        assert_eq!(*recorder.delivered.lock().unwrap(), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn strict_delivery_sends_nothing_when_one_is_unknown() {
+        let (router, recorder) = router();
+        let statuses = router.deliver(&request(&["a", "x"], true)).await;
+        assert_eq!(
+            statuses,
+            [DeliveryStatus::Skipped, DeliveryStatus::NotFound]
+        );
+        assert!(recorder.delivered.lock().unwrap().is_empty());
+        let statuses = router.deliver(&request(&["a", "b"], true)).await;
+        assert_eq!(statuses, [DeliveryStatus::Ok, DeliveryStatus::Ok]);
+    }
+
+    #[tokio::test]
+    async fn owner_is_this_node_for_held_sessions() {
+        let (router, _) = router();
+        assert_eq!(router.owner("a").await.unwrap(), Some(NodeId::from("n1")));
+        assert_eq!(router.owner("zz").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,31 @@
+//! The delivery request and the gateway's side of the contract.
+
+use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
+
+/// One payload for a list of sessions.
+#[derive(Clone, Debug)]
+pub struct DeliveryRequest {
+    /// Target session keys, in the caller's order (duplicates allowed).
+    pub targets: Vec<SessionKey>,
+    /// What to send, shared by every target.
+    pub payload: Payload,
+    /// A plain message, or a last word followed by a close.
+    pub mode: DeliveryMode,
+    /// All-or-nothing: if any target is unknown, deliver to none.
+    pub strict: bool,
+}
+
+/// The sessions held by this node, as the gateway exposes them to the router.
+pub trait LocalSessions: Send + Sync + 'static {
+    /// Queues `payload` for each target held here, never waiting: a full queue answers
+    /// [`DeliveryStatus::QueueFull`] at once. Statuses line up with `targets`.
+    fn deliver(
+        &self,
+        targets: &[SessionKey],
+        payload: &Payload,
+        mode: &DeliveryMode,
+    ) -> Vec<DeliveryStatus>;
+
+    /// True if a session with this key is held here and accepting messages.
+    fn holds(&self, key: &str) -> bool;
+}
