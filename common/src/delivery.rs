@@ -66,12 +66,16 @@ impl DeliveryStatus {
 pub enum DeliveryMode {
     /// Queue the payload.
     Send,
-    /// Queue the payload as the final frame, then close with this code and reason.
+    /// Queue the payload as the final frame (unless `send_payload` is false), then close with
+    /// this code and reason.
     Close {
         /// The WebSocket close code (1000 for kuiperbelt's `/close`).
         code: u16,
         /// The close reason (at most 123 bytes on the wire).
         reason: String,
+        /// kuiperbelt's `/close` always sends its body, even an empty one; `/v1/close` sends a
+        /// final message only when it has one.
+        send_payload: bool,
     },
 }
 

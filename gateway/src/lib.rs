@@ -1,1 +1,21 @@
-//! placeholder
+//! The Oort gateway: client listeners and connections, the backend API, and the callbacks to
+//! the backend.
+//!
+//! The binary (`main.rs`) only parses the command line, loads the configuration, binds and
+//! calls [`Gateway::run`]. Everything else is here, so tests run real gateways on
+//! `127.0.0.1:0` in-process.
+
+mod api;
+mod callback;
+mod connect;
+mod connection;
+pub mod demo;
+mod metrics;
+mod server;
+mod sessions;
+mod state;
+mod stats;
+pub mod telemetry;
+
+pub use callback::SetupError;
+pub use server::{Gateway, Listener, Listeners};

@@ -1,0 +1,52 @@
+//! One span per backend API request (with its request id, taken from `X-Request-Id` or made
+//! up), one access-log line per request unless `suppress_access_log`, and error counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use tracing::{Instrument, info, info_span};
+
+use crate::metrics::ErrorKind;
+use crate::state::AppState;
+
+const REQUEST_ID: &str = "x-request-id";
+
+pub(crate) async fn access_log(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
+    let span = info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    match status.as_u16() {
+        400 | 405 | 415 | 422 => state.metrics.count_error(ErrorKind::BadRequest),
+        401 => state.metrics.count_error(ErrorKind::Unauthorized),
+        413 => state.metrics.count_error(ErrorKind::BodyTooLarge),
+        _ => {}
+    }
+    if let Ok(value) = HeaderValue::try_from(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if !state.config.suppress_access_log {
+        span.in_scope(|| {
+            info!(
+                status = status.as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request"
+            )
+        });
+    }
+    response
+}

@@ -1,0 +1,56 @@
+//! Health and metrics endpoints.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+
+use crate::state::AppState;
+
+/// `/livez`: the process is up and serving HTTP.
+pub(crate) async fn livez() -> Response {
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// `/readyz`: ready for new clients (false while draining, and later while the cluster
+/// directory is not caught up).
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        return (
+            StatusCode::OK,
+            [(CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response();
+    }
+    let reason = if state.is_draining() {
+        "draining"
+    } else {
+        "not_ready"
+    };
+    let body = serde_json::json!({ "status": reason }).to_string();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `/metrics`: Prometheus exposition format.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.sessions.set(state.registry.len() as f64);
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,306 @@
+//! Oort's JSON backend API: `/v1/send`, `/v1/send/batch`, `/v1/close` and
+//! `/v1/sessions/{key}`. Every answer reports a status for every session. The contract is in
+//! docs/openapi.yaml.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use http::StatusCode;
+use oort_common::{DeliveryMode, DeliveryStatus, FrameKind, Payload, SessionKey};
+use oort_router::DeliveryRequest;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, read_body};
+use crate::state::AppState;
+
+/// One message for a list of sessions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    sessions: Vec<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    binary: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    sessions: Vec<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    binary: bool,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    messages: Vec<Message>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseRequest {
+    sessions: Vec<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    binary: bool,
+    #[serde(default = "normal_closure")]
+    code: u16,
+    #[serde(default)]
+    reason: String,
+}
+
+fn normal_closure() -> u16 {
+    1000
+}
+
+#[derive(Serialize)]
+pub(crate) struct SessionResult {
+    session: SessionKey,
+    status: DeliveryStatus,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeliveryAnswer {
+    results: Vec<SessionResult>,
+    ok: usize,
+    failed: usize,
+}
+
+impl DeliveryAnswer {
+    fn new(targets: Vec<SessionKey>, statuses: Vec<DeliveryStatus>) -> Self {
+        let ok = statuses
+            .iter()
+            .filter(|s| **s == DeliveryStatus::Ok)
+            .count();
+        let failed = statuses.len() - ok;
+        let results = targets
+            .into_iter()
+            .zip(statuses)
+            .map(|(session, status)| SessionResult { session, status })
+            .collect();
+        Self {
+            results,
+            ok,
+            failed,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct BatchAnswer {
+    messages: Vec<DeliveryAnswer>,
+    ok: usize,
+    failed: usize,
+}
+
+/// `POST /v1/send`.
+pub(crate) async fn send(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    let request: SendRequest = parse(&state, body).await?;
+    let strict = request.strict.unwrap_or(state.config.strict_broadcast);
+    let message = Message {
+        sessions: request.sessions,
+        data: request.data,
+        data_base64: request.data_base64,
+        binary: request.binary,
+    };
+    let delivery = to_delivery(message, DeliveryMode::Send, strict, "")?;
+    Ok(Json(deliver(&state, delivery).await))
+}
+
+/// `POST /v1/send/batch`: many messages in one request, each with its own sessions.
+pub(crate) async fn send_batch(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let request: BatchRequest = parse(&state, body).await?;
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "messages: must hold at least one message",
+        ));
+    }
+    let strict = request.strict.unwrap_or(state.config.strict_broadcast);
+    let deliveries = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| {
+            to_delivery(
+                message,
+                DeliveryMode::Send,
+                strict,
+                &format!("messages[{index}]."),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut answer = BatchAnswer {
+        messages: Vec::with_capacity(deliveries.len()),
+        ok: 0,
+        failed: 0,
+    };
+    for delivery in deliveries {
+        let result = deliver(&state, delivery).await;
+        answer.ok += result.ok;
+        answer.failed += result.failed;
+        answer.messages.push(result);
+    }
+    Ok(Json(answer))
+}
+
+/// `POST /v1/close`: an optional last message, then a close frame with `code` and `reason`.
+pub(crate) async fn close(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    let request: CloseRequest = parse(&state, body).await?;
+    if !(request.code == 1000 || (3000..=4999).contains(&request.code)) {
+        return Err(ApiError::bad_request(format!(
+            "code: {} is not allowed; use 1000 or an application code 3000-4999",
+            request.code
+        )));
+    }
+    if request.reason.len() > 123 {
+        return Err(ApiError::bad_request(
+            "reason: at most 123 bytes fit in a close frame",
+        ));
+    }
+    let send_payload = request.data.is_some() || request.data_base64.is_some();
+    let mode = DeliveryMode::Close {
+        code: request.code,
+        reason: request.reason,
+        send_payload,
+    };
+    let message = Message {
+        sessions: request.sessions,
+        data: request.data,
+        data_base64: request.data_base64,
+        binary: request.binary,
+    };
+    let delivery = to_delivery(message, mode, false, "")?;
+    Ok(Json(deliver(&state, delivery).await))
+}
+
+#[derive(Serialize)]
+struct SessionInfo {
+    session: SessionKey,
+    node: String,
+    connected_at_unix_ms: u128,
+    peer: Option<String>,
+    queued_messages: usize,
+    queued_bytes: usize,
+}
+
+/// `GET /v1/sessions/{key}`.
+pub(crate) async fn session(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Response {
+    let Some(session) = state.registry.get(&key) else {
+        let body = serde_json::json!({ "error": "session not found", "session": key });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let (queued_messages, queued_bytes) = session.queue.depth();
+    Json(SessionInfo {
+        session: session.key.clone(),
+        node: state.router.node_id().to_string(),
+        connected_at_unix_ms: session
+            .connected_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        peer: session.peer.map(|peer| peer.to_string()),
+        queued_messages,
+        queued_bytes,
+    })
+    .into_response()
+}
+
+async fn deliver(state: &AppState, request: DeliveryRequest) -> DeliveryAnswer {
+    let statuses = state.router.deliver(&request).await;
+    state.metrics.count_deliveries(&statuses);
+    DeliveryAnswer::new(request.targets, statuses)
+}
+
+/// Reads and parses a JSON body; errors name the field, e.g. `messages[2].sessions: invalid type`.
+async fn parse<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
+    let bytes = read_body(body, state.config.limits.max_send_body).await?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("invalid JSON: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn to_delivery(
+    message: Message,
+    mode: DeliveryMode,
+    strict: bool,
+    at: &str,
+) -> Result<DeliveryRequest, ApiError> {
+    if message.sessions.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{at}sessions: must list at least one session key"
+        )));
+    }
+    let data = match (message.data, message.data_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "{at}data and {at}data_base64: give one, not both"
+            )));
+        }
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map(Bytes::from)
+            .map_err(|err| ApiError::bad_request(format!("{at}data_base64: {err}")))?,
+        (None, None) if matches!(mode, DeliveryMode::Close { .. }) => Bytes::new(),
+        (None, None) => {
+            return Err(ApiError::bad_request(format!(
+                "{at}data or {at}data_base64 is required"
+            )));
+        }
+    };
+    let kind = if message.binary {
+        FrameKind::Binary
+    } else {
+        FrameKind::Text
+    };
+    let payload = Payload::new(kind, data).map_err(|err| {
+        ApiError::bad_request(format!("{at}data_base64: {err}; set binary: true"))
+    })?;
+    let targets = message.sessions.into_iter().map(SessionKey::from).collect();
+    Ok(DeliveryRequest {
+        targets,
+        payload,
+        mode,
+        strict,
+    })
+}

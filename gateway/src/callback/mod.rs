@@ -1,0 +1,410 @@
+//! The HTTP client for the backend's four callbacks: connect, establish, close and receive.
+//!
+//! Header rules follow kuiperbelt exactly (see docs/kuiperbelt-compat.md for the few
+//! deliberate differences): the connect callback gets the client's headers minus
+//! `Connection`, `Upgrade` and `Sec-WebSocket-*`, with the client's query in place of the
+//! configured one; `proxy_set_header` is applied; `X-Kuiperbelt-Endpoint` is appended.
+
+mod error;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use oort_common::config::Config;
+use oort_common::{FrameKind, SessionKey};
+use reqwest::Url;
+
+pub(crate) use error::CallbackError;
+
+use crate::metrics::{CallbackKind, ErrorKind, Metrics};
+
+/// Headers the connect callback must not see, besides every `Sec-WebSocket-*`: the upgrade
+/// handshake itself, and framing headers that belong to the client's hop.
+const NOT_FORWARDED: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    // Oort does not decompress callback answers, so it must not invite compressed ones: the
+    // body becomes the client's first frame byte for byte.
+    header::ACCEPT_ENCODING,
+];
+
+/// Tells the backend which WebSocket subprotocols the client offered (the `Sec-WebSocket-*`
+/// headers themselves are withheld, as in kuiperbelt).
+pub(crate) const OFFERED_PROTOCOLS_HEADER: &str = "x-oort-websocket-protocols";
+
+/// Once per this interval one callback is sent with `Connection: close`, so that keep-alive
+/// connections spread over backends behind a load balancer (as kuiperbelt does).
+const CONNECTION_ROTATION_SECS: u64 = 10;
+
+/// What the connect callback answered.
+#[derive(Debug)]
+pub(crate) struct ConnectAnswer {
+    /// The status (200 means accepted).
+    pub status: StatusCode,
+    /// The answer's Content-Type, if any.
+    pub content_type: Option<HeaderValue>,
+    /// The session key from the session header, if present and non-empty.
+    pub session_key: Option<String>,
+    /// The subprotocol the backend chose, if any.
+    pub subprotocol: Option<HeaderValue>,
+    /// The body: the first message on success, relayed to the client otherwise.
+    pub body: Bytes,
+}
+
+/// The parts of a client's connect request that are forwarded.
+pub(crate) struct ConnectForward<'a> {
+    pub method: &'a Method,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+struct Urls {
+    connect: Option<Url>,
+    establish: Option<Url>,
+    close: Option<Url>,
+    receive: Option<Url>,
+}
+
+/// Sends callbacks to the backend.
+pub(crate) struct CallbackClient {
+    http: reqwest::Client,
+    urls: Urls,
+    session_header: HeaderName,
+    proxy_set_header: Vec<(HeaderName, Option<HeaderValue>)>,
+    endpoint: HeaderValue,
+    timeout: Duration,
+    max_body: usize,
+    last_rotation: AtomicU64,
+}
+
+/// A config value that passed validation but still cannot be used by this build.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value {value:?} for key `{key}`: {reason}")]
+pub struct SetupError {
+    /// The config key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn setup_error(key: &str, value: &str, reason: impl ToString) -> SetupError {
+    SetupError {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_url(key: &str, value: &str) -> Result<Option<Url>, SetupError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let url = Url::parse(value).map_err(|err| setup_error(key, value, err))?;
+    if url.scheme() == "https" {
+        return Err(setup_error(
+            key,
+            value,
+            "https callbacks need Oort built with TLS support; use http:// on the internal network",
+        ));
+    }
+    Ok(Some(url))
+}
+
+impl CallbackClient {
+    pub(crate) fn new(config: &Config, endpoint: &str) -> Result<Self, SetupError> {
+        let urls = Urls {
+            connect: parse_url("callback.connect", &config.callback.connect)?,
+            establish: parse_url("callback.establish", &config.callback.establish)?,
+            close: parse_url("callback.close", &config.callback.close)?,
+            receive: parse_url("callback.receive", &config.callback.receive)?,
+        };
+        let session_header = HeaderName::try_from(config.session_header.as_str())
+            .map_err(|err| setup_error("session_header", &config.session_header, err))?;
+        let mut proxy_set_header = Vec::new();
+        for (name, value) in &config.proxy_set_header {
+            let key = format!("proxy_set_header.{name}");
+            let header =
+                HeaderName::try_from(name.as_str()).map_err(|err| setup_error(&key, name, err))?;
+            let value = if value.is_empty() {
+                None
+            } else {
+                Some(
+                    HeaderValue::try_from(value.as_str())
+                        .map_err(|err| setup_error(&key, value, err))?,
+                )
+            };
+            proxy_set_header.push((header, value));
+        }
+        let endpoint = HeaderValue::try_from(endpoint)
+            .map_err(|err| setup_error("endpoint", endpoint, err))?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(128)
+            .pool_idle_timeout(Duration::from_secs(10))
+            .connect_timeout(config.callback_timeout())
+            .tcp_nodelay(true)
+            .user_agent(concat!("oort/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| setup_error("callback", "", err))?;
+        Ok(Self {
+            http,
+            urls,
+            session_header,
+            proxy_set_header,
+            endpoint,
+            timeout: config.callback_timeout(),
+            max_body: config.limits.max_callback_body,
+            last_rotation: AtomicU64::new(0),
+        })
+    }
+
+    /// True when a connect callback URL is configured.
+    pub(crate) fn has_connect(&self) -> bool {
+        self.urls.connect.is_some()
+    }
+
+    /// True when a receive callback URL is configured.
+    pub(crate) fn has_receive(&self) -> bool {
+        self.urls.receive.is_some()
+    }
+
+    /// Forwards a client's connect request and reads the whole answer.
+    pub(crate) async fn connect(
+        &self,
+        forward: ConnectForward<'_>,
+        metrics: &Metrics,
+    ) -> Result<ConnectAnswer, CallbackError> {
+        let kind = CallbackKind::Connect;
+        let mut url = self
+            .urls
+            .connect
+            .clone()
+            .ok_or(CallbackError::NotConfigured(kind.as_str()))?;
+        url.set_query(forward.query);
+        let mut headers = HeaderMap::with_capacity(forward.headers.len() + 2);
+        for (name, value) in forward.headers {
+            if NOT_FORWARDED.contains(name) || name.as_str().starts_with("sec-websocket-") {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        let offered: Vec<&str> = forward
+            .headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        if !offered.is_empty() {
+            if let Ok(value) = HeaderValue::try_from(offered.join(", ")) {
+                headers.insert(HeaderName::from_static(OFFERED_PROTOCOLS_HEADER), value);
+            }
+        }
+        self.apply_proxy_set_header(&mut headers);
+        headers.append(
+            HeaderName::from_static("x-kuiperbelt-endpoint"),
+            self.endpoint.clone(),
+        );
+        let request = self
+            .http
+            .request(forward.method.clone(), url)
+            .headers(headers)
+            .body(forward.body);
+        self.exchange(kind, request, metrics, |response, body| {
+            let header_text = |name: &HeaderName| response.headers().get(name).cloned();
+            ConnectAnswer {
+                status: response.status(),
+                content_type: header_text(&header::CONTENT_TYPE),
+                session_key: response
+                    .headers()
+                    .get(&self.session_header)
+                    .and_then(|value| value.to_str().ok())
+                    .filter(|key| !key.is_empty())
+                    .map(str::to_owned),
+                subprotocol: header_text(&header::SEC_WEBSOCKET_PROTOCOL),
+                body,
+            }
+        })
+        .await
+    }
+
+    /// Tells the backend a session is open. Anything but 200 refuses it.
+    pub(crate) async fn establish(
+        &self,
+        key: &SessionKey,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let kind = CallbackKind::Establish;
+        let Some(url) = self.urls.establish.clone() else {
+            return Ok(());
+        };
+        let request = self
+            .http
+            .post(url)
+            .headers(self.session_headers(key))
+            .body(Bytes::new());
+        self.expect_ok(kind, request, metrics).await
+    }
+
+    /// Tells the backend a session ended.
+    pub(crate) async fn close(
+        &self,
+        key: &SessionKey,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let kind = CallbackKind::Close;
+        let Some(url) = self.urls.close.clone() else {
+            return Ok(());
+        };
+        let request = self
+            .http
+            .post(url)
+            .headers(self.session_headers(key))
+            .body(Bytes::new());
+        self.expect_ok(kind, request, metrics).await
+    }
+
+    /// Posts one client message to the backend.
+    pub(crate) async fn receive(
+        &self,
+        key: &SessionKey,
+        kind: FrameKind,
+        data: Bytes,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let Some(url) = self.urls.receive.clone() else {
+            return Ok(());
+        };
+        let mut headers = self.session_headers(key);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(kind.content_type()),
+        );
+        let request = self.http.post(url).headers(headers).body(data);
+        self.expect_ok(CallbackKind::Receive, request, metrics)
+            .await
+    }
+
+    /// Session header, then `proxy_set_header`, then the endpoint: kuiperbelt's order for the
+    /// establish callback, which Oort also uses for close and receive.
+    fn session_headers(&self, key: &SessionKey) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(4);
+        if let Ok(value) = HeaderValue::try_from(key.as_str()) {
+            headers.insert(self.session_header.clone(), value);
+        }
+        self.apply_proxy_set_header(&mut headers);
+        headers.append(
+            HeaderName::from_static("x-kuiperbelt-endpoint"),
+            self.endpoint.clone(),
+        );
+        headers
+    }
+
+    fn apply_proxy_set_header(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.proxy_set_header {
+            match value {
+                Some(value) => {
+                    headers.insert(name.clone(), value.clone());
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+
+    async fn expect_ok(
+        &self,
+        kind: CallbackKind,
+        request: reqwest::RequestBuilder,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let status = self
+            .exchange(kind, request, metrics, |response, _| response.status())
+            .await?;
+        if status == StatusCode::OK {
+            Ok(())
+        } else {
+            metrics.count_error(ErrorKind::CallbackFailed);
+            Err(CallbackError::Status {
+                callback: kind.as_str(),
+                status,
+            })
+        }
+    }
+
+    /// Sends the request and reads the whole body, all within the callback timeout (so the
+    /// timeout also covers a slow body, unlike kuiperbelt's).
+    async fn exchange<T>(
+        &self,
+        kind: CallbackKind,
+        mut request: reqwest::RequestBuilder,
+        metrics: &Metrics,
+        finish: impl FnOnce(&reqwest::Response, Bytes) -> T,
+    ) -> Result<T, CallbackError> {
+        if self.rotation_due() {
+            request = request.header(header::CONNECTION, "close");
+        }
+        let started = Instant::now();
+        let callback = kind.as_str();
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let mut response = request
+                .send()
+                .await
+                .map_err(|err| CallbackError::Transport {
+                    callback,
+                    message: error::describe(&err),
+                })?;
+            let mut body = BytesMut::new();
+            while let Some(chunk) =
+                response
+                    .chunk()
+                    .await
+                    .map_err(|err| CallbackError::Transport {
+                        callback,
+                        message: error::describe(&err),
+                    })?
+            {
+                if body.len() + chunk.len() > self.max_body {
+                    return Err(CallbackError::BodyTooLarge {
+                        callback,
+                        limit: self.max_body,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(finish(&response, body.freeze()))
+        })
+        .await
+        .unwrap_or(Err(CallbackError::Timeout {
+            callback,
+            timeout: self.timeout,
+        }));
+        metrics.observe_callback(kind, started.elapsed().as_secs_f64());
+        if outcome.is_err() {
+            metrics.count_error(ErrorKind::CallbackFailed);
+        }
+        outcome
+    }
+
+    fn rotation_due(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_rotation.load(Ordering::Relaxed);
+        now >= last + CONNECTION_ROTATION_SECS
+            && self
+                .last_rotation
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}

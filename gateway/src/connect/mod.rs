@@ -1,0 +1,264 @@
+//! The client connect flow: limits and origin checks, the connect callback, registration, then
+//! the WebSocket upgrade.
+//!
+//! Order matters. Everything that can refuse a client without the backend (draining, the
+//! connection limit, the origin policy, a malformed handshake) is checked first, so the backend
+//! never accepts a session that cannot connect. The session is registered, with its first
+//! message queued, before the 101 is sent, so a send that follows the upgrade always finds it.
+
+mod origin;
+mod reject;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, UPGRADE};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use oort_common::{FrameKind, Payload, SessionKey};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::callback::{ConnectAnswer, ConnectForward};
+use crate::connection::{self, Registration};
+use crate::metrics::ErrorKind;
+use crate::server::PeerAddr;
+use crate::sessions::{CloseCommand, Session};
+use crate::state::AppState;
+
+pub(crate) use reject::reject;
+
+/// `GET {path.connect}`.
+pub(crate) async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<PeerAddr>()
+        .and_then(|peer| peer.0);
+    let span = info_span!("connect", peer = ?peer, session = tracing::field::Empty);
+    connect(state, request).instrument(span).await
+}
+
+async fn connect(state: Arc<AppState>, request: Request) -> Response {
+    let stats_count = state.stats.connection_started();
+    let (mut parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    if state.is_draining() {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+            headers,
+        );
+    }
+    let Some(slot) = state.try_connection_slot() else {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+            headers,
+        );
+    };
+    if !origin::allowed(state.config.origin_policy, headers) {
+        return refuse(&state, StatusCode::FORBIDDEN, "origin not allowed", headers);
+    }
+    // A request that claims to be a WebSocket handshake must be a valid one before the backend
+    // is asked. A plain request still reaches the backend, as in kuiperbelt, so its refusals
+    // (a 403 for a bad cookie, say) are relayed to any client.
+    let claims_websocket = headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrade = if claims_websocket {
+        match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => Some(upgrade),
+            Err(rejection) => {
+                state.stats.connect_error();
+                state.metrics.count_error(ErrorKind::ConnectRejected);
+                return reject::handshake(&rejection, &parts.headers);
+            }
+        }
+    } else {
+        None
+    };
+    let headers = &parts.headers;
+    if !state.callbacks.has_connect() {
+        return refuse(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no connect callback is configured",
+            headers,
+        );
+    }
+    let body = match read_body(body, state.config.limits.max_connect_body).await {
+        Ok(body) => body,
+        Err(status) => {
+            return refuse(
+                &state,
+                status,
+                "the request body is too large or broken",
+                headers,
+            );
+        }
+    };
+    let forward = ConnectForward {
+        method: &parts.method,
+        query: parts.uri.query(),
+        headers,
+        body,
+    };
+    let answer = match state.callbacks.connect(forward, &state.metrics).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            warn!(error = %err, "connect callback failed");
+            return refuse(&state, StatusCode::BAD_GATEWAY, &err.to_string(), headers);
+        }
+    };
+    if answer.status != StatusCode::OK {
+        return relay_refusal(&state, answer);
+    }
+    let Some(key) = answer.session_key.clone() else {
+        let reason = format!(
+            "the connect callback answered 200 without a {} header",
+            state.session_header
+        );
+        return refuse(&state, StatusCode::BAD_REQUEST, &reason, headers);
+    };
+    tracing::Span::current().record("session", key.as_str());
+    let Some(upgrade) = upgrade else {
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "the backend accepted the session, but this is not a WebSocket handshake",
+            headers,
+        );
+    };
+    let kind = FrameKind::from_content_type(answer.content_type.as_ref().map(|v| v.as_bytes()));
+    let first_message = match Payload::new(kind, answer.body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                &format!("the connect callback's first message: {err}"),
+                headers,
+            );
+        }
+    };
+    let peer = parts.extensions.get::<PeerAddr>().and_then(|peer| peer.0);
+    let registration = match register(&state, SessionKey::from(key), first_message, peer).await {
+        Ok(registration) => registration,
+        Err(reason) => return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, &reason, headers),
+    };
+    upgrade_response(
+        &state,
+        upgrade,
+        answer.subprotocol,
+        registration,
+        slot,
+        stats_count,
+    )
+}
+
+/// Creates the session with its first message queued, takes its key over from any older
+/// connection, and registers it with the router.
+async fn register(
+    state: &Arc<AppState>,
+    key: SessionKey,
+    first_message: Payload,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Registration, String> {
+    let session = Session::new(key.clone(), state.registry.next_epoch(), peer);
+    if !first_message.is_empty() {
+        session.queue.push_first(
+            crate::sessions::frame_for(&first_message),
+            first_message.len(),
+        );
+        state.stats.add_messages(1);
+    }
+    if let Some(older) = state.registry.insert(session.clone()) {
+        info!(older_epoch = %older.epoch, "a newer connection took over this session key");
+        older.queue.close(CloseCommand::replaced(), false);
+    }
+    let registration = Registration::new(session.clone(), state.clone());
+    if let Err(err) = state.router.register(&key, session.epoch).await {
+        warn!(error = %err, "registration failed");
+        return Err(err.to_string());
+    }
+    Ok(registration)
+}
+
+fn upgrade_response(
+    state: &Arc<AppState>,
+    upgrade: WebSocketUpgrade,
+    subprotocol: Option<http::HeaderValue>,
+    registration: Registration,
+    slot: crate::state::ConnectionSlot,
+    stats_count: crate::stats::ConnectionCount,
+) -> Response {
+    let ws = &state.config.websocket;
+    let mut upgrade = upgrade
+        .read_buffer_size(ws.read_buffer_size)
+        .write_buffer_size(0)
+        .max_message_size(ws.max_message_size)
+        .max_frame_size(ws.max_message_size);
+    if let Some(protocol) = subprotocol.as_ref().and_then(|v| v.to_str().ok()) {
+        upgrade = upgrade.protocols([protocol.to_owned()]);
+        if upgrade.selected_protocol().is_none() {
+            warn!(
+                protocol,
+                "the backend chose a subprotocol the client did not offer; none is selected"
+            );
+        }
+    }
+    let state = state.clone();
+    let tracker_token = state.connections.token();
+    let span = tracing::Span::current();
+    upgrade
+        .on_failed_upgrade(|err| debug!(error = %err, "the WebSocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            async move {
+                let _tracked = tracker_token;
+                let _counted = (slot, stats_count);
+                connection::run(socket, registration, state).await;
+            }
+            .instrument(span)
+        })
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Err(_) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// Counts a refusal as kuiperbelt's `connect_errors` does, and answers it.
+fn refuse(state: &AppState, status: StatusCode, reason: &str, headers: &HeaderMap) -> Response {
+    debug!(%status, reason, "connect refused");
+    state.stats.connect_error();
+    state.metrics.count_error(ErrorKind::ConnectRejected);
+    reject(status, reason, headers)
+}
+
+/// The backend's refusal goes to the client as it was: status, Content-Type and body. A 403 is
+/// an authorization failure, not an error, as in kuiperbelt.
+fn relay_refusal(state: &AppState, answer: ConnectAnswer) -> Response {
+    if answer.status == StatusCode::FORBIDDEN {
+        info!("authorization failed");
+    } else {
+        debug!(status = %answer.status, "the connect callback refused the client");
+        state.stats.connect_error();
+    }
+    let mut response = (answer.status, answer.body).into_response();
+    response.headers_mut().remove(CONTENT_TYPE);
+    if let Some(content_type) = answer.content_type {
+        response.headers_mut().insert(CONTENT_TYPE, content_type);
+    }
+    response
+}

@@ -1,0 +1,83 @@
+//! One client connection, from the upgrade to the close callback.
+//!
+//! Two tasks per connection: this one reads (client messages go to the receive callback one at
+//! a time, in order, which also gives backpressure), and a writer drains the session's queue.
+//! They are separate so a slow receive callback never delays frames to the client, and a
+//! client that stops reading never stops its messages from being read.
+
+mod reader;
+mod registration;
+mod writer;
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocket;
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
+
+pub(crate) use registration::Registration;
+
+use crate::sessions::{CloseCause, CloseCommand};
+use crate::state::AppState;
+
+/// Serves an upgraded connection until it ends, then unregisters it and tells the backend.
+pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Arc<AppState>) {
+    let session = registration.session().clone();
+    state.metrics.connections_total.increment(1);
+    if let Err(err) = state
+        .callbacks
+        .establish(&session.key, &state.metrics)
+        .await
+    {
+        warn!(error = %err, "establish callback refused the session");
+        state.stats.connect_error();
+        session.queue.close(
+            CloseCommand::new(1011, "session not established", CloseCause::EstablishFailed),
+            true,
+        );
+    }
+    let close_timeout = state.config.websocket.close_timeout.0;
+    let (sink, mut stream) = socket.split();
+    session.touch();
+    let mut writer = tokio::spawn(writer::write_loop(sink, session.clone(), state.clone()));
+    let cause = tokio::select! {
+        read_end = reader::read_loop(&mut stream, &session, &state) => {
+            // The client side ended first. The writer sends the close frame this calls for
+            // (none after a client's own close, whose echo tungstenite already sent).
+            session.queue.close(read_end.clone(), true);
+            if tokio::time::timeout(close_timeout, &mut writer).await.is_err() {
+                writer.abort();
+            }
+            session.queue.requested_close().map_or(read_end.cause, |close| close.cause)
+        }
+        writer_end = &mut writer => {
+            // The server side ended first. After a close frame, give the client a moment to
+            // answer so the close handshake completes cleanly.
+            let cause = writer_end.unwrap_or(CloseCause::ConnectionLost);
+            let _ = tokio::time::timeout(close_timeout, async { while stream.next().await.is_some() {} }).await;
+            cause
+        }
+    };
+    registration.finish(cause).await;
+}
+
+/// What to do after a session ended: count it, tell the backend when it should know.
+pub(crate) async fn after_close(
+    state: &AppState,
+    session_key: &oort_common::SessionKey,
+    cause: CloseCause,
+) {
+    state.metrics.count_close(cause);
+    if cause == CloseCause::ConnectionLost || cause == CloseCause::ClientClosed {
+        debug!(cause = cause.as_str(), "session ended");
+    } else {
+        info!(cause = cause.as_str(), "session ended");
+    }
+    if !cause.notifies_backend() {
+        return;
+    }
+    let _closing = state.stats.closing_started();
+    if let Err(err) = state.callbacks.close(session_key, &state.metrics).await {
+        warn!(error = %err, "close callback failed");
+    }
+}

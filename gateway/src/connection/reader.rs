@@ -1,0 +1,110 @@
+//! The read side: client frames go to the receive callback one at a time, in order.
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use oort_common::FrameKind;
+use tracing::{debug, warn};
+
+use crate::metrics::ErrorKind;
+use crate::sessions::{CloseCause, CloseCommand, Session};
+use crate::state::AppState;
+
+/// Reads until the client side ends, and says how the connection should close.
+pub(super) async fn read_loop(
+    stream: &mut SplitStream<WebSocket>,
+    session: &Session,
+    state: &AppState,
+) -> CloseCommand {
+    let has_receive = state.callbacks.has_receive();
+    loop {
+        let Some(frame) = stream.next().await else {
+            return CloseCommand::silent(CloseCause::ConnectionLost);
+        };
+        let message = match frame {
+            Ok(message) => message,
+            Err(err) => return classify(err, state),
+        };
+        let answered_ping = session.heard_from_client();
+        let (kind, data) = match message {
+            Message::Text(text) => (FrameKind::Text, Bytes::from(text)),
+            Message::Binary(data) => (FrameKind::Binary, data),
+            Message::Ping(_) => {
+                session.touch();
+                continue;
+            }
+            Message::Pong(_) => {
+                // Only unsolicited pongs count as activity: answers to our own pings would
+                // otherwise keep every live client from ever reaching idle_timeout.
+                if !answered_ping {
+                    session.touch();
+                }
+                continue;
+            }
+            Message::Close(frame) => {
+                debug!(code = ?frame.as_ref().map(|f| f.code), "client sent a close frame");
+                flush_close_echo(stream, state).await;
+                return CloseCommand::silent(CloseCause::ClientClosed);
+            }
+        };
+        session.touch();
+        state.metrics.messages_received.increment(1);
+        if has_receive {
+            if let Err(err) = state
+                .callbacks
+                .receive(&session.key, kind, data, &state.metrics)
+                .await
+            {
+                warn!(error = %err, "receive callback failed; the message is dropped");
+            }
+        }
+    }
+}
+
+/// tungstenite queued the echo of the client's close frame; reading on writes it out and then
+/// reports the end of the stream.
+async fn flush_close_echo(stream: &mut SplitStream<WebSocket>, state: &AppState) {
+    let _ = tokio::time::timeout(state.config.websocket.close_timeout.0, async {
+        while stream.next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Turns a read error into the close it calls for (RFC 6455, section 7.4.1).
+fn classify(err: axum::Error, state: &AppState) -> CloseCommand {
+    let err = match err.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) => *err,
+        Err(other) => {
+            debug!(error = %other, "read failed");
+            return CloseCommand::silent(CloseCause::ConnectionLost);
+        }
+    };
+    match err {
+        tungstenite::Error::Capacity(capacity) => {
+            debug!(error = %capacity, "client message too big");
+            state.metrics.count_error(ErrorKind::MessageTooBig);
+            CloseCommand::new(1009, "message too big", CloseCause::MessageTooBig)
+        }
+        tungstenite::Error::Utf8(_) => {
+            state.metrics.count_error(ErrorKind::ClientProtocol);
+            CloseCommand::new(
+                1007,
+                "invalid UTF-8 in a text message",
+                CloseCause::ProtocolError,
+            )
+        }
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => CloseCommand::silent(CloseCause::ConnectionLost),
+        tungstenite::Error::Protocol(protocol) => {
+            debug!(error = %protocol, "client broke the WebSocket protocol");
+            state.metrics.count_error(ErrorKind::ClientProtocol);
+            CloseCommand::new(1002, "protocol error", CloseCause::ProtocolError)
+        }
+        other => {
+            debug!(error = %other, "connection lost");
+            CloseCommand::silent(CloseCause::ConnectionLost)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The write side: drains the session's queue in batches, pings, and enforces the idle and
+//! slow-consumer timeouts.
+
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::time::{Instant, sleep_until};
+use tracing::debug;
+
+use crate::metrics::ErrorKind;
+use crate::sessions::{CloseCause, Next, Session};
+use crate::state::AppState;
+
+/// Frames written before one flush.
+const MAX_BATCH: usize = 64;
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Writes until the connection should end, and returns why it ended.
+pub(super) async fn write_loop(
+    mut sink: Sink,
+    session: Arc<Session>,
+    state: Arc<AppState>,
+) -> CloseCause {
+    let config = &state.config;
+    let idle_timeout = config.idle_timeout.non_zero();
+    let write_timeout = config.queue.slow_consumer_timeout.0;
+    let mut pinger = Pinger::new(
+        config.websocket.ping_interval.non_zero(),
+        config.websocket.pong_timeout.0,
+    );
+    let mut batch = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = session.queue.next(&mut batch, MAX_BATCH) => next,
+            () = pinger.due() => {
+                match pinger.tick(&session) {
+                    PingAction::Send => {
+                        if write_bounded(&mut sink, vec![Message::Ping(Bytes::new())], write_timeout).await.is_err() {
+                            return CloseCause::ConnectionLost;
+                        }
+                    }
+                    PingAction::PeerDead => {
+                        debug!("no pong in time; dropping the connection");
+                        return CloseCause::PongTimeout;
+                    }
+                    PingAction::Wait => {}
+                }
+                continue;
+            }
+            () = idle_expiry(&session, idle_timeout) => {
+                send_close(&mut sink, 1000, "idle timeout", &state).await;
+                return CloseCause::IdleTimeout;
+            }
+        };
+        match next {
+            Next::Messages => {
+                let count = batch.len() as u64;
+                match write_bounded(&mut sink, std::mem::take(&mut batch), write_timeout).await {
+                    Ok(()) => {
+                        state.metrics.messages_sent.increment(count);
+                        session.touch();
+                    }
+                    Err(WriteError::TimedOut) => {
+                        debug!(?write_timeout, "a write stalled; the client is too slow");
+                        return CloseCause::SlowConsumer;
+                    }
+                    Err(WriteError::Closed) => return CloseCause::ConnectionLost,
+                    Err(WriteError::Failed) => {
+                        state.stats.message_error();
+                        state.metrics.count_error(ErrorKind::WriteFailed);
+                        return CloseCause::ConnectionLost;
+                    }
+                }
+            }
+            Next::Close(close) => {
+                if let Some(code) = close.code {
+                    send_close(&mut sink, code, &close.reason, &state).await;
+                }
+                return close.cause;
+            }
+        }
+    }
+}
+
+enum WriteError {
+    /// The write did not finish within the slow-consumer timeout.
+    TimedOut,
+    /// The connection is already closing or closed.
+    Closed,
+    /// The socket failed.
+    Failed,
+}
+
+/// Writes the frames and flushes once, all within `limit`.
+async fn write_bounded(
+    sink: &mut Sink,
+    frames: Vec<Message>,
+    limit: Duration,
+) -> Result<(), WriteError> {
+    let write = async {
+        for frame in frames {
+            sink.feed(frame).await?;
+        }
+        sink.flush().await
+    };
+    match tokio::time::timeout(limit, write).await {
+        Err(_) => Err(WriteError::TimedOut),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(classify(err)),
+    }
+}
+
+fn classify(err: axum::Error) -> WriteError {
+    match err
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .map(|e| *e)
+    {
+        Ok(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)
+        | Ok(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::SendAfterClosing)) => {
+            WriteError::Closed
+        }
+        _ => WriteError::Failed,
+    }
+}
+
+/// Sends a close frame, bounded by the close timeout; the peer may already be gone.
+async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) {
+    // RFC 6455 limits the reason to 123 bytes; cut at a character boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    };
+    let _ = tokio::time::timeout(
+        state.config.websocket.close_timeout.0,
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+async fn idle_expiry(session: &Session, idle_timeout: Option<Duration>) {
+    let Some(idle_timeout) = idle_timeout else {
+        return pending().await;
+    };
+    loop {
+        let deadline = Instant::from_std(session.last_activity()) + idle_timeout;
+        if Instant::now() >= deadline {
+            return;
+        }
+        sleep_until(deadline).await;
+    }
+}
+
+enum PingAction {
+    Send,
+    PeerDead,
+    Wait,
+}
+
+/// Server pings: one every `interval`; a ping unanswered after `pong_timeout` means the peer is
+/// gone (a half-open TCP connection that would otherwise live forever).
+struct Pinger {
+    interval: Option<Duration>,
+    pong_timeout: Duration,
+    next_ping: Instant,
+    sent_at: Option<Instant>,
+}
+
+impl Pinger {
+    fn new(interval: Option<Duration>, pong_timeout: Duration) -> Self {
+        let next_ping = Instant::now() + interval.unwrap_or_default();
+        Self {
+            interval,
+            pong_timeout,
+            next_ping,
+            sent_at: None,
+        }
+    }
+
+    async fn due(&self) {
+        if self.interval.is_none() {
+            return pending().await;
+        }
+        let deadline = self
+            .sent_at
+            .map_or(self.next_ping, |sent| sent + self.pong_timeout);
+        sleep_until(deadline).await;
+    }
+
+    fn tick(&mut self, session: &Session) -> PingAction {
+        let now = Instant::now();
+        if self.sent_at.take().is_some() {
+            return if session.awaiting_pong() {
+                PingAction::PeerDead
+            } else {
+                PingAction::Wait
+            };
+        }
+        self.sent_at = Some(now);
+        self.next_ping = now + self.interval.unwrap_or_default();
+        session.ping_sent();
+        PingAction::Send
+    }
+}

@@ -1,0 +1,288 @@
+//! Prometheus metrics. Every series is registered up front with a fixed set of label values, so
+//! the hot paths only touch pre-resolved handles and cardinality cannot grow with traffic.
+//!
+//! Each gateway owns its recorder (nothing is installed globally), so several gateways can run
+//! in one test process.
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+use oort_common::DeliveryStatus;
+
+use crate::sessions::CloseCause;
+
+/// The backend callbacks, as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallbackKind {
+    Connect,
+    Establish,
+    Close,
+    Receive,
+}
+
+impl CallbackKind {
+    pub(crate) const ALL: [Self; 4] = [Self::Connect, Self::Establish, Self::Close, Self::Receive];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Establish => "establish",
+            Self::Close => "close",
+            Self::Receive => "receive",
+        }
+    }
+}
+
+/// Kinds of error counted in `oort_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// A backend API request was malformed.
+    BadRequest,
+    /// A backend API request lacked the token.
+    Unauthorized,
+    /// A request body exceeded its limit.
+    BodyTooLarge,
+    /// Writing to a client failed.
+    WriteFailed,
+    /// A client broke the WebSocket protocol.
+    ClientProtocol,
+    /// A client message exceeded the size limit.
+    MessageTooBig,
+    /// A callback failed (timeout, transport or non-200).
+    CallbackFailed,
+    /// A connect was refused before reaching the backend (limits, origin, handshake).
+    ConnectRejected,
+}
+
+impl ErrorKind {
+    const ALL: [Self; 8] = [
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::BodyTooLarge,
+        Self::WriteFailed,
+        Self::ClientProtocol,
+        Self::MessageTooBig,
+        Self::CallbackFailed,
+        Self::ConnectRejected,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::BodyTooLarge => "body_too_large",
+            Self::WriteFailed => "write_failed",
+            Self::ClientProtocol => "client_protocol",
+            Self::MessageTooBig => "message_too_big",
+            Self::CallbackFailed => "callback_failed",
+            Self::ConnectRejected => "connect_rejected",
+        }
+    }
+}
+
+const CLOSE_CAUSES: [CloseCause; 11] = [
+    CloseCause::ClientClosed,
+    CloseCause::ConnectionLost,
+    CloseCause::IdleTimeout,
+    CloseCause::PongTimeout,
+    CloseCause::SlowConsumer,
+    CloseCause::MessageTooBig,
+    CloseCause::ProtocolError,
+    CloseCause::ClosedByBackend,
+    CloseCause::Replaced,
+    CloseCause::Shutdown,
+    CloseCause::EstablishFailed,
+];
+
+/// Pre-registered handles for every series.
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_total: Counter,
+    /// Sessions in the table (set when rendering).
+    pub sessions: Gauge,
+    /// Client messages received.
+    pub messages_received: Counter,
+    /// Frames written to clients.
+    pub messages_sent: Counter,
+    deliveries: [Counter; DeliveryStatus::ALL.len()],
+    closes: [Counter; CLOSE_CAUSES.len()],
+    errors: [Counter; ErrorKind::ALL.len()],
+    callback_seconds: [Histogram; CallbackKind::ALL.len()],
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let r = Registrar {
+            recorder: &recorder,
+        };
+        r.describe("oort_connections", "Open client WebSocket connections.");
+        r.describe(
+            "oort_connections_total",
+            "Client WebSocket connections accepted.",
+        );
+        r.describe("oort_sessions", "Sessions registered on this node.");
+        r.describe(
+            "oort_messages_received_total",
+            "Messages received from clients.",
+        );
+        r.describe("oort_messages_sent_total", "Frames written to clients.");
+        r.describe(
+            "oort_deliveries_total",
+            "Per-session delivery outcomes of backend sends.",
+        );
+        r.describe("oort_session_closes_total", "Sessions ended, by cause.");
+        r.describe("oort_errors_total", "Errors, by kind.");
+        r.describe(
+            "oort_callback_duration_seconds",
+            "Backend callback latency.",
+        );
+        Self {
+            connections: r.gauge("oort_connections", &[]),
+            connections_total: r.counter("oort_connections_total", &[]),
+            sessions: r.gauge("oort_sessions", &[]),
+            messages_received: r.counter("oort_messages_received_total", &[]),
+            messages_sent: r.counter("oort_messages_sent_total", &[]),
+            deliveries: DeliveryStatus::ALL
+                .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
+            closes: CLOSE_CAUSES
+                .map(|c| r.counter("oort_session_closes_total", &[("cause", c.as_str())])),
+            errors: ErrorKind::ALL.map(|k| r.counter("oort_errors_total", &[("kind", k.as_str())])),
+            callback_seconds: CallbackKind::ALL.map(|k| {
+                r.histogram(
+                    "oort_callback_duration_seconds",
+                    &[("callback", k.as_str())],
+                )
+            }),
+            recorder,
+        }
+    }
+
+    /// Counts delivery outcomes.
+    pub(crate) fn count_deliveries(&self, statuses: &[DeliveryStatus]) {
+        for status in statuses {
+            let index = DeliveryStatus::ALL
+                .iter()
+                .position(|s| s == status)
+                .unwrap_or(0);
+            self.deliveries[index].increment(1);
+        }
+    }
+
+    /// Counts a session's end.
+    pub(crate) fn count_close(&self, cause: CloseCause) {
+        if let Some(index) = CLOSE_CAUSES.iter().position(|c| *c == cause) {
+            self.closes[index].increment(1);
+        }
+    }
+
+    /// Counts an error.
+    pub(crate) fn count_error(&self, kind: ErrorKind) {
+        if let Some(index) = ErrorKind::ALL.iter().position(|k| *k == kind) {
+            self.errors[index].increment(1);
+        }
+    }
+
+    /// Records one callback's duration.
+    pub(crate) fn observe_callback(&self, kind: CallbackKind, seconds: f64) {
+        if let Some(index) = CallbackKind::ALL.iter().position(|k| *k == kind) {
+            self.callback_seconds[index].record(seconds);
+        }
+    }
+
+    /// The exposition text.
+    pub(crate) fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}
+
+struct Registrar<'a> {
+    recorder: &'a PrometheusRecorder,
+}
+
+impl Registrar<'_> {
+    const METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+    fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
+        Key::from_parts(
+            name,
+            labels
+                .iter()
+                .map(|(k, v)| Label::new(*k, *v))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn describe(&self, name: &'static str, help: &'static str) {
+        let unit = name.ends_with("_seconds").then_some(Unit::Seconds);
+        self.recorder
+            .describe_counter(name.into(), unit, SharedString::const_str(help));
+    }
+
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Counter {
+        self.recorder
+            .register_counter(&Self::key(name, labels), &Self::METADATA)
+    }
+
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Gauge {
+        self.recorder
+            .register_gauge(&Self::key(name, labels), &Self::METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&Self::key(name, labels), &Self::METADATA)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series_with_help() {
+        let metrics = Metrics::new();
+        metrics.count_deliveries(&[
+            DeliveryStatus::Ok,
+            DeliveryStatus::QueueFull,
+            DeliveryStatus::QueueFull,
+        ]);
+        metrics.observe_callback(CallbackKind::Connect, 0.003);
+        metrics.count_close(CloseCause::SlowConsumer);
+        let text = metrics.render();
+        assert!(
+            text.contains("oort_deliveries_total{status=\"queue_full\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oort_deliveries_total{status=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oort_session_closes_total{cause=\"slow_consumer\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "oort_callback_duration_seconds_bucket{callback=\"connect\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP oort_connections Open client WebSocket connections."),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Bound listeners: TCP (with `TCP_NODELAY` on every connection) or a unix socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use oort_common::config::ListenAddr;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// A bound listener. Tests bind `127.0.0.1:0` themselves and hand it over.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A unix socket, removed again when the listener is dropped.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr`. A port without a host listens on every interface, IPv6 and IPv4 (falling
+    /// back to IPv4 alone where IPv6 is unavailable), as kuiperbelt's `":"+port` does.
+    pub async fn bind(addr: &ListenAddr) -> io::Result<Self> {
+        match addr {
+            ListenAddr::Tcp {
+                host: Some(host),
+                port,
+            } => Ok(Self::Tcp(TcpListener::bind((host.as_str(), *port)).await?)),
+            ListenAddr::Tcp { host: None, port } => match TcpListener::bind(("::", *port)).await {
+                Ok(listener) => Ok(Self::Tcp(listener)),
+                Err(_) => Ok(Self::Tcp(TcpListener::bind(("0.0.0.0", *port)).await?)),
+            },
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path)?;
+                Ok(Self::Unix(UnixListener::bind(path)?, path.clone()))
+            }
+        }
+    }
+
+    /// Where this listener listens, for logs and for tests that bound port 0.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Self::Tcp(listener) => {
+                let addr = listener.local_addr()?;
+                Ok(ListenAddr::Tcp {
+                    host: Some(addr.ip().to_string()),
+                    port: addr.port(),
+                })
+            }
+            Self::Unix(_, path) => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+
+    /// The TCP address, if this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A socket file left by a process that is gone would make `bind` fail; a live one is kept
+/// (the bind then fails with "address in use", which is the truth).
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_err() {
+                std::fs::remove_file(path)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Accepting connections, for either kind of listener.
+pub(crate) trait Accept {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Option<SocketAddr>)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&self) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        // Frames are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Some(peer)))
+    }
+}
+
+impl Accept for UnixListener {
+    type Io = UnixStream;
+
+    async fn accept(&self) -> io::Result<(UnixStream, Option<SocketAddr>)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, None))
+    }
+}

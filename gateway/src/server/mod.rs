@@ -1,0 +1,153 @@
+//! The running gateway: listeners, routes, and the drain on shutdown.
+
+mod listener;
+mod serve;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use oort_common::NodeId;
+use oort_common::config::Config;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use listener::Listener;
+
+use crate::api;
+use crate::callback::SetupError;
+use crate::sessions::CloseCommand;
+use crate::state::AppState;
+
+/// The client's address, as a request extension (none on a unix socket).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(pub Option<SocketAddr>);
+
+/// Where the gateway listens.
+pub struct Listeners {
+    /// WebSocket clients (and the backend API too when `api` is `None`).
+    pub client: Listener,
+    /// The backend API, when it has a listener of its own.
+    pub api: Option<Listener>,
+}
+
+impl Listeners {
+    /// Binds the addresses the configuration names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let client_addr = config.client_listen()?;
+        let client = Listener::bind(&client_addr)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot listen on {client_addr}: {err}"))?;
+        let api = match config.api_listen()? {
+            Some(addr) => Some(
+                Listener::bind(&addr)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self { client, api })
+    }
+}
+
+/// One gateway node.
+pub struct Gateway {
+    state: Arc<AppState>,
+    extra_client_routes: Option<axum::Router>,
+}
+
+impl Gateway {
+    /// Builds a gateway from a validated configuration. Fails on values that validation could
+    /// not judge alone (an https callback in a build without TLS, say).
+    pub fn new(config: Config) -> Result<Self, SetupError> {
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        let endpoint = config.effective_endpoint(&hostname);
+        let state = AppState::new(config, NodeId::from(hostname), endpoint)?;
+        Ok(Self {
+            state,
+            extra_client_routes: None,
+        })
+    }
+
+    /// Adds routes to the client listener (the demo's chat page).
+    pub fn with_client_routes(mut self, routes: axum::Router) -> Self {
+        self.extra_client_routes = Some(routes);
+        self
+    }
+
+    /// Serves until `shutdown` fires, then drains: readiness goes false, listeners stop
+    /// accepting, requests in flight finish, every client gets Close 1001 after its queued
+    /// messages, and close callbacks are sent, all within `shutdown_grace_period`.
+    pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) {
+        let state = self.state;
+        let (client_routes, api_routes) = api::routes(&state, listeners.api.is_some());
+        let client_routes = match self.extra_client_routes {
+            Some(extra) => client_routes.merge(extra),
+            None => client_routes,
+        };
+        let stop_accepting = CancellationToken::new();
+        let http = TaskTracker::new();
+        log_listener("client", &listeners.client);
+        spawn_serve(&http, listeners.client, client_routes, &stop_accepting);
+        if let (Some(listener), Some(routes)) = (listeners.api, api_routes) {
+            log_listener("api", &listener);
+            spawn_serve(&http, listener, routes, &stop_accepting);
+        }
+        shutdown.cancelled().await;
+        drain(&state, &http, &stop_accepting).await;
+    }
+}
+
+fn log_listener(name: &str, listener: &Listener) {
+    match listener.local_addr() {
+        Ok(addr) => info!(listener = name, %addr, "listening"),
+        Err(err) => warn!(listener = name, error = %err, "listening on an unknown address"),
+    }
+}
+
+fn spawn_serve(
+    http: &TaskTracker,
+    listener: Listener,
+    routes: axum::Router,
+    stop: &CancellationToken,
+) {
+    let connections = http.clone();
+    let stop = stop.clone();
+    http.spawn(async move {
+        match listener {
+            Listener::Tcp(ref tcp) => serve::serve(tcp, routes, stop, connections).await,
+            Listener::Unix(ref unix, _) => serve::serve(unix, routes, stop, connections).await,
+        }
+        // The listener (and a unix socket's file) goes away only once accepting has stopped.
+        drop(listener);
+    });
+}
+
+async fn drain(state: &Arc<AppState>, http: &TaskTracker, stop_accepting: &CancellationToken) {
+    let grace = state.config.shutdown_grace_period.0;
+    let deadline = tokio::time::Instant::now() + grace;
+    info!(?grace, sessions = state.registry.len(), "shutting down");
+    state.start_draining();
+    stop_accepting.cancel();
+    http.close();
+    if tokio::time::timeout_at(deadline, http.wait())
+        .await
+        .is_err()
+    {
+        warn!("requests still in flight when the grace period ended");
+    }
+    let closing = state.registry.close_all(&CloseCommand::shutdown());
+    info!(sessions = closing, "closing sessions");
+    state.connections.close();
+    if tokio::time::timeout_at(deadline, state.connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = state.connections.len(),
+            "sessions still closing when the grace period ended"
+        );
+    } else {
+        info!("shutdown complete");
+    }
+}

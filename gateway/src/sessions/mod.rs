@@ -1,0 +1,189 @@
+//! This node's sessions: the table from key to connection, each session's outbound queue, and
+//! why a session ended.
+
+mod queue;
+mod registry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use axum::extract::ws::Message;
+use oort_common::{Epoch, SessionKey};
+
+pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
+pub(crate) use registry::{SessionRegistry, frame_for};
+
+/// Why a session ended. Decides the close frame and whether the backend's close callback runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseCause {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection dropped or failed to read.
+    ConnectionLost,
+    /// No activity for `idle_timeout`.
+    IdleTimeout,
+    /// No pong within `pong_timeout` of a ping.
+    PongTimeout,
+    /// The client could not keep up (close 1013).
+    SlowConsumer,
+    /// A client message exceeded `websocket.max_message_size` (close 1009).
+    MessageTooBig,
+    /// The client broke the WebSocket protocol (close 1002 or 1007).
+    ProtocolError,
+    /// The backend's `/close` (no close callback, as in kuiperbelt).
+    ClosedByBackend,
+    /// A newer connection registered the same key; the session lives on there, so the backend
+    /// is not told it closed.
+    Replaced,
+    /// The node is shutting down (close 1001).
+    Shutdown,
+    /// The establish callback refused the session before it was announced.
+    EstablishFailed,
+}
+
+impl CloseCause {
+    /// Whether the backend's close callback is sent for a session that ended this way.
+    pub(crate) fn notifies_backend(self) -> bool {
+        !matches!(
+            self,
+            Self::ClosedByBackend | Self::Replaced | Self::EstablishFailed
+        )
+    }
+
+    /// Label for logs and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ConnectionLost => "connection_lost",
+            Self::IdleTimeout => "idle_timeout",
+            Self::PongTimeout => "pong_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::MessageTooBig => "message_too_big",
+            Self::ProtocolError => "protocol_error",
+            Self::ClosedByBackend => "closed_by_backend",
+            Self::Replaced => "replaced",
+            Self::Shutdown => "shutdown",
+            Self::EstablishFailed => "establish_failed",
+        }
+    }
+}
+
+/// A request to end a connection: the close frame to send (none when the peer is gone or
+/// already closed) and the cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CloseCommand {
+    /// The close code, or `None` to drop the connection without a close frame.
+    pub code: Option<u16>,
+    /// The close reason sent with the code.
+    pub reason: String,
+    /// Why.
+    pub cause: CloseCause,
+}
+
+impl CloseCommand {
+    pub(crate) fn new(code: u16, reason: impl Into<String>, cause: CloseCause) -> Self {
+        Self {
+            code: Some(code),
+            reason: reason.into(),
+            cause,
+        }
+    }
+
+    /// End without a close frame.
+    pub(crate) fn silent(cause: CloseCause) -> Self {
+        Self {
+            code: None,
+            reason: String::new(),
+            cause,
+        }
+    }
+
+    pub(crate) fn slow_consumer() -> Self {
+        Self::new(1013, "client too slow to keep up", CloseCause::SlowConsumer)
+    }
+
+    pub(crate) fn shutdown() -> Self {
+        Self::new(1001, "server shutting down", CloseCause::Shutdown)
+    }
+
+    pub(crate) fn replaced() -> Self {
+        Self::new(
+            1000,
+            "session replaced by a newer connection",
+            CloseCause::Replaced,
+        )
+    }
+}
+
+/// The payload size of a data frame, as counted against queue bounds.
+pub(crate) fn message_size(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        _ => 0,
+    }
+}
+
+/// One connected session, shared by the table, its connection task and deliveries.
+pub(crate) struct Session {
+    /// The backend-chosen key.
+    pub key: SessionKey,
+    /// Distinguishes this registration from other connections that used the same key.
+    pub epoch: Epoch,
+    /// Frames waiting for the client.
+    pub queue: OutboundQueue,
+    /// The client's address (none on a unix socket).
+    pub peer: Option<SocketAddr>,
+    /// When the session was registered.
+    pub connected_at: SystemTime,
+    /// Milliseconds since `clock_origin` of the last activity that counts for `idle_timeout`.
+    last_activity_ms: AtomicU64,
+    clock_origin: Instant,
+    /// A server ping is unanswered (no frame at all has come from the client since).
+    awaiting_pong: AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(key: SessionKey, epoch: Epoch, peer: Option<SocketAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            epoch,
+            queue: OutboundQueue::new(),
+            peer,
+            connected_at: SystemTime::now(),
+            last_activity_ms: AtomicU64::new(0),
+            clock_origin: Instant::now(),
+            awaiting_pong: AtomicBool::new(false),
+        })
+    }
+
+    /// Records activity now (server writes, client messages, client pings).
+    pub(crate) fn touch(&self) {
+        let elapsed = u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    /// The writer sent a ping.
+    pub(crate) fn ping_sent(&self) {
+        self.awaiting_pong.store(true, Ordering::Relaxed);
+    }
+
+    /// A frame arrived from the client, which proves it alive. Returns whether a ping was
+    /// waiting for an answer (so a pong that answers it is not counted as activity).
+    pub(crate) fn heard_from_client(&self) -> bool {
+        self.awaiting_pong.swap(false, Ordering::Relaxed)
+    }
+
+    /// True while a ping is unanswered.
+    pub(crate) fn awaiting_pong(&self) -> bool {
+        self.awaiting_pong.load(Ordering::Relaxed)
+    }
+
+    /// When the last activity happened.
+    pub(crate) fn last_activity(&self) -> Instant {
+        self.clock_origin
+            + std::time::Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+}

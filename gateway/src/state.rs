@@ -1,0 +1,106 @@
+//! The state every handler and connection task shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use http::HeaderName;
+use oort_common::NodeId;
+use oort_common::config::Config;
+use oort_router::Router;
+use tokio_util::task::TaskTracker;
+
+use crate::callback::{CallbackClient, SetupError};
+use crate::metrics::Metrics;
+use crate::sessions::{QueueLimits, SessionRegistry};
+use crate::stats::Stats;
+
+/// Shared by every request and connection of one gateway.
+pub(crate) struct AppState {
+    pub config: Config,
+    /// `config.session_header`, parsed once.
+    pub session_header: HeaderName,
+    pub registry: Arc<SessionRegistry>,
+    pub router: Router,
+    pub callbacks: CallbackClient,
+    pub metrics: Metrics,
+    pub stats: Arc<Stats>,
+    /// Every WebSocket connection task, so shutdown can wait for them (and their close
+    /// callbacks).
+    pub connections: TaskTracker,
+    /// Connect requests in progress plus open WebSocket connections, for `max_connections`.
+    open_connections: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// Holds one slot of `limits.max_connections` until dropped.
+pub(crate) struct ConnectionSlot(Arc<AppState>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0
+            .metrics
+            .connections
+            .set(self.0.open_connections.load(Ordering::Relaxed) as f64);
+    }
+}
+
+impl AppState {
+    pub(crate) fn new(
+        config: Config,
+        node_id: NodeId,
+        endpoint: String,
+    ) -> Result<Arc<Self>, SetupError> {
+        let session_header =
+            HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
+                key: "session_header".into(),
+                value: config.session_header.clone(),
+                reason: err.to_string(),
+            })?;
+        let callbacks = CallbackClient::new(&config, &endpoint)?;
+        let registry = Arc::new(SessionRegistry::new(QueueLimits {
+            max_messages: config.queue_max_messages(),
+            max_bytes: config.queue.max_bytes,
+            slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
+        }));
+        let router = Router::local(node_id, registry.clone());
+        Ok(Arc::new(Self {
+            config,
+            session_header,
+            registry,
+            router,
+            callbacks,
+            metrics: Metrics::new(),
+            stats: Arc::new(Stats::default()),
+            connections: TaskTracker::new(),
+            open_connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// Takes a connection slot, or `None` when `limits.max_connections` is reached.
+    pub(crate) fn try_connection_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let max = self.config.limits.max_connections;
+        let taken = self
+            .open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (max == 0 || open < max).then_some(open + 1)
+            })
+            .is_ok();
+        taken.then(|| ConnectionSlot(self.clone()))
+    }
+
+    /// True once shutdown has begun: readiness is false and connects are refused.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Ready to serve: not draining and the router can serve.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.is_draining() && self.router.is_ready()
+    }
+}
