@@ -1,1 +1,16 @@
-//! placeholder
+//! The test harness shared by Oort's integration and end-to-end tests: a recording callback
+//! backend, WebSocket and HTTP clients, condition waits, and launching `oort` processes.
+//!
+//! Everything binds `127.0.0.1:0`, so tests run in parallel without port clashes.
+
+// This is test code: a failed expectation panics, which is how a test reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod backend;
+pub mod client;
+pub mod process;
+pub mod wait;
+
+pub use backend::{CallbackKind, Recorded, TestBackend};
+pub use client::{WsClient, http_client};
+pub use wait::{TIMEOUT, eventually};
