@@ -5,7 +5,7 @@
 //!
 //! | parameter | effect |
 //! |---|---|
-//! | `key=K` | accept with session key `K` |
+//! | `key=K` | accept with session key `K` (`key=auto`: a fresh unique key per connection) |
 //! | `first=TEXT` | first message (the answer body) |
 //! | `binary=1` | answer with `Content-Type: application/octet-stream` |
 //! | `status=N&body=TEXT` | refuse with status `N` |
@@ -267,10 +267,13 @@ async fn connect(
         response_headers.insert("content-type", "application/octet-stream".parse().unwrap());
     }
     if !params.contains_key("nokey") {
-        let key = params
-            .get("key")
-            .cloned()
-            .unwrap_or_else(|| "default".to_owned());
+        let key = match params.get("key").map(String::as_str) {
+            // Tools that open many connections to one URL (Autobahn|Testsuite) need distinct
+            // sessions.
+            Some("auto") => format!("auto-{:016x}", rand::random::<u64>()),
+            Some(key) => key.to_owned(),
+            None => "default".to_owned(),
+        };
         let header = shared.session_header.lock().unwrap().clone();
         response_headers.insert(
             axum::http::HeaderName::try_from(header).unwrap(),

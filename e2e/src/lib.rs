@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod process;
 pub mod wait;

@@ -16,11 +16,14 @@ pub fn oort_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/oort
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // Tests run from target/<profile>/deps/, oort-bench from target/<profile>/; the binary is
+    // in target/<profile>/ either way.
+    let dir = exe.parent().expect("executable directory");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
     let binary = profile_dir.join("oort");
     assert!(
         binary.exists(),
@@ -108,12 +111,26 @@ impl OortProcess {
 
     /// The TCP address of the listener named `name` (`client` or `api`), from the log.
     pub async fn listen_addr(&self, name: &str, timeout: Duration) -> SocketAddr {
+        let addr = self.listen_text(name, timeout).await;
+        addr.parse()
+            .unwrap_or_else(|_| panic!("{addr} is not a TCP address"))
+    }
+
+    /// The address the listener named `name` logged once bound, as written: `127.0.0.1:PORT`,
+    /// `[::]:PORT` or `unix:/path`.
+    pub async fn listen_text(&self, name: &str, timeout: Duration) -> String {
         let needle = format!("\"listener\":\"{name}\"");
         let line = self.wait_for_line(&needle, timeout).await;
         let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-        let addr = json["fields"]["addr"].as_str().expect("an addr field");
-        addr.parse()
-            .unwrap_or_else(|_| panic!("{addr} is not a TCP address"))
+        json["fields"]["addr"]
+            .as_str()
+            .expect("an addr field")
+            .to_owned()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
     }
 
     /// Sends a signal (`libc` numbering: 15 = SIGTERM, 2 = SIGINT, 9 = SIGKILL).
@@ -136,6 +153,28 @@ impl OortProcess {
                 self.logs().join("\n")
             ),
         }
+    }
+}
+
+/// Runs `oort` to completion (`check-config`, start-up failures) with extra environment, and
+/// returns its exit status and output; panics if it runs longer than `timeout`.
+pub async fn run_oort(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> std::process::Output {
+    let mut command = Command::new(oort_binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    match tokio::time::timeout(timeout, command.output()).await {
+        Ok(output) => output.expect("run oort"),
+        Err(_) => panic!("oort {args:?} did not exit within {timeout:?}"),
     }
 }
 

@@ -81,13 +81,14 @@ impl AppState {
     /// Takes a connection slot, or `None` when `limits.max_connections` is reached.
     pub(crate) fn try_connection_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let max = self.config.limits.max_connections;
-        let taken = self
-            .open_connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (max == 0 || open < max).then_some(open + 1)
-            })
-            .is_ok();
-        taken.then(|| ConnectionSlot(self.clone()))
+        let taken =
+            self.open_connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    (max == 0 || open < max).then_some(open + 1)
+                });
+        let open = taken.ok()? + 1;
+        self.metrics.connections.set(open as f64);
+        Some(ConnectionSlot(self.clone()))
     }
 
     /// True once shutdown has begun: readiness is false and connects are refused.

@@ -140,8 +140,9 @@ impl Config {
         fill(&mut self.log.level, &defaults.log.level);
     }
 
-    /// The `X-Kuiperbelt-Endpoint` value, computed as kuiperbelt does: from the config's port,
-    /// not from a `--port` override, and without the port when it is at or below 1023.
+    /// The `X-Kuiperbelt-Endpoint` value: `endpoint`, else `hostname:port`, or just `hostname`
+    /// for a port at or below 1023, as kuiperbelt computes it. Unlike kuiperbelt, `port` here
+    /// already includes a `--port` override.
     pub fn effective_endpoint(&self, hostname: &str) -> String {
         if !self.endpoint.is_empty() {
             return self.endpoint.clone();

@@ -178,9 +178,17 @@ async fn register(
         );
         state.stats.add_messages(1);
     }
+    if state.is_draining() {
+        return Err("the server is shutting down".to_owned());
+    }
     if let Some(older) = state.registry.insert(session.clone()) {
         info!(older_epoch = %older.epoch, "a newer connection took over this session key");
         older.queue.close(CloseCommand::replaced(), false);
+    }
+    // The drain may have closed every session between the check above and the insert; a
+    // session that arrives that late closes itself, so the drain never waits for it.
+    if state.is_draining() {
+        session.queue.close(CloseCommand::shutdown(), false);
     }
     let registration = Registration::new(session.clone(), state.clone());
     if let Err(err) = state.router.register(&key, session.epoch).await {

@@ -43,8 +43,10 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
     let cause = tokio::select! {
         read_end = reader::read_loop(&mut stream, &session, &state) => {
             // The client side ended first. The writer sends the close frame this calls for
-            // (none after a client's own close, whose echo tungstenite already sent).
-            session.queue.close(read_end.clone(), true);
+            // (none after a client's own close, whose echo tungstenite already sent). After a
+            // protocol error the client can still read, so what is queued goes out first.
+            let discard_pending = read_end.code.is_none();
+            session.queue.close(read_end.clone(), discard_pending);
             if tokio::time::timeout(close_timeout, &mut writer).await.is_err() {
                 writer.abort();
             }
@@ -53,9 +55,15 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
         writer_end = &mut writer => {
             // The server side ended first. After a close frame, give the client a moment to
             // answer so the close handshake completes cleanly.
-            let cause = writer_end.unwrap_or(CloseCause::ConnectionLost);
-            let _ = tokio::time::timeout(close_timeout, async { while stream.next().await.is_some() {} }).await;
-            cause
+            match writer_end {
+                Ok(end) => {
+                    if end.sent_close {
+                        let _ = tokio::time::timeout(close_timeout, async { while stream.next().await.is_some() {} }).await;
+                    }
+                    end.cause
+                }
+                Err(_) => CloseCause::ConnectionLost,
+            }
         }
     };
     registration.finish(cause).await;

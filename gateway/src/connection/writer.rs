@@ -21,12 +21,29 @@ const MAX_BATCH: usize = 64;
 
 type Sink = SplitSink<WebSocket, Message>;
 
-/// Writes until the connection should end, and returns why it ended.
+/// How the write side ended.
+pub(super) struct WriterEnd {
+    /// Why.
+    pub cause: CloseCause,
+    /// A close frame went out, so the client's answer is worth waiting for.
+    pub sent_close: bool,
+}
+
+impl WriterEnd {
+    fn silent(cause: CloseCause) -> Self {
+        Self {
+            cause,
+            sent_close: false,
+        }
+    }
+}
+
+/// Writes until the connection should end, and says how it ended.
 pub(super) async fn write_loop(
     mut sink: Sink,
     session: Arc<Session>,
     state: Arc<AppState>,
-) -> CloseCause {
+) -> WriterEnd {
     let config = &state.config;
     let idle_timeout = config.idle_timeout.non_zero();
     let write_timeout = config.queue.slow_consumer_timeout.0;
@@ -42,12 +59,12 @@ pub(super) async fn write_loop(
                 match pinger.tick(&session) {
                     PingAction::Send => {
                         if write_bounded(&mut sink, vec![Message::Ping(Bytes::new())], write_timeout).await.is_err() {
-                            return CloseCause::ConnectionLost;
+                            return WriterEnd::silent(CloseCause::ConnectionLost);
                         }
                     }
                     PingAction::PeerDead => {
                         debug!("no pong in time; dropping the connection");
-                        return CloseCause::PongTimeout;
+                        return WriterEnd::silent(CloseCause::PongTimeout);
                     }
                     PingAction::Wait => {}
                 }
@@ -55,7 +72,7 @@ pub(super) async fn write_loop(
             }
             () = idle_expiry(&session, idle_timeout) => {
                 send_close(&mut sink, 1000, "idle timeout", &state).await;
-                return CloseCause::IdleTimeout;
+                return WriterEnd { cause: CloseCause::IdleTimeout, sent_close: true };
             }
         };
         match next {
@@ -68,13 +85,15 @@ pub(super) async fn write_loop(
                     }
                     Err(WriteError::TimedOut) => {
                         debug!(?write_timeout, "a write stalled; the client is too slow");
-                        return CloseCause::SlowConsumer;
+                        return WriterEnd::silent(CloseCause::SlowConsumer);
                     }
-                    Err(WriteError::Closed) => return CloseCause::ConnectionLost,
+                    Err(WriteError::Closed) => {
+                        return WriterEnd::silent(CloseCause::ConnectionLost);
+                    }
                     Err(WriteError::Failed) => {
                         state.stats.message_error();
                         state.metrics.count_error(ErrorKind::WriteFailed);
-                        return CloseCause::ConnectionLost;
+                        return WriterEnd::silent(CloseCause::ConnectionLost);
                     }
                 }
             }
@@ -82,7 +101,10 @@ pub(super) async fn write_loop(
                 if let Some(code) = close.code {
                     send_close(&mut sink, code, &close.reason, &state).await;
                 }
-                return close.cause;
+                return WriterEnd {
+                    cause: close.cause,
+                    sent_close: close.code.is_some(),
+                };
             }
         }
     }
@@ -173,7 +195,9 @@ struct Pinger {
     interval: Option<Duration>,
     pong_timeout: Duration,
     next_ping: Instant,
-    sent_at: Option<Instant>,
+    /// When the oldest unanswered ping must have been answered. Kept apart from `next_ping`
+    /// so a pong_timeout longer than the interval does not stretch the interval.
+    pong_deadline: Option<Instant>,
 }
 
 impl Pinger {
@@ -183,7 +207,7 @@ impl Pinger {
             interval,
             pong_timeout,
             next_ping,
-            sent_at: None,
+            pong_deadline: None,
         }
     }
 
@@ -192,21 +216,26 @@ impl Pinger {
             return pending().await;
         }
         let deadline = self
-            .sent_at
-            .map_or(self.next_ping, |sent| sent + self.pong_timeout);
+            .pong_deadline
+            .map_or(self.next_ping, |pong| pong.min(self.next_ping));
         sleep_until(deadline).await;
     }
 
     fn tick(&mut self, session: &Session) -> PingAction {
         let now = Instant::now();
-        if self.sent_at.take().is_some() {
-            return if session.awaiting_pong() {
-                PingAction::PeerDead
-            } else {
-                PingAction::Wait
-            };
+        if self.pong_deadline.is_some_and(|deadline| now >= deadline) {
+            if session.awaiting_pong() {
+                return PingAction::PeerDead;
+            }
+            self.pong_deadline = None;
         }
-        self.sent_at = Some(now);
+        if now < self.next_ping {
+            return PingAction::Wait;
+        }
+        // A ping sent while an older one is unanswered does not move that one's deadline.
+        if !session.awaiting_pong() || self.pong_deadline.is_none() {
+            self.pong_deadline = Some(now + self.pong_timeout);
+        }
         self.next_ping = now + self.interval.unwrap_or_default();
         session.ping_sent();
         PingAction::Send

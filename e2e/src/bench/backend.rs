@@ -1,0 +1,38 @@
+//! A lean callback backend for load: accepts every connect with the key from `?key=`, answers
+//! the other callbacks 200, and records nothing.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::any;
+
+const SESSION_HEADER: &str = "X-Kuiperbelt-Session";
+
+/// Serves the backend on `listener` until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    let app = Router::new()
+        .route("/connect", any(connect))
+        .route("/establish", any(|| async { StatusCode::OK }))
+        .route("/close", any(|| async { StatusCode::OK }))
+        .route("/receive", any(|| async { StatusCode::OK }));
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Binds on loopback and serves in the background; returns the address.
+pub async fn start(listen: &str) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener));
+    Ok(addr)
+}
+
+async fn connect(RawQuery(query): RawQuery) -> impl IntoResponse {
+    let key = query
+        .as_deref()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned()))
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    (StatusCode::OK, [(SESSION_HEADER, key)], "")
+}

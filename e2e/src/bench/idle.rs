@@ -1,0 +1,80 @@
+//! Scenario 1: idle connections. Opens N clients, holds them, and reports the gateway's
+//! resident memory per connection, the connect rate, and its CPU use while idle.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::target::Target;
+use super::{Percentiles, clients, procfs};
+
+/// Scenario parameters.
+pub struct IdleOptions {
+    /// Connections to open.
+    pub connections: usize,
+    /// Connects in flight at once.
+    pub concurrency: usize,
+    /// How long to hold them idle while measuring CPU.
+    pub hold: Duration,
+}
+
+/// Results.
+#[derive(Debug, Serialize)]
+pub struct IdleReport {
+    pub scenario: &'static str,
+    pub connections: usize,
+    pub failures: usize,
+    pub connect_rate_per_s: f64,
+    pub connect_time: Option<Percentiles>,
+    pub rss_before_bytes: Option<u64>,
+    pub rss_after_bytes: Option<u64>,
+    pub rss_per_connection_bytes: Option<f64>,
+    pub idle_cpu_percent: Option<f64>,
+    pub hold_s: f64,
+}
+
+pub async fn run(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleReport> {
+    let rss_before = target.pid.and_then(|pid| procfs::rss_bytes(pid).ok());
+    let mut opened = clients::open(&target.connect_url, options.connections, options.concurrency, "idle").await?;
+    let connected = opened.clients.len();
+    // Each client is polled in the background so the server's pings are answered.
+    let readers: Vec<_> = opened
+        .clients
+        .drain(..)
+        .map(|mut client| {
+            tokio::spawn(async move {
+                use futures_util::StreamExt;
+                while let Some(Ok(_)) = client.next().await {}
+            })
+        })
+        .collect();
+    let cpu_before = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
+    let held_since = Instant::now();
+    tokio::time::sleep(options.hold).await;
+    let held = held_since.elapsed();
+    let cpu_after = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
+    let rss_after = target.pid.and_then(|pid| procfs::rss_bytes(pid).ok());
+    for reader in readers {
+        reader.abort();
+    }
+    let per_connection = match (rss_before, rss_after) {
+        (Some(before), Some(after)) if connected > 0 => Some(after.saturating_sub(before) as f64 / connected as f64),
+        _ => None,
+    };
+    let idle_cpu = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some((after - before) / held.as_secs_f64() * 100.0),
+        _ => None,
+    };
+    Ok(IdleReport {
+        scenario: "idle",
+        connections: connected,
+        failures: opened.failures,
+        connect_rate_per_s: connected as f64 / opened.elapsed.as_secs_f64(),
+        connect_time: Percentiles::of(&mut opened.connect_times),
+        rss_before_bytes: rss_before,
+        rss_after_bytes: rss_after,
+        rss_per_connection_bytes: per_connection,
+        idle_cpu_percent: idle_cpu,
+        hold_s: held.as_secs_f64(),
+    })
+}

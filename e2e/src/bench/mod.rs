@@ -1,0 +1,39 @@
+//! `oort-bench`: load scenarios against a real gateway, spawned here or already running.
+//!
+//! Results are JSON on stdout (one object per scenario) and a human summary on stderr. Every
+//! scenario is bounded in connections and time and runs against loopback only.
+
+pub mod backend;
+pub mod clients;
+pub mod idle;
+pub mod procfs;
+pub mod send;
+pub mod target;
+
+use std::time::Duration;
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Debug, serde::Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Percentiles of `samples` (sorted here).
+    pub fn of(samples: &mut [Duration]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let index = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[index].as_secs_f64() * 1000.0
+        };
+        Some(Self { p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) })
+    }
+}

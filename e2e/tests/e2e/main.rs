@@ -1,0 +1,18 @@
+//! Process-level end-to-end tests: each test spawns the real `oort` binary (built by
+//! `cargo build -p oort-gateway`, or `$OORT_BIN`), a real callback backend and real clients,
+//! and reads the process's JSON logs, exit code and sockets. No fixed ports: every listener
+//! binds port 0 and the real address is read from the log.
+//!
+//! Modules needing outside tools fail with install instructions when a tool is missing:
+//! `demo_browser` (Node.js, `npm ci` in e2e/browser, Debian's chromium) and `autobahn`
+//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md).
+
+// This is test code: a failed expectation panics, which is how a test reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod autobahn;
+mod cli;
+mod demo_browser;
+mod shutdown;
+mod support;
+mod unix_socket;
