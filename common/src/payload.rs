@@ -60,12 +60,12 @@ pub struct Payload {
 impl Payload {
     /// Checks that text payloads are UTF-8, so that no client ever receives an invalid text frame.
     pub fn new(kind: FrameKind, data: Bytes) -> Result<Self, PayloadError> {
-        if kind == FrameKind::Text {
-            if let Err(err) = std::str::from_utf8(&data) {
-                return Err(PayloadError {
-                    valid_up_to: err.valid_up_to(),
-                });
-            }
+        if kind == FrameKind::Text
+            && let Err(err) = std::str::from_utf8(&data)
+        {
+            return Err(PayloadError {
+                valid_up_to: err.valid_up_to(),
+            });
         }
         Ok(Self { kind, data })
     }

@@ -40,8 +40,8 @@ fn check_config(file: &std::path::Path, print: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             if print {
-                match serde_yaml_ng_print(&loaded.config) {
-                    Ok(text) => print!("{text}"),
+                match effective_config_text(&loaded.config) {
+                    Ok(text) => print_stdout(&text),
                     Err(err) => eprintln!("cannot print the configuration: {err}"),
                 }
             }
@@ -55,7 +55,15 @@ fn check_config(file: &std::path::Path, print: bool) -> ExitCode {
     }
 }
 
-fn serde_yaml_ng_print(config: &Config) -> Result<String, serde_json::Error> {
+#[allow(
+    clippy::print_stdout,
+    reason = "--print asks for the configuration on stdout"
+)]
+fn print_stdout(text: &str) {
+    print!("{text}");
+}
+
+fn effective_config_text(config: &Config) -> Result<String, serde_json::Error> {
     // JSON is valid YAML, and keeps this binary free of a YAML writer.
     serde_json::to_string_pretty(config).map(|text| text + "\n")
 }

@@ -8,14 +8,14 @@ pub(crate) const RESERVED_PATHS: [&str; 4] = ["/metrics", "/livez", "/readyz", "
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     let client = config.client_listen()?;
-    if let Some(api) = config.api_listen()? {
-        if api == client {
-            return Err(ConfigError::invalid(
-                "api_listen",
-                &config.api_listen,
-                "must differ from the client listener",
-            ));
-        }
+    if let Some(api) = config.api_listen()?
+        && api == client
+    {
+        return Err(ConfigError::invalid(
+            "api_listen",
+            &config.api_listen,
+            "must differ from the client listener",
+        ));
     }
     check_header_name("session_header", &config.session_header)?;
     check_callbacks(config)?;

@@ -32,7 +32,11 @@ pub async fn start(listen: &str) -> std::io::Result<SocketAddr> {
 async fn connect(RawQuery(query): RawQuery) -> impl IntoResponse {
     let key = query
         .as_deref()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned()))
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.into_owned())
+        })
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     (StatusCode::OK, [(SESSION_HEADER, key)], "")
 }

@@ -30,9 +30,16 @@ pub struct Opened {
 
 /// Opens `count` clients to `connect_url` (a `ws://host:port/path` URL) with keys
 /// `{prefix}-{index}`, at most `concurrency` connecting at once.
-pub async fn open(connect_url: &str, count: usize, concurrency: usize, prefix: &str) -> anyhow::Result<Opened> {
+pub async fn open(
+    connect_url: &str,
+    count: usize,
+    concurrency: usize,
+    prefix: &str,
+) -> anyhow::Result<Opened> {
     let url = url::Url::parse(connect_url)?;
-    let host = url.host_str().ok_or_else(|| anyhow::anyhow!("no host in {connect_url}"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("no host in {connect_url}"))?;
     let port = url.port().unwrap_or(80);
     let server: SocketAddr = tokio::net::lookup_host((host, port))
         .await?
@@ -64,16 +71,29 @@ pub async fn open(connect_url: &str, count: usize, concurrency: usize, prefix: &
             None => failures += 1,
         }
     }
-    Ok(Opened { clients: slots.into_iter().flatten().collect(), connect_times, failures, elapsed: started.elapsed() })
+    Ok(Opened {
+        clients: slots.into_iter().flatten().collect(),
+        connect_times,
+        failures,
+        elapsed: started.elapsed(),
+    })
 }
 
-async fn connect_from(source: Ipv4Addr, server: SocketAddr, request: &str) -> anyhow::Result<Client> {
+async fn connect_from(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    request: &str,
+) -> anyhow::Result<Client> {
     let socket = TcpSocket::new_v4()?;
     if server.ip().is_loopback() {
         socket.bind(SocketAddr::from((source, 0)))?;
     }
     let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(server)).await??;
     stream.set_nodelay(true)?;
-    let (client, _) = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::client_async(request, stream)).await??;
+    let (client, _) = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await??;
     Ok(client)
 }

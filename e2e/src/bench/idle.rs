@@ -35,7 +35,13 @@ pub struct IdleReport {
 
 pub async fn run(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleReport> {
     let rss_before = target.pid.and_then(|pid| procfs::rss_bytes(pid).ok());
-    let mut opened = clients::open(&target.connect_url, options.connections, options.concurrency, "idle").await?;
+    let mut opened = clients::open(
+        &target.connect_url,
+        options.connections,
+        options.concurrency,
+        "idle",
+    )
+    .await?;
     let connected = opened.clients.len();
     // Each client is polled in the background so the server's pings are answered.
     let readers: Vec<_> = opened
@@ -58,7 +64,9 @@ pub async fn run(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleR
         reader.abort();
     }
     let per_connection = match (rss_before, rss_after) {
-        (Some(before), Some(after)) if connected > 0 => Some(after.saturating_sub(before) as f64 / connected as f64),
+        (Some(before), Some(after)) if connected > 0 => {
+            Some(after.saturating_sub(before) as f64 / connected as f64)
+        }
         _ => None,
     };
     let idle_cpu = match (cpu_before, cpu_after) {

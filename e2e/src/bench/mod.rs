@@ -34,6 +34,10 @@ impl Percentiles {
             let index = ((samples.len() - 1) as f64 * q).round() as usize;
             samples[index].as_secs_f64() * 1000.0
         };
-        Some(Self { p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) })
+        Some(Self {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
     }
 }

@@ -22,9 +22,17 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces; fields after its closing parenthesis are
     // plain. utime and stime are fields 14 and 15 overall, so 12 and 13 after the name.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| io::Error::other("bad stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("bad stat"))?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| io::Error::other("bad stat field"));
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other("bad stat field"))
+    };
     let total = ticks(11)? + ticks(12)?;
     Ok(total as f64 / clock_ticks_per_second())
 }

@@ -47,7 +47,12 @@ pub struct SendReport {
 
 pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendReport> {
     let opened = clients::open(&target.connect_url, options.sessions, 256, "send").await?;
-    anyhow::ensure!(opened.failures == 0, "{} of {} sessions failed to connect", opened.failures, options.sessions);
+    anyhow::ensure!(
+        opened.failures == 0,
+        "{} of {} sessions failed to connect",
+        opened.failures,
+        options.sessions
+    );
     let received = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = opened
         .clients
@@ -63,7 +68,9 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
             })
         })
         .collect();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(options.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()?;
     let payload = "x".repeat(options.payload_size);
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -82,10 +89,18 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
             let batch_body = batch.map(|size| batch_body(worker, size, sessions, &payload));
             while Instant::now() < deadline {
                 let (request, frames) = match &batch_body {
-                    Some(body) => (http.post(format!("{api}/v1/send/batch")).body(body.clone()), batch.unwrap_or(1) as u64),
+                    Some(body) => (
+                        http.post(format!("{api}/v1/send/batch")).body(body.clone()),
+                        batch.unwrap_or(1) as u64,
+                    ),
                     None => {
                         next = (next + stride(sessions)) % sessions;
-                        (http.post(format!("{api}/send")).header("X-Kuiperbelt-Session", format!("send-{next}")).body(payload.clone()), 1)
+                        (
+                            http.post(format!("{api}/send"))
+                                .header("X-Kuiperbelt-Session", format!("send-{next}"))
+                                .body(payload.clone()),
+                            1,
+                        )
                     }
                 };
                 requests.fetch_add(1, Ordering::Relaxed);
@@ -117,12 +132,18 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
     }
     let frames_received = received.load(Ordering::Relaxed);
     let gateway_cpu = match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) if frames_accepted > 0 => Some((after - before) * 1e6 / frames_accepted as f64),
+        (Some(before), Some(after)) if frames_accepted > 0 => {
+            Some((after - before) * 1e6 / frames_accepted as f64)
+        }
         _ => None,
     };
     let request_count = requests.load(Ordering::Relaxed);
     Ok(SendReport {
-        scenario: if options.batch.is_some() { "send_batch" } else { "send" },
+        scenario: if options.batch.is_some() {
+            "send_batch"
+        } else {
+            "send"
+        },
         sessions: options.sessions,
         concurrency: options.concurrency,
         batch: options.batch,

@@ -39,6 +39,11 @@ impl Target {
 
     /// A gateway that is already running.
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {
-        Self { connect_url, api_url, pid, _process: None }
+        Self {
+            connect_url,
+            api_url,
+            pid,
+            _process: None,
+        }
     }
 }

@@ -67,16 +67,38 @@ async fn main() -> anyhow::Result<()> {
     let backend = backend::start(&cli.backend_listen).await?;
     eprintln!("callback backend on http://{backend}");
     let target = match (cli.connect_url, cli.api_url) {
-        (Some(connect_url), Some(api_url)) => Target::external(connect_url, api_url, cli.gateway_pid),
+        (Some(connect_url), Some(api_url)) => {
+            Target::external(connect_url, api_url, cli.gateway_pid)
+        }
         _ => Target::spawn(backend, &cli.extra_config).await?,
     };
     let report = match cli.scenario {
-        Scenario::Idle { connections, concurrency, hold } => {
-            let options = IdleOptions { connections, concurrency, hold: Duration::from_secs(hold) };
+        Scenario::Idle {
+            connections,
+            concurrency,
+            hold,
+        } => {
+            let options = IdleOptions {
+                connections,
+                concurrency,
+                hold: Duration::from_secs(hold),
+            };
             serde_json::to_value(idle::run(&target, &options).await?)?
         }
-        Scenario::Send { sessions, concurrency, duration, size, batch } => {
-            let options = SendOptions { sessions, concurrency, duration: Duration::from_secs(duration), payload_size: size, batch };
+        Scenario::Send {
+            sessions,
+            concurrency,
+            duration,
+            size,
+            batch,
+        } => {
+            let options = SendOptions {
+                sessions,
+                concurrency,
+                duration: Duration::from_secs(duration),
+                payload_size: size,
+                batch,
+            };
             serde_json::to_value(send::run(&target, &options).await?)?
         }
     };

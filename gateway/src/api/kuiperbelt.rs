@@ -43,15 +43,19 @@ fn answer(status: StatusCode, errors: Vec<KuiperbeltError<'_>>, result: &'static
     (status, [(CONTENT_TYPE, JSON_UTF8)], body).into_response()
 }
 
+/// A refusal before any session is looked up. kuiperbelt writes these as literal strings, so
+/// unlike [`answer`] with errors there is no trailing newline.
 fn failure(status: StatusCode, message: &str) -> Response {
-    answer(
-        status,
-        vec![KuiperbeltError {
-            error: message,
-            session: None,
-        }],
-        "NG",
-    )
+    let errors = vec![KuiperbeltError {
+        error: message,
+        session: None,
+    }];
+    let body = serde_json::to_string(&KuiperbeltAnswer {
+        errors,
+        result: "NG",
+    })
+    .unwrap_or_default();
+    (status, [(CONTENT_TYPE, JSON_UTF8)], body).into_response()
 }
 
 /// `POST {path.send}`: the body goes to every session named by a session header.

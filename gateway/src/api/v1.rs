@@ -247,6 +247,10 @@ async fn deliver(state: &AppState, request: DeliveryRequest) -> DeliveryAnswer {
 /// Reads and parses a JSON body; errors name the field, e.g. `messages[2].sessions: invalid type`.
 async fn parse<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
     let bytes = read_body(body, state.config.limits.max_send_body).await?;
+    // serde would also accept a struct written as a JSON array; only objects are documented.
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::bad_request("invalid type: an array, expected a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

@@ -204,10 +204,10 @@ impl CallbackClient {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .collect();
-        if !offered.is_empty() {
-            if let Ok(value) = HeaderValue::try_from(offered.join(", ")) {
-                headers.insert(HeaderName::from_static(OFFERED_PROTOCOLS_HEADER), value);
-            }
+        if !offered.is_empty()
+            && let Ok(value) = HeaderValue::try_from(offered.join(", "))
+        {
+            headers.insert(HeaderName::from_static(OFFERED_PROTOCOLS_HEADER), value);
         }
         self.apply_proxy_set_header(&mut headers);
         headers.append(
@@ -243,16 +243,9 @@ impl CallbackClient {
         key: &SessionKey,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
-        let kind = CallbackKind::Establish;
-        let Some(url) = self.urls.establish.clone() else {
-            return Ok(());
-        };
-        let request = self
-            .http
-            .post(url)
-            .headers(self.session_headers(key))
-            .body(Bytes::new());
-        self.expect_ok(kind, request, metrics).await
+        let url = self.urls.establish.as_ref();
+        self.post_for_session(CallbackKind::Establish, url, key, None, metrics)
+            .await
     }
 
     /// Tells the backend a session ended.
@@ -261,16 +254,9 @@ impl CallbackClient {
         key: &SessionKey,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
-        let kind = CallbackKind::Close;
-        let Some(url) = self.urls.close.clone() else {
-            return Ok(());
-        };
-        let request = self
-            .http
-            .post(url)
-            .headers(self.session_headers(key))
-            .body(Bytes::new());
-        self.expect_ok(kind, request, metrics).await
+        let url = self.urls.close.as_ref();
+        self.post_for_session(CallbackKind::Close, url, key, None, metrics)
+            .await
     }
 
     /// Posts one client message to the backend.
@@ -281,17 +267,35 @@ impl CallbackClient {
         data: Bytes,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
-        let Some(url) = self.urls.receive.clone() else {
-            return Ok(());
-        };
-        let mut headers = self.session_headers(key);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(kind.content_type()),
-        );
-        let request = self.http.post(url).headers(headers).body(data);
-        self.expect_ok(CallbackKind::Receive, request, metrics)
+        let url = self.urls.receive.as_ref();
+        self.post_for_session(CallbackKind::Receive, url, key, Some((kind, data)), metrics)
             .await
+    }
+
+    /// POSTs to a session callback (a message, or no body) and expects 200. An unconfigured
+    /// callback succeeds without a request.
+    async fn post_for_session(
+        &self,
+        kind: CallbackKind,
+        url: Option<&Url>,
+        key: &SessionKey,
+        message: Option<(FrameKind, Bytes)>,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let Some(url) = url else { return Ok(()) };
+        let mut headers = self.session_headers(key);
+        let body = match message {
+            Some((frame_kind, data)) => {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(frame_kind.content_type()),
+                );
+                data
+            }
+            None => Bytes::new(),
+        };
+        let request = self.http.post(url.clone()).headers(headers).body(body);
+        self.expect_ok(kind, request, metrics).await
     }
 
     /// Session header, then `proxy_set_header`, then the endpoint: kuiperbelt's order for the

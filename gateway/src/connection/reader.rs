@@ -50,14 +50,13 @@ pub(super) async fn read_loop(
         };
         session.touch();
         state.metrics.messages_received.increment(1);
-        if has_receive {
-            if let Err(err) = state
+        if has_receive
+            && let Err(err) = state
                 .callbacks
                 .receive(&session.key, kind, data, &state.metrics)
                 .await
-            {
-                warn!(error = %err, "receive callback failed; the message is dropped");
-            }
+        {
+            warn!(error = %err, "receive callback failed; the message is dropped");
         }
     }
 }

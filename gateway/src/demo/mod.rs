@@ -44,10 +44,7 @@ pub async fn run(host: &str, port: u16, shutdown: CancellationToken) -> anyhow::
         "Oort demo: open http://{}/ in two browser tabs and chat",
         display_addr(host, gateway_addr)
     );
-    println!(
-        "Oort demo running: open http://{}/ in two browser tabs and chat (Ctrl-C to stop)",
-        display_addr(host, gateway_addr)
-    );
+    announce(&display_addr(host, gateway_addr));
     gateway
         .run(
             Listeners {
@@ -58,6 +55,16 @@ pub async fn run(host: &str, port: u16, shutdown: CancellationToken) -> anyhow::
         )
         .await;
     Ok(())
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the demo's address is its output, for people and scripts"
+)]
+fn announce(addr: &str) {
+    println!(
+        "Oort demo running: open http://{addr}/ in two browser tabs and chat (Ctrl-C to stop)"
+    );
 }
 
 fn demo_config(backend: SocketAddr) -> Config {

@@ -173,11 +173,11 @@ impl OutboundQueue {
                     state.bytes = state.bytes.saturating_sub(taken_bytes);
                     return Next::Messages;
                 }
-                if !state.close_taken {
-                    if let Some(close) = state.close.clone() {
-                        state.close_taken = true;
-                        return Next::Close(close);
-                    }
+                if !state.close_taken
+                    && let Some(close) = state.close.clone()
+                {
+                    state.close_taken = true;
+                    return Next::Close(close);
                 }
             }
             self.wake_writer.notified().await;
@@ -256,7 +256,7 @@ mod tests {
         queue.push(text("a"), 1, &limits);
         queue.push(text("b"), 1, &limits);
         assert_eq!(queue.push(text("c"), 1, &limits), DeliveryStatus::QueueFull);
-        assert_eq!(queue.requested_close().map(|c| c.code), Some(1013));
+        assert_eq!(queue.requested_close().and_then(|c| c.code), Some(1013));
         let mut batch = Vec::new();
         assert!(matches!(queue.next(&mut batch, 10).await, Next::Close(_)));
         assert!(
