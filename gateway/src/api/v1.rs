@@ -249,7 +249,9 @@ async fn parse<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, A
     let bytes = read_body(body, state.config.limits.max_send_body).await?;
     // serde would also accept a struct written as a JSON array; only objects are documented.
     if bytes.trim_ascii_start().first() == Some(&b'[') {
-        return Err(ApiError::bad_request("invalid type: an array, expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid type: an array, expected a JSON object",
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {

@@ -2,9 +2,32 @@
 //! real WebSocket and HTTP clients.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// Helpers in `support` are shared by many modules; not every module uses each one.
+// Helpers in `support`, `api`, `raw` and `kb_support` are shared by many modules; not every
+// module uses each one.
 #![allow(unreachable_pub, dead_code)]
 
+mod api;
+mod kb_support;
+mod raw;
 mod support;
 
 mod smoke;
+
+// kuiperbelt compatibility, section by section of the kuiperbelt API reference.
+mod kb_connect;
+mod kb_lifecycle;
+mod kb_origin_paths;
+mod kb_send;
+mod kb_stats;
+
+mod auth_and_listeners;
+mod bad_backend;
+mod bad_input;
+mod limits;
+mod metrics_health;
+mod pings;
+mod shutdown;
+mod slow_clients;
+mod v1_api;
+mod v1_bad_requests;
+mod v1_sessions;

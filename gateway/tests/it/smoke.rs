@@ -1,8 +1,10 @@
 //! The main flow end to end: connect through the callback, receive a send, talk back, close.
 
+use oort_e2e::TIMEOUT;
 use oort_e2e::backend::CallbackKind;
-use oort_e2e::{TIMEOUT, http_client};
 
+use crate::api::parts;
+use crate::kb_support::send;
 use crate::support::TestGateway;
 
 #[tokio::test]
@@ -15,15 +17,9 @@ async fn connect_send_receive_close() {
         .wait_for(CallbackKind::Establish, "alice", 1, TIMEOUT)
         .await;
 
-    let response = http_client()
-        .post(format!("{}/send", gateway.api_url()))
-        .header("X-Kuiperbelt-Session", "alice")
-        .body("pushed")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), r#"{"result":"OK"}"#);
+    let (status, _, body) = parts(send(&gateway, &["alice"], "pushed").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, r#"{"result":"OK"}"#);
     assert_eq!(client.recv_text().await, "pushed");
 
     client.send_text("from client").await;

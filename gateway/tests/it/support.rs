@@ -10,6 +10,9 @@ use oort_gateway::{Gateway, Listener, Listeners};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A short window for proving that something did *not* happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
 /// A gateway under test, its backend, and how to stop it.
 pub struct TestGateway {
     /// The client listener (also the API unless `api_addr` is set).
