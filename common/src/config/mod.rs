@@ -299,7 +299,7 @@ impl Default for WebSocketConfig {
             ping_interval: GoDuration::from_secs(30),
             pong_timeout: GoDuration::from_secs(15),
             max_message_size: 1 << 20,
-            read_buffer_size: 4096,
+            read_buffer_size: 2048,
             close_timeout: GoDuration::from_secs(3),
         }
     }

@@ -85,7 +85,10 @@ async fn connect_from(
     request: &str,
 ) -> anyhow::Result<Client> {
     let socket = TcpSocket::new_v4()?;
-    if server.ip().is_loopback() {
+    // Binding first makes the kernel pick the port at bind time, where TIME_WAIT ports from
+    // earlier runs block it; only do it past the first address's range, and allow reuse.
+    if server.ip().is_loopback() && source != Ipv4Addr::LOCALHOST {
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::from((source, 0)))?;
     }
     let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(server)).await??;

@@ -295,7 +295,9 @@ impl CallbackClient {
             None => Bytes::new(),
         };
         let request = self.http.post(url.clone()).headers(headers).body(body);
-        self.expect_ok(kind, request, metrics).await
+        // Boxed: these run from connection tasks, and an HTTP exchange's future is kilobytes
+        // that every idle connection would otherwise carry for its whole life.
+        Box::pin(self.expect_ok(kind, request, metrics)).await
     }
 
     /// Session header, then `proxy_set_header`, then the endpoint: kuiperbelt's order for the
