@@ -107,6 +107,8 @@ pub(crate) struct Metrics {
     /// Frames written to clients.
     pub messages_sent: Counter,
     deliveries: [Counter; DeliveryStatus::ALL.len()],
+    /// Messages refused because a session's queue was full.
+    queue_overflows: Counter,
     closes: [Counter; CLOSE_CAUSES.len()],
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
@@ -143,6 +145,10 @@ impl Metrics {
             "Per-session delivery outcomes of backend sends.",
         );
         r.describe("oort_session_closes_total", "Sessions ended, by cause.");
+        r.describe(
+            "oort_queue_overflows_total",
+            "Messages refused because a session's outbound queue was full.",
+        );
         r.describe("oort_errors_total", "Errors, by kind.");
         r.describe(
             "oort_callback_duration_seconds",
@@ -156,6 +162,7 @@ impl Metrics {
             messages_sent: r.counter("oort_messages_sent_total", &[]),
             deliveries: DeliveryStatus::ALL
                 .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
+            queue_overflows: r.counter("oort_queue_overflows_total", &[]),
             closes: CLOSE_CAUSES
                 .map(|c| r.counter("oort_session_closes_total", &[("cause", c.as_str())])),
             errors: ErrorKind::ALL.map(|k| r.counter("oort_errors_total", &[("kind", k.as_str())])),
@@ -177,6 +184,9 @@ impl Metrics {
                 .position(|s| s == status)
                 .unwrap_or(0);
             self.deliveries[index].increment(1);
+            if *status == DeliveryStatus::QueueFull {
+                self.queue_overflows.increment(1);
+            }
         }
     }
 
@@ -270,6 +280,7 @@ mod tests {
             text.contains("oort_deliveries_total{status=\"ok\"} 1"),
             "{text}"
         );
+        assert!(text.contains("oort_queue_overflows_total 2"), "{text}");
         assert!(
             text.contains("oort_session_closes_total{cause=\"slow_consumer\"} 1"),
             "{text}"
