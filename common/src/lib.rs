@@ -4,10 +4,12 @@
 //! **Architecture Invariant:** this crate does no I/O. Configuration arrives here as text plus an
 //! environment lookup function; reading files and the process environment is the binary's job.
 
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod payload;
 pub mod session;
+pub mod wire;
 
 pub use delivery::{DeliveryMode, DeliveryStatus};
 pub use payload::{FrameKind, Payload, PayloadError};

@@ -9,6 +9,8 @@
 pub mod backend;
 pub mod bench;
 pub mod client;
+pub mod cluster;
+pub mod nats;
 pub mod process;
 pub mod wait;
 

@@ -19,3 +19,4 @@ pub mod telemetry;
 
 pub use callback::SetupError;
 pub use server::{Gateway, Listener, Listeners};
+pub use state::StartError;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use oort_common::config::{self, Config, ConfigError, Loaded, Sources};
-use oort_gateway::{Gateway, Listeners, demo, telemetry};
+use oort_gateway::{Gateway, Listeners, StartError, demo, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -90,14 +90,8 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
     if config.callback.connect.is_empty() {
         warn!("callback.connect is not set: every client connect will be refused with 500");
     }
-    let gateway = match Gateway::new(config.clone()) {
-        Ok(gateway) => gateway,
-        Err(err) => {
-            error!("{err}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     run_async(async move {
+        let gateway = Gateway::start(config.clone()).await?;
         let listeners = Listeners::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "oort starting");
         gateway.run(listeners, shutdown_signal()).await;
@@ -144,7 +138,12 @@ fn run_async(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
         Err(err) => {
             error!("{err:#}");
             eprintln!("oort: {err:#}");
-            ExitCode::FAILURE
+            // A value this build cannot use is a configuration error, like any other.
+            if matches!(err.downcast_ref::<StartError>(), Some(StartError::Setup(_))) {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use oort_common::DeliveryStatus;
+use oort_router::{ClusterMetrics, ClusterStatus};
 
 use crate::sessions::CloseCause;
 
@@ -112,6 +113,21 @@ pub(crate) struct Metrics {
     closes: [Counter; CLOSE_CAUSES.len()],
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
+    cluster: ClusterMetrics,
+    raft: RaftGauges,
+}
+
+/// Cluster figures read from the router's status when `/metrics` is scraped.
+struct RaftGauges {
+    term: Gauge,
+    is_leader: Gauge,
+    applied_index: Gauge,
+    apply_lag: Gauge,
+    members: Gauge,
+    voters: Gauge,
+    directory_sessions: Gauge,
+    snapshot_index: Gauge,
+    ready: Gauge,
 }
 
 impl Metrics {
@@ -172,8 +188,57 @@ impl Metrics {
                     &[("callback", k.as_str())],
                 )
             }),
+            cluster: ClusterMetrics {
+                commit_seconds: r.histogram("oort_raft_commit_seconds", &[]),
+                leader_changes: r.counter("oort_raft_leader_changes_total", &[]),
+                nats_disconnects: r.counter("oort_nats_disconnects_total", &[]),
+                nats_connects: r.counter("oort_nats_connects_total", &[]),
+            },
+            raft: RaftGauges {
+                term: r.gauge("oort_raft_term", &[]),
+                is_leader: r.gauge("oort_raft_is_leader", &[]),
+                applied_index: r.gauge("oort_raft_applied_index", &[]),
+                apply_lag: r.gauge("oort_raft_apply_lag", &[]),
+                members: r.gauge("oort_cluster_members", &[]),
+                voters: r.gauge("oort_cluster_voters", &[]),
+                directory_sessions: r.gauge("oort_directory_sessions", &[]),
+                snapshot_index: r.gauge("oort_raft_snapshot_index", &[]),
+                ready: r.gauge("oort_cluster_ready", &[]),
+            },
             recorder,
         }
+    }
+
+    /// Handles for the cluster router's own counters and histograms.
+    pub(crate) fn cluster(&self) -> ClusterMetrics {
+        self.cluster.clone()
+    }
+
+    /// Sets the cluster gauges from the router's status, before rendering.
+    pub(crate) fn set_cluster(&self, status: &ClusterStatus) {
+        let raft = &self.raft;
+        raft.term.set(status.term as f64);
+        raft.is_leader
+            .set(if status.role == "leader" { 1.0 } else { 0.0 });
+        raft.applied_index
+            .set(status.applied_index.unwrap_or(0) as f64);
+        let lag = status
+            .last_log_index
+            .unwrap_or(0)
+            .saturating_sub(status.applied_index.unwrap_or(0));
+        raft.apply_lag.set(lag as f64);
+        let members = status
+            .members
+            .iter()
+            .filter(|m| m.role != "joining")
+            .count();
+        raft.members.set(members as f64);
+        raft.voters
+            .set(status.members.iter().filter(|m| m.role == "voter").count() as f64);
+        raft.directory_sessions.set(status.sessions as f64);
+        raft.snapshot_index
+            .set(status.snapshot_index.unwrap_or(0) as f64);
+        raft.ready.set(if status.ready { 1.0 } else { 0.0 });
     }
 
     /// Counts delivery outcomes.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use http::HeaderName;
 use oort_common::NodeId;
 use oort_common::config::Config;
-use oort_router::Router;
+use oort_router::{ClusterSettings, Router};
 use tokio_util::task::TaskTracker;
 
 use crate::callback::{CallbackClient, SetupError};
@@ -45,12 +45,20 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A config value this build cannot use.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The cluster could not be joined (NATS, raft storage).
+    #[error("cluster: {0}")]
+    Cluster(#[from] oort_router::RouterError),
+}
+
 impl AppState {
-    pub(crate) fn new(
-        config: Config,
-        node_id: NodeId,
-        endpoint: String,
-    ) -> Result<Arc<Self>, SetupError> {
+    pub(crate) async fn new(config: Config, hostname: &str) -> Result<Arc<Self>, StartError> {
+        let endpoint = config.effective_endpoint(hostname);
         let session_header =
             HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
                 key: "session_header".into(),
@@ -63,14 +71,34 @@ impl AppState {
             max_bytes: config.queue.max_bytes,
             slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
         }));
-        let router = Router::local(node_id, registry.clone());
+        let metrics = Metrics::new();
+        let node_id = if config.cluster.node_id.is_empty() {
+            NodeId::from(hostname)
+        } else {
+            NodeId::from(config.cluster.node_id.as_str())
+        };
+        let router = if config.cluster.enabled() {
+            let data_dir = if config.cluster.data_dir.is_empty() {
+                std::path::PathBuf::from("oort-data").join(node_id.as_str())
+            } else {
+                std::path::PathBuf::from(&config.cluster.data_dir)
+            };
+            let settings = ClusterSettings {
+                config: config.cluster.clone(),
+                node: node_id,
+                data_dir,
+            };
+            Router::cluster(settings, registry.clone(), metrics.cluster()).await?
+        } else {
+            Router::local(node_id, registry.clone())
+        };
         Ok(Arc::new(Self {
             config,
             session_header,
             registry,
             router,
             callbacks,
-            metrics: Metrics::new(),
+            metrics,
             stats: Arc::new(Stats::default()),
             connections: TaskTracker::new(),
             open_connections: AtomicUsize::new(0),

@@ -10,6 +10,8 @@
 //! whole directory. The clustered router (a raft-replicated directory plus a NATS backbone) keeps
 //! this interface.
 
+pub mod cluster;
+pub mod directory;
 mod local;
 mod request;
 
@@ -17,11 +19,12 @@ use std::sync::Arc;
 
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 
+pub use cluster::{ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus};
 pub use local::LocalRouter;
 pub use request::{DeliveryRequest, LocalSessions};
 
 /// Why the router could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RouterError {
     /// The directory cannot take writes right now (no leader, shutting down).
     #[error("the session directory is unavailable: {0}")]
@@ -33,6 +36,8 @@ pub enum RouterError {
 pub enum Router {
     /// Single node: every session is local.
     Local(LocalRouter),
+    /// A cluster: a raft-replicated directory over NATS.
+    Cluster(ClusterRouter),
 }
 
 impl Router {
@@ -41,10 +46,22 @@ impl Router {
         Self::Local(LocalRouter::new(node_id, sessions))
     }
 
+    /// Joins (or forms) the cluster the settings describe.
+    pub async fn cluster(
+        settings: ClusterSettings,
+        sessions: Arc<dyn LocalSessions>,
+        metrics: ClusterMetrics,
+    ) -> Result<Self, RouterError> {
+        ClusterRouter::start(settings, sessions, metrics)
+            .await
+            .map(Self::Cluster)
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         match self {
             Self::Local(router) => router.node_id(),
+            Self::Cluster(router) => router.node_id(),
         }
     }
 
@@ -53,14 +70,16 @@ impl Router {
     pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<(), RouterError> {
         match self {
             Self::Local(router) => router.register(key, epoch),
+            Self::Cluster(router) => router.register(key, epoch).await,
         }
     }
 
     /// Withdraws the registration made under `epoch`; a newer registration of the same key is
-    /// left alone.
-    pub async fn unregister(&self, key: &SessionKey, epoch: Epoch) {
+    /// left alone. Does not wait.
+    pub fn unregister(&self, key: &SessionKey, epoch: Epoch) {
         match self {
             Self::Local(router) => router.unregister(key, epoch),
+            Self::Cluster(router) => router.unregister(key, epoch),
         }
     }
 
@@ -69,6 +88,7 @@ impl Router {
     pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
         match self {
             Self::Local(router) => router.deliver(request),
+            Self::Cluster(router) => router.deliver(request),
         }
     }
 
@@ -76,13 +96,31 @@ impl Router {
     pub async fn owner(&self, key: &str) -> Result<Option<NodeId>, RouterError> {
         match self {
             Self::Local(router) => Ok(router.owner(key)),
+            Self::Cluster(router) => Ok(router.owner(key).await?.map(|owner| owner.node)),
         }
     }
 
-    /// True while the router can serve: always, single node.
+    /// True while the router can serve new clients.
     pub fn is_ready(&self) -> bool {
         match self {
             Self::Local(_) => true,
+            Self::Cluster(router) => router.is_ready(),
+        }
+    }
+
+    /// The cluster's state, when clustered.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        match self {
+            Self::Local(_) => None,
+            Self::Cluster(router) => Some(router.status()),
+        }
+    }
+
+    /// Leaves the cluster (the leader removes this node and purges its sessions at once), then
+    /// stops. Nothing to do single node.
+    pub async fn leave(&self) {
+        if let Self::Cluster(router) = self {
+            router.leave().await;
         }
     }
 }

@@ -29,32 +29,39 @@ impl LocalRouter {
     pub(crate) fn unregister(&self, _key: &SessionKey, _epoch: Epoch) {}
 
     pub(crate) fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
-        if request.strict {
-            let held: Vec<bool> = request
-                .targets
-                .iter()
-                .map(|key| self.sessions.holds(key.as_str()))
-                .collect();
-            if held.contains(&false) {
-                return held
-                    .into_iter()
-                    .map(|held| {
-                        if held {
-                            DeliveryStatus::Skipped
-                        } else {
-                            DeliveryStatus::NotFound
-                        }
-                    })
-                    .collect();
-            }
-        }
-        self.sessions
-            .deliver(&request.targets, &request.payload, &request.mode)
+        deliver_to(&*self.sessions, request)
     }
 
     pub(crate) fn owner(&self, key: &str) -> Option<NodeId> {
         self.sessions.holds(key).then(|| self.node_id.clone())
     }
+}
+
+/// Delivers to this node's sessions, checking every key first in strict mode.
+pub(crate) fn deliver_to(
+    sessions: &dyn LocalSessions,
+    request: &DeliveryRequest,
+) -> Vec<DeliveryStatus> {
+    if request.strict {
+        let held: Vec<bool> = request
+            .targets
+            .iter()
+            .map(|key| sessions.holds(key.as_str()))
+            .collect();
+        if held.contains(&false) {
+            return held
+                .into_iter()
+                .map(|held| {
+                    if held {
+                        DeliveryStatus::Skipped
+                    } else {
+                        DeliveryStatus::NotFound
+                    }
+                })
+                .collect();
+        }
+    }
+    sessions.deliver(&request.targets, &request.payload, &request.mode)
 }
 
 #[cfg(test)]
@@ -95,6 +102,14 @@ mod tests {
 
         fn holds(&self, key: &str) -> bool {
             self.present.contains(key)
+        }
+
+        fn close_all(&self) {}
+
+        fn evict(&self, _: &SessionKey) {}
+
+        fn fresh_epoch(&self) -> oort_common::Epoch {
+            oort_common::Epoch(0)
         }
     }
 

@@ -1,6 +1,6 @@
 //! The delivery request and the gateway's side of the contract.
 
-use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
+use oort_common::{DeliveryMode, DeliveryStatus, Epoch, Payload, SessionKey};
 
 /// One payload for a list of sessions.
 #[derive(Clone, Debug)]
@@ -28,4 +28,17 @@ pub trait LocalSessions: Send + Sync + 'static {
 
     /// True if a session with this key is held here and accepting messages.
     fn holds(&self, key: &str) -> bool;
+
+    /// Closes every session held here: the cluster declared this node dead and purged them
+    /// from the directory, so their clients must reconnect (possibly elsewhere).
+    fn close_all(&self);
+
+    /// The same key was registered on another node after this node's registration was
+    /// committed: close the local session (the cluster's duplicate-key rule, the newer wins).
+    /// A local session whose registration is still in flight is kept, since its registration
+    /// comes later in the log and wins.
+    fn evict(&self, key: &SessionKey);
+
+    /// An epoch above every registration made here so far.
+    fn fresh_epoch(&self) -> Epoch;
 }

@@ -4,6 +4,7 @@
 //!
 //! A kuiperbelt `config.yml` loads unchanged: the same keys, templating and duration syntax.
 
+mod cluster;
 mod duration;
 mod error;
 mod lenient;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::ClusterConfig;
 pub use duration::{DurationError, GoDuration, parse_go_duration};
 pub use error::ConfigError;
 pub use listen::ListenAddr;
@@ -90,6 +92,8 @@ pub struct Config {
     pub shutdown_grace_period: GoDuration,
     /// Logging.
     pub log: LogConfig,
+    /// Multi-node operation; without `cluster.nats` the node runs alone.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -116,6 +120,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown_grace_period: GoDuration::from_secs(25),
             log: LogConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     check_paths(config)?;
     check_websocket(config)?;
     check_sizes(config)?;
+    config.cluster.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
             "log.level",

@@ -47,6 +47,9 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// `/metrics`: Prometheus exposition format.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.sessions.set(state.registry.len() as f64);
+    if let Some(status) = state.router.cluster_status() {
+        state.metrics.set_cluster(&status);
+    }
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -72,6 +72,7 @@ fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/send/batch", json_errors(post(v1::send_batch)))
         .route("/v1/close", json_errors(post(v1::close)))
         .route("/v1/sessions/{key}", json_errors(get(v1::session)))
+        .route("/v1/cluster", json_errors(get(v1::cluster)))
         .route("/metrics", get(health::metrics))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     let open = Router::new()

@@ -220,8 +220,21 @@ pub(crate) async fn session(
     Path(key): Path<String>,
 ) -> Response {
     let Some(session) = state.registry.get(&key) else {
-        let body = serde_json::json!({ "error": "session not found", "session": key });
-        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        // Not held here: in a cluster another node may hold it (the router answers from its
+        // replica, or asks the leader before saying it does not exist).
+        return match state.router.owner(&key).await {
+            Ok(Some(node)) => {
+                Json(serde_json::json!({ "session": key, "node": node })).into_response()
+            }
+            Ok(None) => {
+                let body = serde_json::json!({ "error": "session not found", "session": key });
+                (StatusCode::NOT_FOUND, Json(body)).into_response()
+            }
+            Err(err) => {
+                let body = serde_json::json!({ "error": err.to_string(), "session": key });
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            }
+        };
     };
     let (queued_messages, queued_bytes) = session.queue.depth();
     Json(SessionInfo {
@@ -309,4 +322,21 @@ fn to_delivery(
         mode,
         strict,
     })
+}
+
+/// `GET /v1/cluster`: members, roles, leader, term, applied index and lag per node, and
+/// session counts, as this node sees them. A single node describes itself.
+pub(crate) async fn cluster(State(state): State<Arc<AppState>>) -> Response {
+    match state.router.cluster_status() {
+        Some(status) => Json(status).into_response(),
+        None => Json(serde_json::json!({
+            "cluster": null,
+            "node": state.router.node_id().to_string(),
+            "role": "single",
+            "ready": state.is_ready(),
+            "sessions": state.registry.len(),
+            "members": [],
+        }))
+        .into_response(),
+    }
 }

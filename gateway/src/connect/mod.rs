@@ -195,6 +195,7 @@ async fn register(
         warn!(error = %err, "registration failed");
         return Err(err.to_string());
     }
+    session.mark_registered();
     Ok(registration)
 }
 

@@ -37,13 +37,8 @@ impl Registration {
     fn unregister(&self) {
         let session = &self.session;
         if self.state.registry.remove(&session.key, session.epoch) {
-            let state = self.state.clone();
-            let (key, epoch) = (session.key.clone(), session.epoch);
-            // The router may need the network (cluster mode); the connection does not wait. No
-            // runtime means the process is exiting, and the directory will drop this node anyway.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { state.router.unregister(&key, epoch).await });
-            }
+            // Cluster mode queues this for the next group commit; nothing waits for it.
+            self.state.router.unregister(&session.key, session.epoch);
         }
     }
 }

@@ -38,7 +38,8 @@ pub async fn run(host: &str, port: u16, shutdown: CancellationToken) -> anyhow::
             tracing::error!(error = %err, "demo backend failed");
         }
     });
-    let gateway = Gateway::new(demo_config(backend_addr))?
+    let gateway = Gateway::start(demo_config(backend_addr))
+        .await?
         .with_client_routes(axum::Router::new().route("/", get(|| async { Html(PAGE) })));
     info!(
         "Oort demo: open http://{}/ in two browser tabs and chat",

@@ -6,7 +6,6 @@ mod serve;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use oort_common::NodeId;
 use oort_common::config::Config;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,9 +14,8 @@ use tracing::{info, warn};
 pub use listener::Listener;
 
 use crate::api;
-use crate::callback::SetupError;
 use crate::sessions::CloseCommand;
-use crate::state::AppState;
+use crate::state::{AppState, StartError};
 
 /// The client's address, as a request extension (none on a unix socket).
 #[derive(Clone, Copy, Debug)]
@@ -57,12 +55,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds a gateway from a validated configuration. Fails on values that validation could
-    /// not judge alone (an https callback in a build without TLS, say).
-    pub fn new(config: Config) -> Result<Self, SetupError> {
+    /// Builds a gateway from a validated configuration: single node, or joining the cluster
+    /// `cluster.nats` names. Fails on values that validation could not judge alone (an https
+    /// callback in a build without TLS, say) and when the cluster's storage cannot be opened.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
         let hostname = gethostname::gethostname().to_string_lossy().into_owned();
-        let endpoint = config.effective_endpoint(&hostname);
-        let state = AppState::new(config, NodeId::from(hostname), endpoint)?;
+        let state = AppState::new(config, &hostname).await?;
         Ok(Self {
             state,
             extra_client_routes: None,
@@ -148,6 +146,16 @@ async fn drain(state: &Arc<AppState>, http: &TaskTracker, stop_accepting: &Cance
             "sessions still closing when the grace period ended"
         );
     } else {
-        info!("shutdown complete");
+        info!("sessions closed");
     }
+    // Last, leave the cluster: the leader removes this node and purges what is left of its
+    // sessions, so no send is routed here any more.
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if tokio::time::timeout(remaining, state.router.leave())
+        .await
+        .is_err()
+    {
+        warn!("leaving the cluster did not finish within the grace period");
+    }
+    info!("shutdown complete");
 }

@@ -115,6 +115,16 @@ impl CloseCommand {
             CloseCause::Replaced,
         )
     }
+
+    /// The cluster declared this node dead and purged its sessions: 1012 (service restart)
+    /// tells the client to reconnect, which lands it on a live node.
+    pub(crate) fn node_down() -> Self {
+        Self::new(
+            1012,
+            "node left the cluster; reconnect",
+            CloseCause::Shutdown,
+        )
+    }
 }
 
 /// The payload size of a data frame, as counted against queue bounds.
@@ -143,6 +153,8 @@ pub(crate) struct Session {
     clock_origin: Instant,
     /// A server ping is unanswered (no frame at all has come from the client since).
     awaiting_pong: AtomicBool,
+    /// The router committed this registration (cluster: raft committed it).
+    registered: AtomicBool,
 }
 
 impl Session {
@@ -156,6 +168,7 @@ impl Session {
             last_activity_ms: AtomicU64::new(0),
             clock_origin: Instant::now(),
             awaiting_pong: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
         })
     }
 
@@ -163,6 +176,16 @@ impl Session {
     pub(crate) fn touch(&self) {
         let elapsed = u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_activity_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    /// The router committed the registration.
+    pub(crate) fn mark_registered(&self) {
+        self.registered.store(true, Ordering::Release);
+    }
+
+    /// True once the router committed the registration.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
     }
 
     /// The writer sent a ping.

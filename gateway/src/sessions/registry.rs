@@ -118,6 +118,22 @@ impl LocalSessions for SessionRegistry {
             .get(key)
             .is_some_and(|session| !session.queue.is_closing())
     }
+
+    fn close_all(&self) {
+        SessionRegistry::close_all(self, &CloseCommand::node_down());
+    }
+
+    fn evict(&self, key: &SessionKey) {
+        if let Some(session) = self.sessions.get(key.as_str())
+            && session.is_registered()
+        {
+            session.queue.close(CloseCommand::replaced(), false);
+        }
+    }
+
+    fn fresh_epoch(&self) -> Epoch {
+        self.next_epoch()
+    }
 }
 
 #[cfg(test)]

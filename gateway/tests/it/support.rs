@@ -68,7 +68,7 @@ impl TestGateway {
             Some(Listener::bind(&loopback).await.expect("bind API listener"))
         };
         let api_addr = api.as_ref().and_then(Listener::tcp_addr);
-        let gateway = Gateway::new(config).expect("valid test config");
+        let gateway = Gateway::start(config).await.expect("valid test config");
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(gateway.run(Listeners { client, api }, shutdown.clone()));
         Self {

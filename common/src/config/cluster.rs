@@ -1,0 +1,217 @@
+//! The `cluster` section: how a node finds its peers over NATS and forms the raft-replicated
+//! session directory. A node needs only NATS URLs, a cluster name and a unique node id.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ConfigError, GoDuration, lenient};
+
+/// Cluster settings. Without `nats` the node runs alone, with no NATS and no raft.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// NATS server URLs (a list, or one comma-separated string).
+    #[serde(deserialize_with = "url_list")]
+    pub nats: Vec<String>,
+    /// Subject prefix (`oort.<name>.*`), so several clusters can share one NATS.
+    #[serde(deserialize_with = "lenient::string")]
+    pub name: String,
+    /// This node's unique id; empty means the hostname (a StatefulSet pod's name).
+    #[serde(deserialize_with = "lenient::string")]
+    pub node_id: String,
+    /// Where the raft log and vote are kept; empty means `./oort-data/<node_id>`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub data_dir: String,
+    /// Nodes that must be seen before the first raft cluster forms.
+    #[serde(deserialize_with = "lenient::number")]
+    pub bootstrap_expect: usize,
+    /// How many voters the leader keeps (the rest are learners).
+    #[serde(deserialize_with = "lenient::number")]
+    pub voters: usize,
+    /// How often a node announces itself.
+    pub heartbeat_interval: GoDuration,
+    /// A node silent this long is declared dead: removed, and its sessions purged.
+    pub node_timeout: GoDuration,
+    /// Raft heartbeats from the leader.
+    pub raft_heartbeat: GoDuration,
+    /// Raft election timeout (the minimum; the maximum is twice this).
+    pub election_timeout: GoDuration,
+    /// Bound on one request to another node (raft RPCs, forwarded writes, lookups).
+    pub route_timeout: GoDuration,
+    /// A snapshot is taken after this many log entries, and older entries are purged.
+    #[serde(deserialize_with = "lenient::number")]
+    pub snapshot_every: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: Vec::new(),
+            name: "oort".into(),
+            node_id: String::new(),
+            data_dir: String::new(),
+            bootstrap_expect: 3,
+            voters: 3,
+            heartbeat_interval: GoDuration::from_millis(500),
+            node_timeout: GoDuration::from_secs(10),
+            raft_heartbeat: GoDuration::from_millis(250),
+            election_timeout: GoDuration::from_millis(1500),
+            route_timeout: GoDuration::from_secs(3),
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// True when the node should join a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        for url in &self.nats {
+            let parsed = url::Url::parse(url).map_err(|err| {
+                ConfigError::invalid("cluster.nats", url, format!("not a URL: {err}"))
+            })?;
+            if !matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss") || parsed.host().is_none()
+            {
+                return Err(ConfigError::invalid(
+                    "cluster.nats",
+                    url,
+                    "expected nats://host:port",
+                ));
+            }
+        }
+        let subject_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if self.name.is_empty() || !self.name.chars().all(subject_safe) {
+            return Err(ConfigError::invalid(
+                "cluster.name",
+                &self.name,
+                "use letters, digits, - and _ (it is a NATS subject token)",
+            ));
+        }
+        if self.node_id.len() > 128 {
+            return Err(ConfigError::invalid(
+                "cluster.node_id",
+                &self.node_id,
+                "at most 128 bytes",
+            ));
+        }
+        if self.bootstrap_expect == 0 {
+            return Err(ConfigError::invalid(
+                "cluster.bootstrap_expect",
+                self.bootstrap_expect,
+                "must be at least 1",
+            ));
+        }
+        if self.voters == 0 {
+            return Err(ConfigError::invalid(
+                "cluster.voters",
+                self.voters,
+                "must be at least 1",
+            ));
+        }
+        let positive = [
+            ("cluster.heartbeat_interval", self.heartbeat_interval),
+            ("cluster.node_timeout", self.node_timeout),
+            ("cluster.raft_heartbeat", self.raft_heartbeat),
+            ("cluster.election_timeout", self.election_timeout),
+            ("cluster.route_timeout", self.route_timeout),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, value, "must be above 0"));
+            }
+        }
+        if self.election_timeout.0 <= self.raft_heartbeat.0 * 2 {
+            return Err(ConfigError::invalid(
+                "cluster.election_timeout",
+                self.election_timeout,
+                format!(
+                    "must be more than twice cluster.raft_heartbeat ({})",
+                    self.raft_heartbeat
+                ),
+            ));
+        }
+        if self.node_timeout.0 <= self.heartbeat_interval.0 * 2 {
+            return Err(ConfigError::invalid(
+                "cluster.node_timeout",
+                self.node_timeout,
+                format!(
+                    "must be more than twice cluster.heartbeat_interval ({})",
+                    self.heartbeat_interval
+                ),
+            ));
+        }
+        if self.snapshot_every == 0 {
+            return Err(ConfigError::invalid(
+                "cluster.snapshot_every",
+                self.snapshot_every,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A list of URLs, or one string of comma-separated URLs (what an environment variable gives).
+fn url_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let urls = match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::Many(urls)) => urls,
+        Some(OneOrMany::One(text)) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(urls
+        .into_iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_urls_come_as_a_list_or_a_comma_separated_string() {
+        let from_list: ClusterConfig =
+            serde_json::from_str(r#"{"nats": ["nats://a:4222", "nats://b:4222"]}"#).unwrap();
+        let from_text: ClusterConfig =
+            serde_json::from_str(r#"{"nats": "nats://a:4222, nats://b:4222"}"#).unwrap();
+        assert_eq!(from_list.nats, from_text.nats);
+        assert_eq!(from_list.nats.len(), 2);
+        let empty: ClusterConfig = serde_json::from_str(r#"{"nats": ""}"#).unwrap();
+        assert!(!empty.enabled());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut config = ClusterConfig {
+            nats: vec!["nats://127.0.0.1:4222".into()],
+            ..ClusterConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        config.name = "a.b".into();
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.name")
+        );
+        config.name = "ok".into();
+        config.nats = vec!["http://x:1".into()];
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.nats")
+        );
+        config.nats = vec!["nats://x:1".into()];
+        config.election_timeout = GoDuration::from_millis(100);
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.election_timeout")
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! A cluster of real `oort` processes for tests: N nodes sharing NATS, a cluster name and a
+//! callback backend, each with its own data directory, that tests can kill, stop and restart.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::backend::{CallbackKind, TestBackend};
+use crate::process::{OortProcess, TempConfig};
+use crate::wait::eventually;
+
+/// Cluster timings short enough for tests (formation in about a second, death after 3 s).
+pub const FAST_TIMINGS: &str = "  heartbeat_interval: 200ms\n  node_timeout: 3s\n  raft_heartbeat: 100ms\n  election_timeout: 600ms\n  route_timeout: 2s\n";
+
+/// One node of a [`TestCluster`].
+pub struct Node {
+    /// Its node id.
+    pub name: String,
+    process: Option<OortProcess>,
+    config: TempConfig,
+    /// Its client (and API) address, while running.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Node {
+    /// The base URL of its API.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr.expect("the node is running"))
+    }
+
+    /// Its WebSocket connect URL with `query`.
+    pub fn ws_url(&self, query: &str) -> String {
+        format!(
+            "ws://{}/connect?{query}",
+            self.addr.expect("the node is running")
+        )
+    }
+
+    /// The running process.
+    pub fn process(&self) -> &OortProcess {
+        self.process.as_ref().expect("the node is running")
+    }
+
+    /// True while its process runs.
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+}
+
+/// Several `oort` nodes forming one cluster.
+pub struct TestCluster {
+    /// The nodes, by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// The callback backend every node calls.
+    pub backend: TestBackend,
+    nats_urls: Vec<String>,
+    name: String,
+    data_root: PathBuf,
+    extra: String,
+    http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// Prepares a cluster on `nats_urls` (no node started yet). `extra` is appended to the
+    /// `cluster:` section (indented two spaces), e.g. [`FAST_TIMINGS`].
+    pub async fn new(nats_urls: Vec<String>, extra: &str) -> Self {
+        let name = format!("t{:x}", rand::random::<u32>());
+        let data_root = std::env::temp_dir().join(format!("oort-cluster-{name}"));
+        std::fs::create_dir_all(&data_root).expect("create the data root");
+        Self {
+            nodes: BTreeMap::new(),
+            backend: TestBackend::start().await,
+            nats_urls,
+            name,
+            data_root,
+            extra: extra.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    /// Adds and starts a node with `bootstrap_expect`.
+    pub async fn add(&mut self, name: &str, bootstrap_expect: usize) {
+        let backend = &self.backend;
+        let text = format!(
+            "listen: 127.0.0.1:0\nsuppress_access_log: true\nshutdown_grace_period: 5s\n\
+             websocket:\n  ping_interval: 0\n\
+             callback:\n  connect: {}\n  establish: {}\n  close: {}\n  receive: {}\n  timeout: 5s\n\
+             cluster:\n  nats: [{}]\n  name: {}\n  node_id: {name}\n  data_dir: {}\n  bootstrap_expect: {bootstrap_expect}\n{}",
+            backend.callback_url(CallbackKind::Connect),
+            backend.callback_url(CallbackKind::Establish),
+            backend.callback_url(CallbackKind::Close),
+            backend.callback_url(CallbackKind::Receive),
+            self.nats_urls.join(", "),
+            self.name,
+            self.data_root.join(name).display(),
+            self.extra,
+        );
+        let node = Node {
+            name: name.to_owned(),
+            process: None,
+            config: TempConfig::new(&text),
+            addr: None,
+        };
+        self.nodes.insert(name.to_owned(), node);
+        self.start(name).await;
+    }
+
+    /// (Re)starts a node's process with its config and data directory.
+    pub async fn start(&mut self, name: &str) {
+        let node = self.nodes.get_mut(name).expect("a known node");
+        let process = OortProcess::spawn(
+            &["--config", node.config.path(), "--log-level", "info"],
+            &[],
+        );
+        node.addr = Some(process.listen_addr("client", Duration::from_secs(20)).await);
+        node.process = Some(process);
+    }
+
+    /// SIGKILLs a node (no drain, no leave).
+    pub async fn kill(&mut self, name: &str) {
+        let node = self.nodes.get_mut(name).expect("a known node");
+        if let Some(mut process) = node.process.take() {
+            process.signal(9);
+            process.wait_exit(Duration::from_secs(10)).await;
+        }
+        node.addr = None;
+    }
+
+    /// SIGTERMs a node and waits for its drain to finish.
+    pub async fn stop(&mut self, name: &str) -> std::process::ExitStatus {
+        let node = self.nodes.get_mut(name).expect("a known node");
+        let mut process = node.process.take().expect("the node is running");
+        process.signal(15);
+        node.addr = None;
+        process.wait_exit(Duration::from_secs(20)).await
+    }
+
+    /// The node's `GET /v1/cluster` answer.
+    pub async fn status(&self, name: &str) -> Option<serde_json::Value> {
+        let node = self.nodes.get(name)?;
+        let addr = node.addr?;
+        let response = self
+            .http
+            .get(format!("http://{addr}/v1/cluster"))
+            .send()
+            .await
+            .ok()?;
+        serde_json::from_slice(&response.bytes().await.ok()?).ok()
+    }
+
+    /// Waits until every running node agrees on one leader and each reports `members`
+    /// members with `voters` voters, all ready; returns the leader's name.
+    pub async fn wait_converged(&self, members: usize, voters: usize, timeout: Duration) -> String {
+        eventually(timeout, "the cluster to converge", || async {
+            let mut leader = None;
+            for name in self.running() {
+                let status = self.status(&name).await?;
+                let this_leader = status["leader"].as_str()?.to_owned();
+                if leader.get_or_insert_with(|| this_leader.clone()) != &this_leader
+                    || status["ready"] != true
+                {
+                    return None;
+                }
+                let listed = status["members"].as_array()?;
+                let member_count = listed.iter().filter(|m| m["role"] != "joining").count();
+                let voter_count = listed.iter().filter(|m| m["role"] == "voter").count();
+                if member_count != members || voter_count != voters {
+                    return None;
+                }
+            }
+            leader
+        })
+        .await
+    }
+
+    /// Names of the nodes whose process runs.
+    pub fn running(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|node| node.is_running())
+            .map(|node| node.name.clone())
+            .collect()
+    }
+
+    /// A running node.
+    pub fn node(&self, name: &str) -> &Node {
+        &self.nodes[name]
+    }
+
+    /// An HTTP client for the nodes' APIs.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_root);
+    }
+}

@@ -1,0 +1,376 @@
+//! The raft state machine: the session [`Directory`] in memory, with the last applied log id
+//! and membership, and its snapshots.
+//!
+//! The directory is small enough to hold in memory and is read on every routed message, so it is
+//! not kept on disk entry by entry. What makes it survive a restart is the snapshot: with
+//! [`StateMachine::open`] every snapshot built or installed is written durably to the
+//! [`LogStore`] before openraft may purge the log behind it, and a restarting node starts from
+//! that snapshot and re-applies the log after it.
+//!
+//! The router reads the directory through a [`DirectoryReader`], without going through openraft,
+//! and hears about applied commands through an optional channel.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use oort_common::cluster::{DirectoryCommand, DirectoryResponse, Owner};
+use oort_common::wire::{self, DecodeError};
+use oort_common::{NodeId, SessionKey};
+use openraft::storage::RaftStateMachine;
+use openraft::storage::SnapshotSignature;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::LogStore;
+use super::log::{DbError, OpenError};
+use crate::cluster::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::directory::{Directory, NodeRecord};
+
+/// The replicated state; also exactly what a snapshot's data encodes.
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    directory: Directory,
+}
+
+/// Why building, installing or loading a snapshot failed. Kept small inside this module and turned
+/// into openraft's (large) error where a trait method returns.
+#[derive(Debug, thiserror::Error)]
+enum SnapshotError {
+    #[error("the directory could not be encoded")]
+    Encode,
+    #[error("undecodable snapshot: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("the snapshot's data does not match its metadata")]
+    Mismatch,
+    #[error("cannot store the snapshot: {0}")]
+    Store(#[from] DbError),
+    #[error("snapshot task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl SnapshotError {
+    fn into_storage(self, signature: Option<SnapshotSignature<u64>>) -> StorageError {
+        match self {
+            Self::Encode => StorageIOError::read_state_machine(&self),
+            Self::Decode(_) | Self::Mismatch => StorageIOError::read_snapshot(signature, &self),
+            Self::Store(_) | Self::Task(_) => StorageIOError::write_snapshot(signature, &self),
+        }
+        .into()
+    }
+}
+
+impl From<SnapshotError> for OpenError {
+    fn from(err: SnapshotError) -> Self {
+        Self(Box::new(err))
+    }
+}
+
+/// The current snapshot. The data is shared so that handing out a copy does not hold the lock.
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    data: Arc<Vec<u8>>,
+}
+
+/// What the state machine, its snapshot builders and the readers share.
+#[derive(Default)]
+struct Shared {
+    state: RwLock<State>,
+    current: Mutex<Option<CurrentSnapshot>>,
+    /// Held (on the blocking pool only) while a snapshot is persisted and made current, so that
+    /// a slow build finishing after a newer install cannot replace it.
+    replacing: Mutex<()>,
+    /// Size of the last snapshot built or installed, for metrics.
+    snapshot_bytes: AtomicU64,
+    /// Tells apart snapshots built at the same log id.
+    builds: AtomicU64,
+}
+
+// A poisoned lock means a panic while it was held. Applying a command never panics halfway
+// (`Directory::apply` has no panicking paths), so the data behind it is still whole.
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<CurrentSnapshot>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Encodes the state and makes it the current snapshot. Blocking (encoding a large directory,
+    /// writing it to disk): runs on the blocking pool.
+    fn build(&self, store: Option<&LogStore>) -> Result<Snapshot, SnapshotError> {
+        // Encoding under the read lock delays appliers (not readers) for the encoding's length,
+        // which is cheaper than cloning the directory first.
+        let (data, last_applied, last_membership) = {
+            let state = self.read();
+            (
+                wire::encode(&*state),
+                state.last_applied,
+                state.last_membership.clone(),
+            )
+        };
+        if data.is_empty() {
+            return Err(SnapshotError::Encode);
+        }
+        let build = self.builds.fetch_add(1, Ordering::Relaxed) + 1;
+        let snapshot_id = match last_applied {
+            Some(id) => format!("{}-{}-{build}", id.leader_id, id.index),
+            None => format!("--{build}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id,
+        };
+        let data = Arc::new(data);
+        let _replacing = self
+            .replacing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newer_exists = self
+            .current()
+            .as_ref()
+            .is_some_and(|current| current.meta.last_log_id > last_applied);
+        if !newer_exists {
+            if let Some(store) = store {
+                store.save_snapshot_blocking(&meta, &data)?;
+            }
+            self.keep(meta.clone(), data.clone());
+        }
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.to_vec())),
+        })
+    }
+
+    /// Replaces the state with a snapshot's. Blocking: runs on the blocking pool.
+    fn install(
+        &self,
+        store: Option<&LogStore>,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<(), SnapshotError> {
+        let state: State = wire::decode(&data)?;
+        if state.last_applied != meta.last_log_id || state.last_membership != meta.last_membership {
+            return Err(SnapshotError::Mismatch);
+        }
+        let _replacing = self
+            .replacing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Durable first: if the write fails, nothing has changed.
+        if let Some(store) = store {
+            store.save_snapshot_blocking(&meta, &data)?;
+        }
+        *self.write() = state;
+        self.keep(meta, Arc::new(data));
+        Ok(())
+    }
+
+    fn keep(&self, meta: SnapshotMeta, data: Arc<Vec<u8>>) {
+        self.snapshot_bytes
+            .store(data.len() as u64, Ordering::Relaxed);
+        *self.current() = Some(CurrentSnapshot { meta, data });
+    }
+}
+
+/// The directory state machine. Clones share the state (openraft's snapshot builder is a clone).
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    /// Told every applied `Normal` command, after it is applied.
+    applied: Option<UnboundedSender<DirectoryCommand>>,
+    /// Where snapshots are persisted; `None` keeps them in memory only.
+    store: Option<LogStore>,
+}
+
+impl StateMachine {
+    /// An empty state machine whose snapshots live in memory only. Such a node cannot restart
+    /// once its log has been purged (the purged entries would be gone for good): a node that
+    /// keeps its log across restarts uses [`StateMachine::open`].
+    pub fn new(applied: Option<UnboundedSender<DirectoryCommand>>) -> Self {
+        Self {
+            shared: Arc::default(),
+            applied,
+            store: None,
+        }
+    }
+
+    /// A state machine that persists its snapshots in `store`, starting from the last one saved
+    /// there (or empty); openraft then re-applies the committed log after it.
+    pub async fn open(
+        store: &LogStore,
+        applied: Option<UnboundedSender<DirectoryCommand>>,
+    ) -> Result<Self, OpenError> {
+        let machine = Self {
+            shared: Arc::default(),
+            applied,
+            store: Some(store.clone()),
+        };
+        let (shared, store) = (machine.shared.clone(), store.clone());
+        let load = move || -> Result<(), SnapshotError> {
+            match store.load_snapshot_blocking()? {
+                Some((meta, data)) => shared.install(None, meta, data),
+                None => Ok(()),
+            }
+        };
+        tokio::task::spawn_blocking(load)
+            .await
+            .map_err(SnapshotError::from)??;
+        Ok(machine)
+    }
+
+    /// A reader of the directory for the router's hot paths.
+    pub fn reader(&self) -> DirectoryReader {
+        DirectoryReader {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (shared, store) = (self.shared.clone(), self.store.clone());
+        tokio::task::spawn_blocking(move || shared.build(store.as_ref()))
+            .await
+            .map_err(SnapshotError::from)
+            .and_then(|built| built)
+            .map_err(|err| err.into_storage(None))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.shared.read();
+        Ok((state.last_applied, state.last_membership.clone()))
+    }
+
+    // Applying is cheap map work, done inline. The write lock is taken per entry so that readers
+    // wait at most one entry, and last_applied always matches the directory they see.
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<DirectoryResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            let (response, command) = {
+                let mut state = self.shared.write();
+                state.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => (DirectoryResponse::default(), None),
+                    EntryPayload::Normal(command) => {
+                        (state.directory.apply(&command), Some(command))
+                    }
+                    EntryPayload::Membership(membership) => {
+                        state.last_membership =
+                            StoredMembership::new(Some(entry.log_id), membership);
+                        (DirectoryResponse::default(), None)
+                    }
+                }
+            };
+            responses.push(response);
+            if let (Some(command), Some(listener)) = (command, &self.applied) {
+                // A closed channel means the router is stopping; the directory is still right.
+                let _ = listener.send(command);
+            }
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let signature = Some(meta.signature());
+        let (shared, store, meta) = (self.shared.clone(), self.store.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || {
+            shared.install(store.as_ref(), meta, snapshot.into_inner())
+        })
+        .await
+        .map_err(SnapshotError::from)
+        .and_then(|installed| installed)
+        .map_err(|err| err.into_storage(signature))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let current = self
+            .shared
+            .current()
+            .as_ref()
+            .map(|current| (current.meta.clone(), current.data.clone()));
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.to_vec())),
+        }))
+    }
+}
+
+/// Reads the directory as this replica has applied it. Cheap to clone; every call takes a read
+/// lock only for its own length.
+#[derive(Clone)]
+pub struct DirectoryReader {
+    shared: Arc<Shared>,
+}
+
+impl DirectoryReader {
+    /// The owner of `key`, if registered.
+    pub fn owner(&self, key: &str) -> Option<Owner> {
+        self.shared.read().directory.owner(key).cloned()
+    }
+
+    /// The owners of `keys`, in order, read under one lock.
+    pub fn owners(&self, keys: &[SessionKey]) -> Vec<Option<Owner>> {
+        let state = self.shared.read();
+        keys.iter()
+            .map(|key| state.directory.owner(key.as_str()).cloned())
+            .collect()
+    }
+
+    /// Every node the directory has heard of.
+    pub fn nodes(&self) -> BTreeMap<NodeId, NodeRecord> {
+        self.shared.read().directory.nodes().clone()
+    }
+
+    /// Number of registered sessions, cluster-wide.
+    pub fn len(&self) -> usize {
+        self.shared.read().directory.len()
+    }
+
+    /// True when no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.shared.read().directory.is_empty()
+    }
+
+    /// Index of the last log entry applied here.
+    pub fn last_applied_index(&self) -> Option<u64> {
+        self.shared.read().last_applied.map(|id| id.index)
+    }
+
+    /// Size in bytes of the last snapshot built or installed here (0 before the first).
+    pub fn last_snapshot_bytes(&self) -> u64 {
+        self.shared.snapshot_bytes.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,307 @@
+//! The session directory: which node holds each session, and which nodes are up. This is the
+//! raft state machine's data; applying a command here is deterministic, so every replica that
+//! applies the same log holds the same directory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use oort_common::cluster::{DirectoryCommand, DirectoryResponse, Owner};
+use oort_common::{Epoch, NodeId, SessionKey};
+use serde::{Deserialize, Serialize};
+
+/// What the directory knows of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Up (accepting registrations) or down (purged).
+    pub up: bool,
+    /// Registrations below this epoch are from an earlier run of the node and are refused.
+    pub since: Epoch,
+    /// Sessions the node holds.
+    pub sessions: u64,
+}
+
+/// Session key -> owner, plus the node table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    sessions: HashMap<SessionKey, Owner>,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl Directory {
+    /// Applies one command.
+    pub fn apply(&mut self, command: &DirectoryCommand) -> DirectoryResponse {
+        let changed = match command {
+            DirectoryCommand::Register { node, sessions } => self.register(node, sessions),
+            DirectoryCommand::Unregister { node, sessions } => self.unregister(node, sessions),
+            DirectoryCommand::NodeUp { node, epoch } => {
+                let record = self.nodes.entry(node.clone()).or_insert(NodeRecord {
+                    up: true,
+                    since: *epoch,
+                    sessions: 0,
+                });
+                record.up = true;
+                record.since = record.since.max(*epoch);
+                0
+            }
+            DirectoryCommand::NodeDown { node } => self.purge(node),
+        };
+        DirectoryResponse { changed }
+    }
+
+    fn register(&mut self, node: &NodeId, sessions: &[(SessionKey, Epoch)]) -> u64 {
+        let Some(record) = self.nodes.get(node) else {
+            return 0;
+        };
+        if !record.up {
+            return 0;
+        }
+        let since = record.since;
+        let mut changed = 0;
+        for (key, epoch) in sessions {
+            if *epoch < since {
+                continue;
+            }
+            let owner = Owner {
+                node: node.clone(),
+                epoch: *epoch,
+            };
+            match self.sessions.get(key) {
+                // The same node re-registering under an older epoch is a stale message.
+                Some(current) if current.node == *node && current.epoch >= *epoch => continue,
+                Some(current) => {
+                    let previous = current.node.clone();
+                    self.count(&previous, -1);
+                }
+                None => {}
+            }
+            self.sessions.insert(key.clone(), owner);
+            self.count(node, 1);
+            changed += 1;
+        }
+        changed
+    }
+
+    fn unregister(&mut self, node: &NodeId, sessions: &[(SessionKey, Epoch)]) -> u64 {
+        let mut changed = 0;
+        for (key, epoch) in sessions {
+            // Only the registration this unregister refers to is removed: a newer one (another
+            // node, or the same node under a newer epoch) stays.
+            if self
+                .sessions
+                .get(key)
+                .is_some_and(|owner| owner.node == *node && owner.epoch == *epoch)
+            {
+                self.sessions.remove(key);
+                self.count(node, -1);
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    fn purge(&mut self, node: &NodeId) -> u64 {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, owner| owner.node != *node);
+        let record = self.nodes.entry(node.clone()).or_insert(NodeRecord {
+            up: false,
+            since: Epoch(0),
+            sessions: 0,
+        });
+        record.up = false;
+        record.sessions = 0;
+        (before - self.sessions.len()) as u64
+    }
+
+    fn count(&mut self, node: &NodeId, delta: i64) {
+        if let Some(record) = self.nodes.get_mut(node) {
+            record.sessions = record.sessions.saturating_add_signed(delta);
+        }
+    }
+
+    /// The owner of `key`, if registered.
+    pub fn owner(&self, key: &str) -> Option<&Owner> {
+        self.sessions.get(key)
+    }
+
+    /// Every node the directory has heard of.
+    pub fn nodes(&self) -> &BTreeMap<NodeId, NodeRecord> {
+        &self.nodes
+    }
+
+    /// Number of registered sessions, cluster-wide.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(k: &str) -> SessionKey {
+        SessionKey::from(k)
+    }
+
+    fn node(n: &str) -> NodeId {
+        NodeId::from(n)
+    }
+
+    fn up(directory: &mut Directory, n: &str, epoch: u64) {
+        directory.apply(&DirectoryCommand::NodeUp {
+            node: node(n),
+            epoch: Epoch(epoch),
+        });
+    }
+
+    fn register(directory: &mut Directory, n: &str, k: &str, epoch: u64) -> u64 {
+        directory
+            .apply(&DirectoryCommand::Register {
+                node: node(n),
+                sessions: vec![(key(k), Epoch(epoch))],
+            })
+            .changed
+    }
+
+    fn unregister(directory: &mut Directory, n: &str, k: &str, epoch: u64) -> u64 {
+        directory
+            .apply(&DirectoryCommand::Unregister {
+                node: node(n),
+                sessions: vec![(key(k), Epoch(epoch))],
+            })
+            .changed
+    }
+
+    #[test]
+    fn a_stale_unregister_after_reregistration_elsewhere_is_ignored() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        register(&mut directory, "a", "k", 10);
+        register(&mut directory, "b", "k", 20);
+        assert_eq!(unregister(&mut directory, "a", "k", 10), 0);
+        assert_eq!(directory.owner("k").map(|o| o.node.as_str()), Some("b"));
+        assert_eq!(directory.nodes()[&node("a")].sessions, 0);
+        assert_eq!(directory.nodes()[&node("b")].sessions, 1);
+        assert_eq!(unregister(&mut directory, "b", "k", 20), 1);
+        assert!(directory.owner("k").is_none());
+    }
+
+    #[test]
+    fn node_down_purges_its_sessions_and_refuses_its_registrations() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        register(&mut directory, "a", "x", 5);
+        register(&mut directory, "a", "y", 6);
+        register(&mut directory, "b", "z", 7);
+        let purged = directory
+            .apply(&DirectoryCommand::NodeDown { node: node("a") })
+            .changed;
+        assert_eq!(purged, 2);
+        assert!(directory.owner("x").is_none());
+        assert_eq!(directory.owner("z").map(|o| o.node.as_str()), Some("b"));
+        assert_eq!(
+            register(&mut directory, "a", "late", 8),
+            0,
+            "a down node registers nothing"
+        );
+        up(&mut directory, "a", 100);
+        assert_eq!(
+            register(&mut directory, "a", "old-run", 50),
+            0,
+            "an earlier run's epoch is refused"
+        );
+        assert_eq!(register(&mut directory, "a", "new-run", 101), 1);
+    }
+
+    #[test]
+    fn unknown_nodes_register_nothing() {
+        let mut directory = Directory::default();
+        assert_eq!(register(&mut directory, "ghost", "k", 1), 0);
+        assert!(directory.is_empty());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Up(u8, u8),
+        Down(u8),
+        Register(u8, u8, u8),
+        Unregister(u8, u8, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3u8, 0..50u8).prop_map(|(n, e)| Op::Up(n, e)),
+            (0..3u8).prop_map(Op::Down),
+            (0..3u8, 0..6u8, 0..50u8).prop_map(|(n, k, e)| Op::Register(n, k, e)),
+            (0..3u8, 0..6u8, 0..50u8).prop_map(|(n, k, e)| Op::Unregister(n, k, e)),
+        ]
+    }
+
+    fn command(op: &Op) -> DirectoryCommand {
+        let n = |i: u8| node(&format!("n{i}"));
+        let k = |i: u8| key(&format!("k{i}"));
+        match *op {
+            Op::Up(i, e) => DirectoryCommand::NodeUp {
+                node: n(i),
+                epoch: Epoch(u64::from(e)),
+            },
+            Op::Down(i) => DirectoryCommand::NodeDown { node: n(i) },
+            Op::Register(i, j, e) => DirectoryCommand::Register {
+                node: n(i),
+                sessions: vec![(k(j), Epoch(u64::from(e)))],
+            },
+            Op::Unregister(i, j, e) => DirectoryCommand::Unregister {
+                node: n(i),
+                sessions: vec![(k(j), Epoch(u64::from(e)))],
+            },
+        }
+    }
+
+    proptest! {
+        /// Replicas applying the same log agree, and the per-node counts always match the
+        /// sessions actually held; a down node holds nothing.
+        #[test]
+        fn apply_is_deterministic_and_counts_stay_exact(ops in proptest::collection::vec(op(), 0..80)) {
+            let mut first = Directory::default();
+            let mut second = Directory::default();
+            for op in &ops {
+                let command = command(op);
+                prop_assert_eq!(first.apply(&command), second.apply(&command));
+                for (name, record) in first.nodes() {
+                    let held = first.sessions.values().filter(|owner| owner.node == *name).count() as u64;
+                    prop_assert_eq!(record.sessions, held);
+                    if !record.up {
+                        prop_assert_eq!(held, 0);
+                    }
+                }
+            }
+            prop_assert_eq!(first, second);
+        }
+
+        /// An unregister only ever removes the exact registration it names.
+        #[test]
+        fn unregister_removes_only_its_own_registration(ops in proptest::collection::vec(op(), 0..60), i in 0..3u8, j in 0..6u8, e in 0..50u8) {
+            let mut directory = Directory::default();
+            for op in &ops {
+                directory.apply(&command(op));
+            }
+            let target = key(&format!("k{j}"));
+            let before = directory.owner(target.as_str()).cloned();
+            directory.apply(&command(&Op::Unregister(i, j, e)));
+            let after = directory.owner(target.as_str()).cloned();
+            let named = Owner { node: node(&format!("n{i}")), epoch: Epoch(u64::from(e)) };
+            if before.as_ref() == Some(&named) {
+                prop_assert!(after.is_none());
+            } else {
+                prop_assert_eq!(after, before);
+            }
+        }
+    }
+}
