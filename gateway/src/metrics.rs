@@ -127,6 +127,7 @@ struct RaftGauges {
     voters: Gauge,
     directory_sessions: Gauge,
     snapshot_index: Gauge,
+    snapshot_bytes: Gauge,
     ready: Gauge,
 }
 
@@ -203,6 +204,7 @@ impl Metrics {
                 voters: r.gauge("oort_cluster_voters", &[]),
                 directory_sessions: r.gauge("oort_directory_sessions", &[]),
                 snapshot_index: r.gauge("oort_raft_snapshot_index", &[]),
+                snapshot_bytes: r.gauge("oort_raft_snapshot_bytes", &[]),
                 ready: r.gauge("oort_cluster_ready", &[]),
             },
             recorder,
@@ -230,7 +232,7 @@ impl Metrics {
         let members = status
             .members
             .iter()
-            .filter(|m| m.role != "joining")
+            .filter(|m| m.role == "voter" || m.role == "learner")
             .count();
         raft.members.set(members as f64);
         raft.voters
@@ -238,6 +240,7 @@ impl Metrics {
         raft.directory_sessions.set(status.sessions as f64);
         raft.snapshot_index
             .set(status.snapshot_index.unwrap_or(0) as f64);
+        raft.snapshot_bytes.set(status.snapshot_bytes as f64);
         raft.ready.set(if status.ready { 1.0 } else { 0.0 });
     }
 

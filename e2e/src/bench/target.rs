@@ -1,9 +1,12 @@
-//! The gateway under load: an `oort` process spawned here, or one already running.
+//! The gateway under load: `oort` spawned here (one node, or a cluster with its own
+//! nats-server), or one already running.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::nats::NatsServer;
 use crate::process::{OortProcess, TempConfig};
+use crate::wait::eventually;
 
 /// Where the load goes.
 pub struct Target {
@@ -13,37 +16,94 @@ pub struct Target {
     pub api_url: String,
     /// The gateway's pid, for memory and CPU figures.
     pub pid: Option<u32>,
-    _process: Option<(OortProcess, TempConfig)>,
+    /// Every node's API URL (one entry unless clustered).
+    pub nodes: Vec<String>,
+    _processes: Vec<(OortProcess, TempConfig)>,
+    _nats: Option<NatsServer>,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Target {
-    /// Spawns `oort` with callbacks pointing at `backend`, plus `extra_config` YAML lines.
+    /// Spawns one `oort` with callbacks pointing at `backend`, plus `extra_config` YAML lines.
     pub async fn spawn(backend: SocketAddr, extra_config: &str) -> anyhow::Result<Self> {
-        let config = TempConfig::new(&format!(
-            "listen: 127.0.0.1:0\n\
-             suppress_access_log: true\n\
-             callback:\n  connect: http://{backend}/connect\n  establish: http://{backend}/establish\n  \
-             close: http://{backend}/close\n  receive: http://{backend}/receive\n  timeout: 10s\n\
-             {extra_config}\n"
-        ));
-        let process = OortProcess::spawn(&["--config", config.path(), "--log-level", "info"], &[]);
-        let addr = process.listen_addr("client", Duration::from_secs(30)).await;
-        let pid = Some(process.pid());
+        let (process, config, addr) = spawn_node(backend, extra_config).await;
+        let url = format!("http://{addr}");
         Ok(Self {
             connect_url: format!("ws://{addr}/connect"),
-            api_url: format!("http://{addr}"),
+            api_url: url.clone(),
+            pid: Some(process.pid()),
+            nodes: vec![url],
+            _processes: vec![(process, config)],
+            _nats: None,
+            data_dir: None,
+        })
+    }
+
+    /// Spawns a nats-server and `size` clustered nodes (3 voters), waits until all are ready,
+    /// and aims the load at the last node (a follower, so writes take the forwarding path).
+    pub async fn spawn_cluster(backend: SocketAddr, size: usize, extra_config: &str) -> anyhow::Result<Self> {
+        let nats = NatsServer::start().await;
+        let name = format!("bench{:x}", rand::random::<u32>());
+        let data_dir = std::env::temp_dir().join(format!("oort-bench-{name}"));
+        let mut processes = Vec::new();
+        let mut urls = Vec::new();
+        for index in 1..=size {
+            let cluster = format!(
+                "cluster:\n  nats: [{}]\n  name: {name}\n  node_id: n{index}\n  data_dir: {}\n  bootstrap_expect: {}\n  \
+                 heartbeat_interval: 200ms\n  node_timeout: 3s\n  raft_heartbeat: 100ms\n  election_timeout: 600ms\n",
+                nats.url(),
+                data_dir.join(format!("n{index}")).display(),
+                size.min(3),
+            );
+            let (process, config, addr) = spawn_node(backend, &format!("{extra_config}\n{cluster}")).await;
+            urls.push(format!("http://{addr}"));
+            processes.push((process, config));
+        }
+        let http = reqwest::Client::new();
+        eventually(Duration::from_secs(60), "every node ready", || async {
+            for url in &urls {
+                let response = http.get(format!("{url}/readyz")).send().await.ok()?;
+                response.status().is_success().then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+        let last = urls.last().cloned().unwrap_or_default();
+        let pid = processes.last().map(|(process, _)| process.pid());
+        Ok(Self {
+            connect_url: format!("{}/connect", last.replacen("http://", "ws://", 1)),
+            api_url: last,
             pid,
-            _process: Some((process, config)),
+            nodes: urls,
+            _processes: processes,
+            _nats: Some(nats),
+            data_dir: Some(data_dir),
         })
     }
 
     /// A gateway that is already running.
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {
-        Self {
-            connect_url,
-            api_url,
-            pid,
-            _process: None,
+        Self { connect_url, nodes: vec![api_url.clone()], api_url, pid, _processes: Vec::new(), _nats: None, data_dir: None }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+async fn spawn_node(backend: SocketAddr, extra_config: &str) -> (OortProcess, TempConfig, SocketAddr) {
+    let config = TempConfig::new(&format!(
+        "listen: 127.0.0.1:0\n\
+         suppress_access_log: true\n\
+         callback:\n  connect: http://{backend}/connect\n  establish: http://{backend}/establish\n  \
+         close: http://{backend}/close\n  receive: http://{backend}/receive\n  timeout: 10s\n\
+         {extra_config}\n"
+    ));
+    let process = OortProcess::spawn(&["--config", config.path(), "--log-level", "info"], &[]);
+    let addr = process.listen_addr("client", Duration::from_secs(30)).await;
+    (process, config, addr)
 }

@@ -28,6 +28,10 @@ struct Cli {
     /// Extra YAML for a spawned gateway's config, e.g. "websocket:\n  read_buffer_size: 1024".
     #[arg(long, default_value = "")]
     extra_config: String,
+    /// Spawn a cluster of this many nodes (with its own nats-server) instead of one node; the
+    /// load goes to the last node, a follower.
+    #[arg(long)]
+    cluster: Option<usize>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -70,7 +74,10 @@ async fn main() -> anyhow::Result<()> {
         (Some(connect_url), Some(api_url)) => {
             Target::external(connect_url, api_url, cli.gateway_pid)
         }
-        _ => Target::spawn(backend, &cli.extra_config).await?,
+        _ => match cli.cluster {
+            Some(size) => Target::spawn_cluster(backend, size, &cli.extra_config).await?,
+            None => Target::spawn(backend, &cli.extra_config).await?,
+        },
     };
     let report = match cli.scenario {
         Scenario::Idle {

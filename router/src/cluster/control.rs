@@ -81,21 +81,21 @@ impl Inner {
         }
     }
 
-    /// One grant per node, never once a cluster exists, and only to the lowest node id known.
+    /// One grant per node at a time, never once a cluster exists, and only to the lowest node
+    /// id known. A grant lapses after a node timeout, so a candidate that died before forming
+    /// the cluster does not block the next one forever.
     async fn grant_bootstrap(&self, candidate: NodeId, members: &[NodeId]) -> bool {
         let initialized = self.raft.is_initialized().await.unwrap_or(true);
         let mut granted = self.bootstrap_grant.lock().await;
         let peers = self.alive_nodes();
         let lowest = peers.iter().chain(std::iter::once(&self.node)).min();
-        let ok = !initialized
-            && !self.cluster_seen()
-            && granted
-                .as_ref()
-                .is_none_or(|previous| *previous == candidate)
-            && lowest == Some(&candidate)
-            && members.contains(&self.node);
+        let free = match granted.as_ref() {
+            None => true,
+            Some((previous, at)) => *previous == candidate || at.elapsed() > self.config.node_timeout.0,
+        };
+        let ok = !initialized && !self.cluster_seen() && free && lowest == Some(&candidate) && members.contains(&self.node);
         if ok {
-            *granted = Some(candidate.clone());
+            *granted = Some((candidate.clone(), std::time::Instant::now()));
         }
         info!(%candidate, granted = ok, "bootstrap grant requested");
         ok
@@ -133,36 +133,36 @@ impl Inner {
         }
     }
 
-    /// Removes `node` from the membership (as voter and learner) and purges its sessions.
+    /// Purges `node`'s sessions, then removes it from the membership (as voter or learner).
+    /// The purge comes first because removing the leader itself ends its leadership.
     pub(super) async fn remove_node(&self, node: NodeId) -> ControlResponse {
-        let id = raft_id(&node);
-        let membership = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
-        if membership.get_node(&id).is_some() {
-            let is_voter = membership.voter_ids().any(|voter| voter == id);
-            // A voter leaves the voters and the membership at once (retain = false); a learner
-            // is just removed.
-            let change = if is_voter {
-                if membership.voter_ids().all(|voter| voter == id) {
-                    return ControlResponse::Failed("the last voter cannot leave".into());
-                }
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-            } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            };
-            if let Err(err) = self.raft.change_membership(change, false).await {
-                return ControlResponse::Failed(err.to_string());
-            }
-            info!(%node, "removed from the cluster");
+        if let response @ (ControlResponse::Failed(_) | ControlResponse::NotLeader { .. }) =
+            self.write_here(DirectoryCommand::NodeDown { node: node.clone() }).await
+        {
+            return response;
         }
-        match self.write_here(DirectoryCommand::NodeDown { node }).await {
-            ControlResponse::Written(_) => ControlResponse::Done,
-            other => other,
+        let id = raft_id(&node);
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.get_node(&id).is_none() {
+            return ControlResponse::Done;
+        }
+        let is_voter = membership.voter_ids().any(|voter| voter == id);
+        // A voter leaves the voters and the membership at once (retain = false); a learner is
+        // just removed.
+        let change = if is_voter {
+            if membership.voter_ids().all(|voter| voter == id) {
+                return ControlResponse::Failed("the last voter cannot leave".into());
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        match self.raft.change_membership(change, false).await {
+            Ok(_) => {
+                info!(%node, "removed from the cluster");
+                ControlResponse::Done
+            }
+            Err(err) => ControlResponse::Failed(err.to_string()),
         }
     }
 

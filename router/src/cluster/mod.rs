@@ -85,8 +85,8 @@ pub(crate) struct Inner {
     /// When this router started: members are not judged gone before a node timeout has
     /// passed, since a fresh leader has not heard anyone yet.
     started: std::time::Instant,
-    /// The candidate this node granted a bootstrap to, if any (grants are exclusive).
-    bootstrap_grant: Mutex<Option<NodeId>>,
+    /// The candidate this node granted a bootstrap to, and when (grants are exclusive).
+    bootstrap_grant: Mutex<Option<(NodeId, std::time::Instant)>>,
     metrics: ClusterMetrics,
     stop: CancellationToken,
 }
