@@ -4,9 +4,11 @@
 //! **Architecture Invariant:** every Oort message on NATS is defined here. (Raft's own RPCs
 //! are openraft's types, encoded with [`crate::wire`].)
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{Epoch, NodeId, SessionKey};
+use crate::wire::{self, DecodeError};
+use crate::{DeliveryMode, Epoch, FrameKind, NodeId, SessionKey};
 
 /// The raft id of a node: a stable 64-bit hash (FNV-1a) of its name, so that a node's name is
 /// all it needs to be configured with. Never 0.
@@ -146,6 +148,61 @@ pub struct Owner {
     pub epoch: Epoch,
 }
 
+/// A delivery to sessions one node holds, on `oort.<cluster>.deliver.<raft_id>`; the answer is
+/// a `Vec<DeliveryStatus>` in target order. The payload travels after this header in the same
+/// NATS message (see [`encode_framed`]), so it is never re-encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverHeader {
+    /// Sessions the receiving node is believed to hold.
+    pub targets: Vec<SessionKey>,
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// Plain message, or last word and close.
+    pub mode: DeliveryMode,
+}
+
+/// A message for every session of the cluster, on `oort.<cluster>.broadcast`; the payload
+/// follows the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastHeader {
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// The node the broadcast came in through.
+    pub origin: NodeId,
+}
+
+/// NATS header carrying a send's request id from node to node, so one grep follows it.
+pub const REQUEST_ID_HEADER: &str = "Oort-Request-Id";
+
+/// `[header length: u32 LE][header (bincode)][payload]`.
+pub fn encode_framed<T: Serialize>(header: &T, payload: &[u8]) -> Vec<u8> {
+    let header = wire::encode(header);
+    let length = u32::try_from(header.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(4 + header.len() + payload.len());
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits what [`encode_framed`] made; the payload is a slice of `bytes`, not a copy.
+pub fn decode_framed<T: serde::de::DeserializeOwned>(
+    bytes: &Bytes,
+) -> Result<(T, Bytes), DecodeError> {
+    let short = || DecodeError::from("message shorter than its header");
+    let length_bytes: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(short)?;
+    let length = u32::from_le_bytes(length_bytes) as usize;
+    let header_end = 4usize
+        .checked_add(length)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(short)?;
+    let header = wire::decode(&bytes[4..header_end])?;
+    Ok((header, bytes.slice(header_end..)))
+}
+
 /// The NATS subjects of one cluster.
 #[derive(Clone, Debug)]
 pub struct Subjects {
@@ -173,6 +230,16 @@ impl Subjects {
     /// Control requests to the node with this raft id.
     pub fn control(&self, raft_id: u64) -> String {
         format!("{}.ctl.{raft_id}", self.prefix)
+    }
+
+    /// Deliveries to the sessions of the node with this raft id.
+    pub fn deliver(&self, raft_id: u64) -> String {
+        format!("{}.deliver.{raft_id}", self.prefix)
+    }
+
+    /// Cluster-wide broadcasts.
+    pub fn broadcast(&self) -> String {
+        format!("{}.broadcast", self.prefix)
     }
 }
 
@@ -208,6 +275,23 @@ mod tests {
         assert_eq!(
             wire::decode::<ControlRequest>(&wire::encode(&request)).unwrap(),
             request
+        );
+    }
+
+    #[test]
+    fn framed_messages_keep_the_payload_apart() {
+        let header = DeliverHeader {
+            targets: vec![SessionKey::from("a")],
+            kind: FrameKind::Binary,
+            mode: DeliveryMode::Send,
+        };
+        let bytes = Bytes::from(encode_framed(&header, b"\x00payload"));
+        let (decoded, payload): (DeliverHeader, Bytes) = decode_framed(&bytes).unwrap();
+        assert_eq!(decoded, header);
+        assert_eq!(&payload[..], b"\x00payload");
+        assert!(decode_framed::<DeliverHeader>(&bytes.slice(..3)).is_err());
+        assert!(
+            decode_framed::<DeliverHeader>(&Bytes::from_static(&[255, 255, 255, 255, 1])).is_err()
         );
     }
 

@@ -9,6 +9,12 @@ use serde::de::DeserializeOwned;
 #[error("undecodable message: {0}")]
 pub struct DecodeError(String);
 
+impl From<&str> for DecodeError {
+    fn from(reason: &str) -> Self {
+        Self(reason.to_owned())
+    }
+}
+
 /// Encodes a message.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // Encoding into a Vec cannot fail for the types Oort sends (no maps with non-serializable

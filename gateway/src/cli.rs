@@ -36,6 +36,16 @@ pub(crate) enum Command {
         /// Address to bind (127.0.0.1 keeps the demo private to this machine).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Join a cluster over this NATS (run several demos with distinct --node-id and the
+        /// chat spans them all).
+        #[arg(long)]
+        nats: Option<String>,
+        /// This demo node's id in the cluster.
+        #[arg(long, requires = "nats")]
+        node_id: Option<String>,
+        /// How many demo nodes form the cluster.
+        #[arg(long, default_value_t = 1, requires = "nats")]
+        bootstrap_expect: usize,
     },
 }
 

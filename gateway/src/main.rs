@@ -19,11 +19,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
     match cli.command {
         Some(Command::CheckConfig { file, print }) => check_config(&file, print),
-        Some(Command::Demo { port, host }) => {
+        Some(Command::Demo {
+            port,
+            host,
+            nats,
+            node_id,
+            bootstrap_expect,
+        }) => {
             if let Err(err) = telemetry::init("info", config::LogFormat::Text) {
                 eprintln!("oort: {err}");
             }
-            run_async(async move { demo::run(&host, port, shutdown_signal()).await })
+            let cluster = nats.map(|nats| demo::DemoCluster {
+                nats,
+                node_id,
+                bootstrap_expect,
+            });
+            run_async(async move { demo::run(&host, port, cluster, shutdown_signal()).await })
         }
         None => run_gateway(&cli.run),
     }

@@ -88,7 +88,20 @@ impl Router {
     pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
         match self {
             Self::Local(router) => router.deliver(request),
-            Self::Cluster(router) => router.deliver(request),
+            Self::Cluster(router) => router.deliver(request).await,
+        }
+    }
+
+    /// Sends `payload` to every session. Single node, returns how many sessions took it;
+    /// clustered, the publish is confirmed and each node fans out on its own (`None`).
+    pub async fn broadcast(
+        &self,
+        payload: &oort_common::Payload,
+        request_id: &str,
+    ) -> Result<Option<usize>, RouterError> {
+        match self {
+            Self::Local(router) => Ok(Some(router.broadcast(payload))),
+            Self::Cluster(router) => router.broadcast(payload, request_id).await.map(|()| None),
         }
     }
 

@@ -32,6 +32,10 @@ impl LocalRouter {
         deliver_to(&*self.sessions, request)
     }
 
+    pub(crate) fn broadcast(&self, payload: &oort_common::Payload) -> usize {
+        self.sessions.broadcast(payload)
+    }
+
     pub(crate) fn owner(&self, key: &str) -> Option<NodeId> {
         self.sessions.holds(key).then(|| self.node_id.clone())
     }
@@ -104,6 +108,10 @@ mod tests {
             self.present.contains(key)
         }
 
+        fn broadcast(&self, _: &Payload) -> usize {
+            self.present.len()
+        }
+
         fn close_all(&self) {}
 
         fn evict(&self, _: &SessionKey) {}
@@ -130,6 +138,7 @@ mod tests {
             payload: Payload::text("hi"),
             mode: DeliveryMode::Send,
             strict,
+            request_id: String::new(),
         }
     }
 

@@ -13,6 +13,8 @@ pub struct DeliveryRequest {
     pub mode: DeliveryMode,
     /// All-or-nothing: if any target is unknown, deliver to none.
     pub strict: bool,
+    /// Carried to every node the delivery touches and logged there (`X-Request-Id`).
+    pub request_id: String,
 }
 
 /// The sessions held by this node, as the gateway exposes them to the router.
@@ -28,6 +30,9 @@ pub trait LocalSessions: Send + Sync + 'static {
 
     /// True if a session with this key is held here and accepting messages.
     fn holds(&self, key: &str) -> bool;
+
+    /// Queues `payload` for every session held here; returns how many accepted it.
+    fn broadcast(&self, payload: &Payload) -> usize;
 
     /// Closes every session held here: the cluster declared this node dead and purged them
     /// from the directory, so their clients must reconnect (possibly elsewhere).

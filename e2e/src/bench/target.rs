@@ -41,7 +41,11 @@ impl Target {
 
     /// Spawns a nats-server and `size` clustered nodes (3 voters), waits until all are ready,
     /// and aims the load at the last node (a follower, so writes take the forwarding path).
-    pub async fn spawn_cluster(backend: SocketAddr, size: usize, extra_config: &str) -> anyhow::Result<Self> {
+    pub async fn spawn_cluster(
+        backend: SocketAddr,
+        size: usize,
+        extra_config: &str,
+    ) -> anyhow::Result<Self> {
         let nats = NatsServer::start().await;
         let name = format!("bench{:x}", rand::random::<u32>());
         let data_dir = std::env::temp_dir().join(format!("oort-bench-{name}"));
@@ -55,7 +59,8 @@ impl Target {
                 data_dir.join(format!("n{index}")).display(),
                 size.min(3),
             );
-            let (process, config, addr) = spawn_node(backend, &format!("{extra_config}\n{cluster}")).await;
+            let (process, config, addr) =
+                spawn_node(backend, &format!("{extra_config}\n{cluster}")).await;
             urls.push(format!("http://{addr}"));
             processes.push((process, config));
         }
@@ -83,7 +88,15 @@ impl Target {
 
     /// A gateway that is already running.
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {
-        Self { connect_url, nodes: vec![api_url.clone()], api_url, pid, _processes: Vec::new(), _nats: None, data_dir: None }
+        Self {
+            connect_url,
+            nodes: vec![api_url.clone()],
+            api_url,
+            pid,
+            _processes: Vec::new(),
+            _nats: None,
+            data_dir: None,
+        }
     }
 }
 
@@ -95,7 +108,10 @@ impl Drop for Target {
     }
 }
 
-async fn spawn_node(backend: SocketAddr, extra_config: &str) -> (OortProcess, TempConfig, SocketAddr) {
+async fn spawn_node(
+    backend: SocketAddr,
+    extra_config: &str,
+) -> (OortProcess, TempConfig, SocketAddr) {
     let config = TempConfig::new(&format!(
         "listen: 127.0.0.1:0\n\
          suppress_access_log: true\n\

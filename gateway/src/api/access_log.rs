@@ -15,9 +15,13 @@ use crate::state::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// The request's id, for handlers that pass it on (to other nodes, in logs).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestId(pub String);
+
 pub(crate) async fn access_log(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let request_id = request
@@ -26,6 +30,12 @@ pub(crate) async fn access_log(
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 128)
         .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let span = info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ use oort_common::{DeliveryMode, DeliveryStatus, FrameKind, Payload, SessionKey};
 use oort_router::DeliveryRequest;
 use serde::Serialize;
 
+use super::access_log::RequestId;
 use super::error::read_body;
 use crate::state::AppState;
 
@@ -61,30 +63,35 @@ fn failure(status: StatusCode, message: &str) -> Response {
 /// `POST {path.send}`: the body goes to every session named by a session header.
 pub(crate) async fn send(
     State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    deliver(state, method, headers, body, DeliveryMode::Send).await
+    let request_id = request_id.map(|Extension(id)| id).unwrap_or_default();
+    deliver(state, request_id, method, headers, body, DeliveryMode::Send).await
 }
 
 /// `POST {path.close}`: the body is each session's last frame, then the connection closes.
 pub(crate) async fn close(
     State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let request_id = request_id.map(|Extension(id)| id).unwrap_or_default();
     let mode = DeliveryMode::Close {
         code: 1000,
         reason: String::new(),
         send_payload: true,
     };
-    deliver(state, method, headers, body, mode).await
+    deliver(state, request_id, method, headers, body, mode).await
 }
 
 async fn deliver(
     state: Arc<AppState>,
+    request_id: RequestId,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -127,6 +134,7 @@ async fn deliver(
         payload,
         mode,
         strict: state.config.strict_broadcast,
+        request_id: request_id.0,
     };
     let statuses = state.router.deliver(&request).await;
     state.metrics.count_deliveries(&statuses);

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
@@ -17,6 +17,7 @@ use oort_router::DeliveryRequest;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::access_log::RequestId;
 use super::error::{ApiError, read_body};
 use crate::state::AppState;
 
@@ -118,6 +119,7 @@ pub(crate) struct BatchAnswer {
 /// `POST /v1/send`.
 pub(crate) async fn send(
     State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
     body: Body,
 ) -> Result<Json<DeliveryAnswer>, ApiError> {
     let request: SendRequest = parse(&state, body).await?;
@@ -129,12 +131,13 @@ pub(crate) async fn send(
         binary: request.binary,
     };
     let delivery = to_delivery(message, DeliveryMode::Send, strict, "")?;
-    Ok(Json(deliver(&state, delivery).await))
+    Ok(Json(deliver(&state, delivery, id_of(&request_id)).await))
 }
 
 /// `POST /v1/send/batch`: many messages in one request, each with its own sessions.
 pub(crate) async fn send_batch(
     State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
     body: Body,
 ) -> Result<Json<BatchAnswer>, ApiError> {
     let request: BatchRequest = parse(&state, body).await?;
@@ -163,7 +166,7 @@ pub(crate) async fn send_batch(
         failed: 0,
     };
     for delivery in deliveries {
-        let result = deliver(&state, delivery).await;
+        let result = deliver(&state, delivery, id_of(&request_id)).await;
         answer.ok += result.ok;
         answer.failed += result.failed;
         answer.messages.push(result);
@@ -174,6 +177,7 @@ pub(crate) async fn send_batch(
 /// `POST /v1/close`: an optional last message, then a close frame with `code` and `reason`.
 pub(crate) async fn close(
     State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
     body: Body,
 ) -> Result<Json<DeliveryAnswer>, ApiError> {
     let request: CloseRequest = parse(&state, body).await?;
@@ -201,7 +205,7 @@ pub(crate) async fn close(
         binary: request.binary,
     };
     let delivery = to_delivery(message, mode, false, "")?;
-    Ok(Json(deliver(&state, delivery).await))
+    Ok(Json(deliver(&state, delivery, id_of(&request_id)).await))
 }
 
 #[derive(Serialize)]
@@ -251,10 +255,21 @@ pub(crate) async fn session(
     .into_response()
 }
 
-async fn deliver(state: &AppState, request: DeliveryRequest) -> DeliveryAnswer {
+async fn deliver(
+    state: &AppState,
+    mut request: DeliveryRequest,
+    request_id: &str,
+) -> DeliveryAnswer {
+    request.request_id = request_id.to_owned();
     let statuses = state.router.deliver(&request).await;
     state.metrics.count_deliveries(&statuses);
     DeliveryAnswer::new(request.targets, statuses)
+}
+
+fn id_of(request_id: &Option<Extension<RequestId>>) -> &str {
+    request_id
+        .as_ref()
+        .map_or("", |Extension(id)| id.0.as_str())
 }
 
 /// Reads and parses a JSON body; errors name the field, e.g. `messages[2].sessions: invalid type`.
@@ -289,7 +304,34 @@ fn to_delivery(
             "{at}sessions: must list at least one session key"
         )));
     }
-    let data = match (message.data, message.data_base64) {
+    let optional = matches!(mode, DeliveryMode::Close { .. });
+    let payload = payload_of(
+        message.data,
+        message.data_base64,
+        message.binary,
+        optional,
+        at,
+    )?;
+    let targets = message.sessions.into_iter().map(SessionKey::from).collect();
+    Ok(DeliveryRequest {
+        targets,
+        payload,
+        mode,
+        strict,
+        request_id: String::new(),
+    })
+}
+
+/// The payload of a request from `data` (text) or `data_base64`; `optional` allows neither
+/// (an empty payload). `at` prefixes error messages with the field's location.
+fn payload_of(
+    data: Option<String>,
+    data_base64: Option<String>,
+    binary: bool,
+    optional: bool,
+    at: &str,
+) -> Result<Payload, ApiError> {
+    let bytes = match (data, data_base64) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(format!(
                 "{at}data and {at}data_base64: give one, not both"
@@ -300,28 +342,51 @@ fn to_delivery(
             .decode(encoded.as_bytes())
             .map(Bytes::from)
             .map_err(|err| ApiError::bad_request(format!("{at}data_base64: {err}")))?,
-        (None, None) if matches!(mode, DeliveryMode::Close { .. }) => Bytes::new(),
+        (None, None) if optional => Bytes::new(),
         (None, None) => {
             return Err(ApiError::bad_request(format!(
                 "{at}data or {at}data_base64 is required"
             )));
         }
     };
-    let kind = if message.binary {
+    let kind = if binary {
         FrameKind::Binary
     } else {
         FrameKind::Text
     };
-    let payload = Payload::new(kind, data).map_err(|err| {
-        ApiError::bad_request(format!("{at}data_base64: {err}; set binary: true"))
-    })?;
-    let targets = message.sessions.into_iter().map(SessionKey::from).collect();
-    Ok(DeliveryRequest {
-        targets,
-        payload,
-        mode,
-        strict,
-    })
+    Payload::new(kind, bytes)
+        .map_err(|err| ApiError::bad_request(format!("{at}data_base64: {err}; set binary: true")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastRequest {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    binary: bool,
+}
+
+/// `POST /v1/broadcast`: one message to every session of the cluster (one NATS publish; each
+/// node fans out to its own sessions).
+pub(crate) async fn broadcast(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request: BroadcastRequest = parse(&state, body).await?;
+    let payload = payload_of(request.data, request.data_base64, request.binary, false, "")?;
+    match state.router.broadcast(&payload, id_of(&request_id)).await {
+        Ok(sessions) => Ok(Json(
+            serde_json::json!({ "result": "ok", "sessions": sessions }),
+        )),
+        Err(err) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            err.to_string(),
+        )),
+    }
 }
 
 /// `GET /v1/cluster`: members, roles, leader, term, applied index and lag per node, and

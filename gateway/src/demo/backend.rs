@@ -1,6 +1,6 @@
 //! The demo's chat backend: a plain HTTP application, exactly what a real backend would be.
 //! It authenticates nobody (any name is welcome), remembers who is online from the establish
-//! and close callbacks, and broadcasts every message with kuiperbelt's `/send`.
+//! and close callbacks, and broadcasts every message with `/v1/broadcast`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,6 @@ use axum::routing::{any, post};
 use serde_json::json;
 use tracing::warn;
 
-/// Session keys per `/send` request, keeping each request's header block small.
-const SESSIONS_PER_SEND: usize = 256;
 const SESSION_HEADER: &str = "X-Kuiperbelt-Session";
 
 /// Who is online, and who has been accepted but is not connected yet.
@@ -23,7 +21,7 @@ pub(crate) struct Chat {
     names: Mutex<BTreeMap<String, String>>,
     pending: Mutex<BTreeMap<String, String>>,
     http: reqwest::Client,
-    send_url: String,
+    broadcast_url: String,
 }
 
 impl Chat {
@@ -32,7 +30,7 @@ impl Chat {
             names: Mutex::default(),
             pending: Mutex::default(),
             http: reqwest::Client::new(),
-            send_url: format!("{gateway_api}/send"),
+            broadcast_url: format!("{gateway_api}/v1/broadcast"),
         })
     }
 
@@ -49,23 +47,19 @@ impl Chat {
     }
 
     /// Sends `event` to everyone online, in groups of sessions per request.
+    /// Sends `event` to every session of the cluster with one `/v1/broadcast` (each node
+    /// fans out to its own sessions, so the chat spans every node).
     async fn broadcast(&self, event: serde_json::Value) {
-        let keys: Vec<String> = self.names().keys().cloned().collect();
-        let body = event.to_string();
-        for group in keys.chunks(SESSIONS_PER_SEND) {
-            let mut request = self
-                .http
-                .post(&self.send_url)
-                .header("Content-Type", "application/json")
-                .body(body.clone());
-            for key in group {
-                request = request.header(SESSION_HEADER, key);
-            }
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => warn!(status = %response.status(), "demo broadcast refused"),
-                Err(err) => warn!(error = %err, "demo broadcast failed"),
-            }
+        let body = serde_json::json!({ "data": event.to_string() }).to_string();
+        let request = self
+            .http
+            .post(&self.broadcast_url)
+            .header("Content-Type", "application/json")
+            .body(body);
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => warn!(status = %response.status(), "demo broadcast refused"),
+            Err(err) => warn!(error = %err, "demo broadcast failed"),
         }
     }
 }

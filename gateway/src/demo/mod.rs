@@ -17,7 +17,23 @@ use crate::{Gateway, Listener, Listeners};
 const PAGE: &str = include_str!("page.html");
 
 /// Runs the demo on `host:port` until `shutdown` fires.
-pub async fn run(host: &str, port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Cluster settings for a demo node (see `oort demo --help`).
+pub struct DemoCluster {
+    /// NATS URLs.
+    pub nats: String,
+    /// This node's id (default: the hostname).
+    pub node_id: Option<String>,
+    /// How many demo nodes form the cluster.
+    pub bootstrap_expect: usize,
+}
+
+/// Runs the demo on `host:port` until `shutdown` fires, alone or as a cluster node.
+pub async fn run(
+    host: &str,
+    port: u16,
+    cluster: Option<DemoCluster>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::Tcp {
         host: Some(host.to_owned()),
         port,
@@ -38,7 +54,7 @@ pub async fn run(host: &str, port: u16, shutdown: CancellationToken) -> anyhow::
             tracing::error!(error = %err, "demo backend failed");
         }
     });
-    let gateway = Gateway::start(demo_config(backend_addr))
+    let gateway = Gateway::start(demo_config(backend_addr, cluster))
         .await?
         .with_client_routes(axum::Router::new().route("/", get(|| async { Html(PAGE) })));
     info!(
@@ -68,8 +84,26 @@ fn announce(addr: &str) {
     );
 }
 
-fn demo_config(backend: SocketAddr) -> Config {
+fn demo_config(backend: SocketAddr, cluster: Option<DemoCluster>) -> Config {
     let mut config = Config::default();
+    if let Some(cluster) = cluster {
+        config.cluster.nats = cluster
+            .nats
+            .split(',')
+            .map(|url| url.trim().to_owned())
+            .collect();
+        config.cluster.name = "oort-demo".into();
+        config.cluster.node_id = cluster.node_id.unwrap_or_default();
+        config.cluster.bootstrap_expect = cluster.bootstrap_expect.max(1);
+        config.cluster.data_dir = std::env::temp_dir()
+            .join(format!(
+                "oort-demo-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ))
+            .display()
+            .to_string();
+    }
     config.callback.connect = format!("http://{backend}/connect");
     config.callback.establish = format!("http://{backend}/establish");
     config.callback.receive = format!("http://{backend}/receive");

@@ -119,6 +119,17 @@ impl LocalSessions for SessionRegistry {
             .is_some_and(|session| !session.queue.is_closing())
     }
 
+    fn broadcast(&self, payload: &Payload) -> usize {
+        let frame = frame_for(payload);
+        let size = payload.len();
+        self.sessions
+            .iter()
+            .filter(|entry| {
+                entry.value().queue.push(frame.clone(), size, &self.limits) == DeliveryStatus::Ok
+            })
+            .count()
+    }
+
     fn close_all(&self) {
         SessionRegistry::close_all(self, &CloseCommand::node_down());
     }

@@ -23,6 +23,7 @@ mod kb_stats;
 mod auth_and_listeners;
 mod bad_backend;
 mod bad_input;
+mod broadcast;
 mod limits;
 mod metrics_health;
 mod pings;

@@ -205,14 +205,17 @@ async fn v1_wrong_methods_get_405_json() {
     }
     // An unknown path under /v1 is a JSON 404.
     let response = client
-        .post(format!("{base}/v1/broadcast"))
+        .post(format!("{base}/v1/no-such-endpoint"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
     let body = json_of(response).await;
     assert!(
-        body["error"].as_str().unwrap().contains("/v1/broadcast"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/no-such-endpoint"),
         "{body}"
     );
     gateway.stop().await;

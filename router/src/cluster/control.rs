@@ -91,9 +91,15 @@ impl Inner {
         let lowest = peers.iter().chain(std::iter::once(&self.node)).min();
         let free = match granted.as_ref() {
             None => true,
-            Some((previous, at)) => *previous == candidate || at.elapsed() > self.config.node_timeout.0,
+            Some((previous, at)) => {
+                *previous == candidate || at.elapsed() > self.config.node_timeout.0
+            }
         };
-        let ok = !initialized && !self.cluster_seen() && free && lowest == Some(&candidate) && members.contains(&self.node);
+        let ok = !initialized
+            && !self.cluster_seen()
+            && free
+            && lowest == Some(&candidate)
+            && members.contains(&self.node);
         if ok {
             *granted = Some((candidate.clone(), std::time::Instant::now()));
         }
@@ -136,13 +142,20 @@ impl Inner {
     /// Purges `node`'s sessions, then removes it from the membership (as voter or learner).
     /// The purge comes first because removing the leader itself ends its leadership.
     pub(super) async fn remove_node(&self, node: NodeId) -> ControlResponse {
-        if let response @ (ControlResponse::Failed(_) | ControlResponse::NotLeader { .. }) =
-            self.write_here(DirectoryCommand::NodeDown { node: node.clone() }).await
+        if let response @ (ControlResponse::Failed(_) | ControlResponse::NotLeader { .. }) = self
+            .write_here(DirectoryCommand::NodeDown { node: node.clone() })
+            .await
         {
             return response;
         }
         let id = raft_id(&node);
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
         if membership.get_node(&id).is_none() {
             return ControlResponse::Done;
         }

@@ -6,6 +6,7 @@
 //! nodes join as learners, and the leader keeps `voters` voters.
 
 mod control;
+mod deliver;
 mod membership;
 mod network;
 mod registrar;
@@ -164,6 +165,9 @@ impl ClusterRouter {
         control::serve(inner.clone()).await.map_err(|err| {
             RouterError::Unavailable(format!("cannot subscribe for control: {err}"))
         })?;
+        deliver::serve(inner.clone()).await.map_err(|err| {
+            RouterError::Unavailable(format!("cannot subscribe for deliveries: {err}"))
+        })?;
         membership::start(inner.clone()).await?;
         registrar::start(inner.clone());
         tokio::spawn(watch_applied(inner.clone(), applied_rx));
@@ -191,10 +195,19 @@ impl ClusterRouter {
         self.inner.registrar.unregister(key.clone(), epoch);
     }
 
-    /// Delivers to the sessions held here. Sessions held elsewhere are answered `not_found`
-    /// until sends are routed between nodes.
-    pub fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
-        crate::local::deliver_to(&*self.inner.sessions, request)
+    /// Delivers to every target wherever it is held: this node's sessions directly, other
+    /// nodes' through one NATS request per owner.
+    pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
+        self.inner.deliver(request, &request.request_id).await
+    }
+
+    /// Sends `payload` to every session of the cluster: one NATS publish, each node fans out.
+    pub async fn broadcast(
+        &self,
+        payload: &oort_common::Payload,
+        request_id: &str,
+    ) -> Result<(), RouterError> {
+        self.inner.broadcast(payload, request_id).await
     }
 
     /// The node holding `key`: this one, else the local replica, else the leader's linearizable

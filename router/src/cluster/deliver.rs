@@ -1,0 +1,371 @@
+//! Sends through any node. The receiving node groups the targets by owner (its replica of the
+//! directory, then the leader for keys the replica does not know), delivers its own sessions
+//! directly, and sends one NATS request per other owner carrying all of that owner's targets.
+//! An owner that no longer holds a key (the session moved) gets a second chance: the key is
+//! looked up again and, if it moved, sent once more to its new owner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, RequestErrorKind};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use oort_common::cluster::{
+    BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Owner, REQUEST_ID_HEADER,
+    decode_framed, encode_framed, raft_id,
+};
+use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
+use tracing::{Instrument, debug, debug_span, warn};
+
+use super::Inner;
+use crate::request::DeliveryRequest;
+
+/// Keys per request to one owner, so a huge fan-out stays below NATS's maximum payload.
+const KEYS_PER_REQUEST: usize = 4096;
+
+/// Where each target goes.
+enum Route {
+    Local,
+    Remote(NodeId),
+    Unknown,
+}
+
+impl Inner {
+    /// Delivers `request` wherever its targets are held; statuses line up with the targets.
+    pub(super) async fn deliver(
+        &self,
+        request: &DeliveryRequest,
+        request_id: &str,
+    ) -> Vec<DeliveryStatus> {
+        let targets = &request.targets;
+        // Fast path: everything is here.
+        if targets.iter().all(|key| self.sessions.holds(key.as_str())) {
+            return self
+                .sessions
+                .deliver(targets, &request.payload, &request.mode);
+        }
+        let mut routes: Vec<Route> = targets.iter().map(|key| self.route(key)).collect();
+        let mut statuses = vec![DeliveryStatus::NotFound; targets.len()];
+        self.resolve_unknown(targets, &mut routes, &mut statuses)
+            .await;
+        if request.strict && routes.iter().any(|route| matches!(route, Route::Unknown)) {
+            // All or nothing, across nodes: something is unknown, so nothing is sent.
+            return routes
+                .iter()
+                .zip(&statuses)
+                .map(|(route, status)| match route {
+                    Route::Unknown => *status,
+                    _ => DeliveryStatus::Skipped,
+                })
+                .collect();
+        }
+        let mut local = Vec::new();
+        let mut remote: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (index, route) in routes.iter().enumerate() {
+            match route {
+                Route::Local => local.push(index),
+                Route::Remote(node) => remote.entry(node.clone()).or_default().push(index),
+                Route::Unknown => {}
+            }
+        }
+        if !local.is_empty() {
+            let keys: Vec<SessionKey> = local.iter().map(|&i| targets[i].clone()).collect();
+            for (index, status) in local.iter().zip(self.sessions.deliver(
+                &keys,
+                &request.payload,
+                &request.mode,
+            )) {
+                statuses[*index] = status;
+            }
+        }
+        let moved = self
+            .deliver_remote(request, remote, &mut statuses, request_id)
+            .await;
+        if !moved.is_empty() {
+            self.redeliver_moved(request, moved, &mut statuses, request_id)
+                .await;
+        }
+        statuses
+    }
+
+    fn route(&self, key: &SessionKey) -> Route {
+        if self.sessions.holds(key.as_str()) {
+            return Route::Local;
+        }
+        match self.directory.owner(key.as_str()) {
+            // The replica says here but the table does not: the session just ended.
+            Some(owner) if owner.node == self.node => Route::Unknown,
+            Some(owner) => Route::Remote(owner.node),
+            None => Route::Unknown,
+        }
+    }
+
+    /// Keys the replica does not know are confirmed at the leader before they are called
+    /// unknown: a replica that merely lags must not answer `not_found`.
+    async fn resolve_unknown(
+        &self,
+        targets: &[SessionKey],
+        routes: &mut [Route],
+        statuses: &mut [DeliveryStatus],
+    ) {
+        let unknown: Vec<usize> = (0..targets.len())
+            .filter(|&i| matches!(routes[i], Route::Unknown))
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let keys = unknown.iter().map(|&i| targets[i].clone()).collect();
+        match self.call_leader(ControlRequest::Lookup { keys }).await {
+            Ok(ControlResponse::Owners(owners)) => {
+                for (index, owner) in unknown.iter().zip(owners) {
+                    routes[*index] = match owner {
+                        Some(owner)
+                            if owner.node == self.node
+                                && self.sessions.holds(targets[*index].as_str()) =>
+                        {
+                            Route::Local
+                        }
+                        Some(owner) if owner.node != self.node => Route::Remote(owner.node),
+                        _ => Route::Unknown,
+                    };
+                }
+            }
+            other => {
+                // Without the leader, "unknown" cannot be confirmed; say so rather than lie.
+                warn!(answer = ?other.as_ref().map(|_| ()), "cannot confirm unknown sessions with the leader");
+                for index in unknown {
+                    statuses[index] = DeliveryStatus::OwnerUnreachable;
+                }
+            }
+        }
+    }
+
+    /// One request per owner (in chunks for huge fan-outs), all at once. Returns the indexes
+    /// an owner answered `not_found` for: those sessions may have moved.
+    async fn deliver_remote(
+        &self,
+        request: &DeliveryRequest,
+        remote: HashMap<NodeId, Vec<usize>>,
+        statuses: &mut [DeliveryStatus],
+        request_id: &str,
+    ) -> Vec<usize> {
+        let mut calls = Vec::new();
+        for (node, indexes) in remote {
+            for chunk in indexes.chunks(KEYS_PER_REQUEST) {
+                let chunk = chunk.to_vec();
+                let node = node.clone();
+                calls.push(async move {
+                    let keys: Vec<SessionKey> =
+                        chunk.iter().map(|&i| request.targets[i].clone()).collect();
+                    let answer = self.deliver_to_node(&node, keys, request, request_id).await;
+                    (chunk, answer)
+                });
+            }
+        }
+        let mut moved = Vec::new();
+        for (chunk, answer) in join_all(calls).await {
+            for (position, index) in chunk.iter().enumerate() {
+                let status = answer
+                    .get(position)
+                    .copied()
+                    .unwrap_or(DeliveryStatus::OwnerUnreachable);
+                statuses[*index] = status;
+                if status == DeliveryStatus::NotFound {
+                    moved.push(*index);
+                }
+            }
+        }
+        moved
+    }
+
+    /// Sends the keys an old owner no longer held to their current owner, once.
+    async fn redeliver_moved(
+        &self,
+        request: &DeliveryRequest,
+        moved: Vec<usize>,
+        statuses: &mut [DeliveryStatus],
+        request_id: &str,
+    ) {
+        let keys: Vec<SessionKey> = moved.iter().map(|&i| request.targets[i].clone()).collect();
+        let Ok(ControlResponse::Owners(owners)) =
+            self.call_leader(ControlRequest::Lookup { keys }).await
+        else {
+            return;
+        };
+        let mut remote: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        let mut local = Vec::new();
+        for (index, owner) in moved.iter().zip(owners) {
+            match owner {
+                Some(Owner { node, .. }) if node == self.node => local.push(*index),
+                Some(Owner { node, .. }) => remote.entry(node).or_default().push(*index),
+                None => {}
+            }
+        }
+        if !local.is_empty() {
+            let keys: Vec<SessionKey> = local.iter().map(|&i| request.targets[i].clone()).collect();
+            for (index, status) in local.iter().zip(self.sessions.deliver(
+                &keys,
+                &request.payload,
+                &request.mode,
+            )) {
+                statuses[*index] = status;
+            }
+        }
+        // A second `not_found` is final.
+        let _ = self
+            .deliver_remote(request, remote, statuses, request_id)
+            .await;
+    }
+
+    /// One NATS request to `node`; its statuses, or `owner_unreachable` for every key.
+    async fn deliver_to_node(
+        &self,
+        node: &NodeId,
+        keys: Vec<SessionKey>,
+        request: &DeliveryRequest,
+        request_id: &str,
+    ) -> Vec<DeliveryStatus> {
+        let count = keys.len();
+        let unreachable = || vec![DeliveryStatus::OwnerUnreachable; count];
+        let header = DeliverHeader {
+            targets: keys,
+            kind: request.payload.kind(),
+            mode: request.mode.clone(),
+        };
+        let body = encode_framed(&header, request.payload.data());
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, request_id);
+        let nats_request = async_nats::Request::new()
+            .payload(body.into())
+            .headers(headers)
+            .timeout(Some(self.config.route_timeout.0));
+        match self
+            .nats
+            .send_request(self.subjects.deliver(raft_id(node)), nats_request)
+            .await
+        {
+            Ok(reply) => wire::decode::<Vec<DeliveryStatus>>(&reply.payload)
+                .ok()
+                .filter(|statuses| statuses.len() == count)
+                .unwrap_or_else(unreachable),
+            Err(err) => {
+                // No responders means the node is gone: answered at once, not after a timeout.
+                let reason = if err.kind() == RequestErrorKind::NoResponders {
+                    "no responders"
+                } else {
+                    "timed out or failed"
+                };
+                debug!(%node, reason, request_id, "owner unreachable");
+                unreachable()
+            }
+        }
+    }
+}
+
+/// Answers deliveries addressed to this node, in arrival order (a backend's consecutive sends
+/// to one session keep their order).
+pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::SubscribeError> {
+    let mut requests = inner
+        .nats
+        .subscribe(inner.subjects.deliver(inner.raft_id))
+        .await?;
+    let mut broadcasts = inner.nats.subscribe(inner.subjects.broadcast()).await?;
+    let stop = inner.stop.clone();
+    let server = inner.clone();
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = requests.next() => message,
+                () = stop.cancelled() => None,
+            };
+            let Some(message) = message else { break };
+            let request_id = request_id_of(message.headers.as_ref());
+            let span = debug_span!("deliver", request_id = %request_id);
+            let statuses = async { server.deliver_here(&message.payload) }
+                .instrument(span)
+                .await;
+            if let Some(reply_to) = message.reply
+                && let Err(err) = server
+                    .nats
+                    .publish(reply_to, wire::encode(&statuses).into())
+                    .await
+            {
+                debug!(error = %err, "cannot answer a delivery");
+            }
+        }
+    });
+    let stop = inner.stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = broadcasts.next() => message,
+                () = stop.cancelled() => None,
+            };
+            let Some(message) = message else { break };
+            match decode_framed::<BroadcastHeader>(&message.payload) {
+                Ok((header, data)) => match Payload::new(header.kind, data) {
+                    Ok(payload) => {
+                        let reached = inner.sessions.broadcast(&payload);
+                        debug!(origin = %header.origin, reached, request_id = %request_id_of(message.headers.as_ref()), "broadcast");
+                    }
+                    Err(err) => warn!(error = %err, "broadcast with an invalid payload"),
+                },
+                Err(err) => warn!(error = %err, "undecodable broadcast"),
+            }
+        }
+    });
+    Ok(())
+}
+
+impl Inner {
+    fn deliver_here(&self, bytes: &Bytes) -> Vec<DeliveryStatus> {
+        let (header, data) = match decode_framed::<DeliverHeader>(bytes) {
+            Ok(parts) => parts,
+            Err(err) => {
+                warn!(error = %err, "undecodable delivery");
+                return Vec::new();
+            }
+        };
+        match Payload::new(header.kind, data) {
+            Ok(payload) => self
+                .sessions
+                .deliver(&header.targets, &payload, &header.mode),
+            Err(err) => {
+                warn!(error = %err, "delivery with an invalid payload");
+                vec![DeliveryStatus::NotFound; header.targets.len()]
+            }
+        }
+    }
+
+    /// Publishes one broadcast; every node, this one included, delivers it to its sessions.
+    pub(super) async fn broadcast(
+        &self,
+        payload: &Payload,
+        request_id: &str,
+    ) -> Result<(), crate::RouterError> {
+        let header = BroadcastHeader {
+            kind: payload.kind(),
+            origin: self.node.clone(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, request_id);
+        self.nats
+            .publish_with_headers(
+                self.subjects.broadcast(),
+                headers,
+                encode_framed(&header, payload.data()).into(),
+            )
+            .await
+            .map_err(|err| {
+                crate::RouterError::Unavailable(format!("broadcast not published: {err}"))
+            })
+    }
+}
+
+fn request_id_of(headers: Option<&HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get(REQUEST_ID_HEADER))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
