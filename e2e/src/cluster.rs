@@ -166,7 +166,10 @@ impl TestCluster {
                     return None;
                 }
                 let listed = status["members"].as_array()?;
-                let member_count = listed.iter().filter(|m| m["role"] != "joining").count();
+                let member_count = listed
+                    .iter()
+                    .filter(|m| m["role"] == "voter" || m["role"] == "learner")
+                    .count();
                 let voter_count = listed.iter().filter(|m| m["role"] == "voter").count();
                 if member_count != members || voter_count != voters {
                     return None;

@@ -342,9 +342,9 @@ fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, RouterError> 
         election_timeout_max: election * 2,
         install_snapshot_timeout: millis(config.route_timeout.0).max(1000),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-        // Keep a little log behind each snapshot so a briefly lagging follower catches up
-        // from the log instead of a whole snapshot.
-        max_in_snapshot_log_to_keep: 1_000,
+        // Keep a little log behind each snapshot (at most one snapshot interval) so a
+        // briefly lagging follower catches up from the log instead of a whole snapshot.
+        max_in_snapshot_log_to_keep: config.snapshot_every.min(1_000),
         // Below NATS's default 1 MiB maximum payload, with room for the envelope.
         snapshot_max_chunk_size: 256 * 1024,
         // Entries are batches of at most `registrar::MAX_BATCH_BYTES`, so one append stays

@@ -30,6 +30,8 @@ pub struct ClusterStatus {
     pub last_log_index: Option<u64>,
     /// The last snapshot's log index.
     pub snapshot_index: Option<u64>,
+    /// The log is purged up to this index (entries before it exist only in snapshots).
+    pub purged_index: Option<u64>,
     /// Size of the last snapshot built or received here, in bytes.
     pub snapshot_bytes: u64,
     /// Sessions registered cluster-wide (this node's replica).
@@ -134,6 +136,7 @@ pub(super) fn build(inner: &Inner) -> ClusterStatus {
         applied_index: applied_here,
         last_log_index: metrics.last_log_index,
         snapshot_index: metrics.snapshot.map(|log| log.index),
+        purged_index: metrics.purged.map(|log| log.index),
         snapshot_bytes: inner.directory.last_snapshot_bytes(),
         sessions: inner.directory.len(),
         members,
