@@ -28,6 +28,15 @@ pub(crate) enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Start a running gateway's drain and wait until it stopped accepting (a preStop hook).
+    Drain {
+        /// The gateway's backend API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        url: String,
+        /// How long to wait for the listener to close.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
     /// Run a single node with a built-in chat backend and page.
     Demo {
         /// Port for the demo (the chat page and the gateway).

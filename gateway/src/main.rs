@@ -1,6 +1,7 @@
 //! `oort`: parse the command line, load the configuration, bind, serve, drain.
 
 mod cli;
+mod drain;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
     match cli.command {
         Some(Command::CheckConfig { file, print }) => check_config(&file, print),
+        Some(Command::Drain { url, timeout_secs }) => run_async(async move {
+            drain::request(&url, std::time::Duration::from_secs(timeout_secs)).await
+        }),
         Some(Command::Demo {
             port,
             host,

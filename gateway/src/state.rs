@@ -7,6 +7,7 @@ use http::HeaderName;
 use oort_common::NodeId;
 use oort_common::config::Config;
 use oort_router::{ClusterSettings, Router};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::callback::{CallbackClient, SetupError};
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     /// Every WebSocket connection task, so shutdown can wait for them (and their close
     /// callbacks).
     pub connections: TaskTracker,
+    /// Fired by `POST /v1/drain` (a Kubernetes preStop hook): drains as SIGTERM does.
+    pub drain_requested: CancellationToken,
     /// Connect requests in progress plus open WebSocket connections, for `max_connections`.
     open_connections: AtomicUsize,
     draining: AtomicBool,
@@ -101,6 +104,7 @@ impl AppState {
             metrics,
             stats: Arc::new(Stats::default()),
             connections: TaskTracker::new(),
+            drain_requested: CancellationToken::new(),
             open_connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         }))

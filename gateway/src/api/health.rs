@@ -57,3 +57,16 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     )
         .into_response()
 }
+
+/// `POST /v1/drain`: starts the same drain as SIGTERM (readiness false, listeners closed,
+/// clients closed with 1001, leave the cluster) and answers at once; the process exits when the
+/// drain is done. Kubernetes runs this from the preStop hook (`oort drain`).
+pub(crate) async fn drain(State(state): State<Arc<AppState>>) -> Response {
+    state.drain_requested.cancel();
+    (
+        StatusCode::ACCEPTED,
+        [(CONTENT_TYPE, "application/json")],
+        r#"{"result":"draining"}"#,
+    )
+        .into_response()
+}

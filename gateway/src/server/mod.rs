@@ -91,7 +91,10 @@ impl Gateway {
             log_listener("api", &listener);
             spawn_serve(&http, listener, routes, &stop_accepting);
         }
-        shutdown.cancelled().await;
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = state.drain_requested.cancelled() => info!("drain requested over the API"),
+        }
         drain(&state, &http, &stop_accepting).await;
     }
 }
