@@ -15,19 +15,25 @@ pub fn oort_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("OORT_BIN") {
         return PathBuf::from(path);
     }
+    workspace_binary("oort")
+}
+
+/// A binary of this workspace, built alongside the running executable (`cargo build
+/// --workspace --bins` builds them all; `cargo nextest run --workspace` does too).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // Tests run from target/<profile>/deps/, oort-bench from target/<profile>/; the binary is
-    // in target/<profile>/ either way.
+    // Tests run from target/<profile>/deps/, oort-bench from target/<profile>/; the binaries
+    // are in target/<profile>/ either way.
     let dir = exe.parent().expect("executable directory");
     let profile_dir = if dir.ends_with("deps") {
         dir.parent().unwrap_or(dir)
     } else {
         dir
     };
-    let binary = profile_dir.join("oort");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: build it with `cargo build -p oort-gateway` (cargo nextest run --workspace does)",
+        "{} is missing: build it with `cargo build --workspace --bins`",
         binary.display()
     );
     binary

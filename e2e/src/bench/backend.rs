@@ -17,8 +17,30 @@ pub async fn serve(listener: tokio::net::TcpListener) {
         .route("/connect", any(connect))
         .route("/establish", any(|| async { StatusCode::OK }))
         .route("/close", any(|| async { StatusCode::OK }))
-        .route("/receive", any(|| async { StatusCode::OK }));
+        .route("/receive", any(receive));
     let _ = axum::serve(listener, app).await;
+}
+
+/// Where received messages are broadcast (the chat scenario); unset, they are dropped.
+static BROADCAST_TO: std::sync::OnceLock<(String, reqwest::Client)> = std::sync::OnceLock::new();
+
+/// Makes every received client message a `/v1/broadcast` through `api_url`.
+pub fn broadcast_received_to(api_url: &str) {
+    let _ = BROADCAST_TO.set((format!("{api_url}/v1/broadcast"), reqwest::Client::new()));
+}
+
+async fn receive(body: axum::body::Bytes) -> StatusCode {
+    let Some((url, http)) = BROADCAST_TO.get() else {
+        return StatusCode::OK;
+    };
+    let text = String::from_utf8_lossy(&body);
+    let request = http
+        .post(url)
+        .body(serde_json::json!({ "data": text }).to_string());
+    match request.send().await {
+        Ok(response) if response.status().is_success() => StatusCode::OK,
+        _ => StatusCode::BAD_GATEWAY,
+    }
 }
 
 /// Binds on loopback and serves in the background; returns the address.

@@ -4,9 +4,12 @@
 //! scenario is bounded in connections and time and runs against loopback only.
 
 pub mod backend;
+pub mod chat;
 pub mod clients;
+pub mod fanout;
 pub mod idle;
 pub mod procfs;
+pub mod receivers;
 pub mod send;
 pub mod target;
 

@@ -1,19 +1,21 @@
-//! Scenario 2: send throughput. Holds S sessions, and C concurrent backend connections post
-//! sends for a fixed time: kuiperbelt's `/send` with one session per request, or
-//! `/v1/send/batch` with many one-session messages per request. Reports accepted sends per
-//! second, the client-side delivery rate, and the gateway's CPU time per frame.
+//! Scenarios 2 and 4: send throughput and latency. S sessions are held; C concurrent backend
+//! connections post sends for a fixed time, through kuiperbelt's `/send` with one session per
+//! request, or `/v1/send/batch` with many one-session messages per request. Each payload is
+//! stamped with its send time, so clients measure backend-send to client-receive latency.
+//! The cross-node form holds the sessions on one node and sends through each node in turn.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::receivers::{Receivers, stamp};
 use super::target::Target;
-use super::{clients, procfs};
+use super::{Percentiles, clients, procfs};
 
 /// Scenario parameters.
+#[derive(Clone)]
 pub struct SendOptions {
     /// Connected sessions the sends go to.
     pub sessions: usize,
@@ -21,16 +23,18 @@ pub struct SendOptions {
     pub concurrency: usize,
     /// How long to send.
     pub duration: Duration,
-    /// Payload bytes per message.
+    /// Payload bytes per message (at least 20, for the timestamp).
     pub payload_size: usize,
     /// Messages per `/v1/send/batch` request; `None` uses `/send` with one session.
     pub batch: Option<usize>,
 }
 
-/// Results.
+/// One phase's results.
 #[derive(Debug, Serialize)]
 pub struct SendReport {
     pub scenario: &'static str,
+    /// The node the sends went through (`local` or `cross` in the cross-node form).
+    pub via: String,
     pub sessions: usize,
     pub concurrency: usize,
     pub batch: Option<usize>,
@@ -42,65 +46,83 @@ pub struct SendReport {
     pub frames_received: u64,
     pub requests_per_s: f64,
     pub frames_per_s: f64,
+    /// Backend send to client receive.
+    pub latency: Option<Percentiles>,
     pub gateway_cpu_us_per_frame: Option<f64>,
 }
 
+/// Sends through the target's API to sessions on the target.
 pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendReport> {
-    let opened = clients::open(&target.connect_url, options.sessions, 256, "send").await?;
+    let receivers = open(&target.connect_url, options).await?;
+    phase(target, &target.api_url, "local", &receivers, options).await
+}
+
+/// Holds the sessions on the first node; sends through it (local), then through the second
+/// (cross-node), in the same run.
+pub async fn run_cross(target: &Target, options: &SendOptions) -> anyhow::Result<Vec<SendReport>> {
+    anyhow::ensure!(
+        target.nodes.len() >= 2,
+        "the cross-node scenario needs --cluster 2 or more"
+    );
+    let first = &target.nodes[0];
+    let connect_url = format!("{}/connect", first.replacen("http://", "ws://", 1));
+    let receivers = open(&connect_url, options).await?;
+    let local = phase(target, first, "local", &receivers, options).await?;
+    let cross = phase(target, &target.nodes[1], "cross", &receivers, options).await?;
+    Ok(vec![local, cross])
+}
+
+async fn open(connect_url: &str, options: &SendOptions) -> anyhow::Result<Receivers> {
+    let opened = clients::open(connect_url, options.sessions, 256, "send").await?;
     anyhow::ensure!(
         opened.failures == 0,
         "{} of {} sessions failed to connect",
         opened.failures,
         options.sessions
     );
-    let received = Arc::new(AtomicU64::new(0));
-    let readers: Vec<_> = opened
-        .clients
-        .into_iter()
-        .map(|mut client| {
-            let received = received.clone();
-            tokio::spawn(async move {
-                while let Some(Ok(message)) = client.next().await {
-                    if message.is_text() || message.is_binary() {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
+    Ok(Receivers::start(opened.clients))
+}
+
+async fn phase(
+    target: &Target,
+    api: &str,
+    via: &str,
+    receivers: &Receivers,
+    options: &SendOptions,
+) -> anyhow::Result<SendReport> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
         .build()?;
-    let payload = "x".repeat(options.payload_size);
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
+    let received_before = receivers.tally.frames();
+    let _ = receivers.tally.take_latencies();
     let cpu_before = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
     let started = Instant::now();
     let deadline = started + options.duration;
     let mut workers = Vec::new();
     for worker in 0..options.concurrency {
-        let (http, payload) = (http.clone(), payload.clone());
+        let http = http.clone();
         let (requests, errors, accepted) = (requests.clone(), errors.clone(), accepted.clone());
-        let api = target.api_url.clone();
-        let (sessions, batch) = (options.sessions, options.batch);
+        let api = api.to_owned();
+        let options = options.clone();
         workers.push(tokio::spawn(async move {
             let mut next = worker;
-            let batch_body = batch.map(|size| batch_body(worker, size, sessions, &payload));
             while Instant::now() < deadline {
-                let (request, frames) = match &batch_body {
-                    Some(body) => (
-                        http.post(format!("{api}/v1/send/batch")).body(body.clone()),
-                        batch.unwrap_or(1) as u64,
+                let (request, frames) = match options.batch {
+                    Some(size) => (
+                        http.post(format!("{api}/v1/send/batch"))
+                            .body(batch_body(worker, size, &options)),
+                        size as u64,
                     ),
                     None => {
-                        next = (next + stride(sessions)) % sessions;
-                        (
-                            http.post(format!("{api}/send"))
-                                .header("X-Kuiperbelt-Session", format!("send-{next}"))
-                                .body(payload.clone()),
-                            1,
-                        )
+                        next = (next + stride(options.sessions)) % options.sessions;
+                        let request = http
+                            .post(format!("{api}/send"))
+                            .header("X-Kuiperbelt-Session", format!("send-{next}"))
+                            .body(stamp(options.payload_size));
+                        (request, 1)
                     }
                 };
                 requests.fetch_add(1, Ordering::Relaxed);
@@ -122,15 +144,10 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
     let elapsed = started.elapsed();
     let cpu_after = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
     let frames_accepted = accepted.load(Ordering::Relaxed);
-    // Let the last frames arrive, bounded.
-    let settle = Instant::now() + Duration::from_secs(10);
-    while received.load(Ordering::Relaxed) < frames_accepted && Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for reader in readers {
-        reader.abort();
-    }
-    let frames_received = received.load(Ordering::Relaxed);
+    receivers
+        .wait_for(received_before + frames_accepted, Duration::from_secs(10))
+        .await;
+    let frames_received = receivers.tally.frames() - received_before;
     let gateway_cpu = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if frames_accepted > 0 => {
             Some((after - before) * 1e6 / frames_accepted as f64)
@@ -144,6 +161,7 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
         } else {
             "send"
         },
+        via: via.to_owned(),
         sessions: options.sessions,
         concurrency: options.concurrency,
         batch: options.batch,
@@ -155,6 +173,7 @@ pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendR
         frames_received,
         requests_per_s: request_count as f64 / elapsed.as_secs_f64(),
         frames_per_s: frames_accepted as f64 / elapsed.as_secs_f64(),
+        latency: Percentiles::of(&mut receivers.tally.take_latencies()),
         gateway_cpu_us_per_frame: gateway_cpu,
     })
 }
@@ -164,10 +183,11 @@ fn stride(sessions: usize) -> usize {
     if sessions > 7 { 7 } else { 1 }
 }
 
-/// A batch of `size` one-session messages, spread over the sessions.
-fn batch_body(worker: usize, size: usize, sessions: usize, payload: &str) -> String {
+/// A batch of one-session messages spread over the sessions, stamped now.
+fn batch_body(worker: usize, size: usize, options: &SendOptions) -> String {
+    let data = stamp(options.payload_size);
     let messages: Vec<serde_json::Value> = (0..size)
-        .map(|i| serde_json::json!({ "sessions": [format!("send-{}", (worker * size + i) % sessions)], "data": payload }))
+        .map(|i| serde_json::json!({ "sessions": [format!("send-{}", (worker * size + i) % options.sessions)], "data": data }))
         .collect();
     serde_json::json!({ "messages": messages }).to_string()
 }

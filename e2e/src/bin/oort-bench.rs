@@ -1,4 +1,8 @@
 //! `oort-bench`: Oort's load generator. See docs/benchmarks.md for the method and figures.
+//!
+//! It starts the gateway itself (one node, or a cluster with its own nats-server) or targets a
+//! running kuiperbelt-compatible gateway, serves the callback backend, runs one scenario, and
+//! prints JSON results on stdout (one line per report) and a readable copy on stderr.
 
 #![allow(clippy::print_stdout)]
 
@@ -7,7 +11,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::send::{self, SendOptions};
-use oort_e2e::bench::{backend, target::Target};
+use oort_e2e::bench::{backend, chat, fanout, target::Target};
+use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
 #[derive(Parser)]
@@ -38,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Idle connections: gateway memory per connection, connect rate, idle CPU.
+    /// Scenario 1, idle connections: gateway memory per connection, connect rate, idle CPU.
     Idle {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
@@ -48,21 +53,73 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         hold: u64,
     },
-    /// Send throughput through /send (one session per request) or /v1/send/batch.
+    /// Scenario 2, send throughput and latency through /send (one session per request) or
+    /// through /v1/send/batch.
     Send {
-        #[arg(long, default_value_t = 100)]
-        sessions: usize,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Seconds to send for.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        /// Messages per /v1/send/batch request (omit for /send).
-        #[arg(long)]
-        batch: Option<usize>,
+        #[command(flatten)]
+        options: SendArgs,
     },
+    /// Scenario 3, fan-out: one /v1/send naming every session, and one /v1/broadcast.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Scenario 4, cross-node: sessions on the first node, sends through it and then through
+    /// the second (needs --cluster 2 or more).
+    Cross {
+        #[command(flatten)]
+        options: SendArgs,
+    },
+    /// Scenario 5, connect storm: N clients at once through the connect callback (and raft
+    /// registration, with --cluster).
+    Storm {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 1_000)]
+        concurrency: usize,
+    },
+    /// Scenario 6, the chat benchmark: N clients each send M messages, each broadcast to all.
+    Chat {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
+    /// if any scenario loses a frame.
+    Smoke,
+}
+
+#[derive(clap::Args, Clone)]
+struct SendArgs {
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Messages per /v1/send/batch request (omit for /send).
+    #[arg(long)]
+    batch: Option<usize>,
+}
+
+impl SendArgs {
+    fn options(&self) -> SendOptions {
+        SendOptions {
+            sessions: self.sessions,
+            concurrency: self.concurrency,
+            duration: Duration::from_secs(self.duration),
+            payload_size: self.size.max(20),
+            batch: self.batch,
+        }
+    }
 }
 
 #[tokio::main]
@@ -79,7 +136,16 @@ async fn main() -> anyhow::Result<()> {
             None => Target::spawn(backend, &cli.extra_config).await?,
         },
     };
-    let report = match cli.scenario {
+    let reports = run(&target, cli.scenario).await?;
+    for report in &reports {
+        eprintln!("{}", serde_json::to_string_pretty(report)?);
+        println!("{report}");
+    }
+    Ok(())
+}
+
+async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> {
+    Ok(match scenario {
         Scenario::Idle {
             connections,
             concurrency,
@@ -90,26 +156,107 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 hold: Duration::from_secs(hold),
             };
-            serde_json::to_value(idle::run(&target, &options).await?)?
+            vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
-        Scenario::Send {
-            sessions,
+        Scenario::Storm {
+            connections,
             concurrency,
-            duration,
-            size,
-            batch,
         } => {
-            let options = SendOptions {
-                sessions,
+            let options = IdleOptions {
+                connections,
                 concurrency,
-                duration: Duration::from_secs(duration),
-                payload_size: size,
-                batch,
+                hold: Duration::ZERO,
             };
-            serde_json::to_value(send::run(&target, &options).await?)?
+            let mut report = serde_json::to_value(idle::run(target, &options).await?)?;
+            report["scenario"] = "storm".into();
+            vec![report]
         }
-    };
-    eprintln!("{}", serde_json::to_string_pretty(&report)?);
-    println!("{report}");
-    Ok(())
+        Scenario::Send { options } => vec![serde_json::to_value(
+            send::run(target, &options.options()).await?,
+        )?],
+        Scenario::Cross { options } => send::run_cross(target, &options.options())
+            .await?
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
+        Scenario::Fanout { sessions, rounds } => fanout::run(target, sessions, rounds)
+            .await?
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
+        Scenario::Chat {
+            clients,
+            messages,
+            timeout,
+        } => {
+            vec![serde_json::to_value(
+                chat::run(target, clients, messages, Duration::from_secs(timeout)).await?,
+            )?]
+        }
+        Scenario::Smoke => smoke(target).await?,
+    })
+}
+
+/// Every scenario, small: a few seconds in all.
+async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
+    let mut reports = Vec::new();
+    let idle = idle::run(
+        target,
+        &IdleOptions {
+            connections: 200,
+            concurrency: 50,
+            hold: Duration::from_millis(200),
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        idle.failures == 0,
+        "idle: {} connects failed",
+        idle.failures
+    );
+    reports.push(serde_json::to_value(idle)?);
+    for batch in [None, Some(20)] {
+        let options = SendOptions {
+            sessions: 20,
+            concurrency: 4,
+            duration: Duration::from_millis(500),
+            payload_size: 32,
+            batch,
+        };
+        let report = send::run(target, &options).await?;
+        anyhow::ensure!(
+            report.frames_received == report.frames_accepted && report.request_errors == 0,
+            "send lost frames: {report:?}"
+        );
+        reports.push(serde_json::to_value(report)?);
+    }
+    for report in fanout::run(target, 200, 1).await? {
+        anyhow::ensure!(
+            report.received == report.sessions,
+            "fan-out reached {} of {}",
+            report.received,
+            report.sessions
+        );
+        reports.push(serde_json::to_value(report)?);
+    }
+    let chat = chat::run(target, 10, 10, Duration::from_secs(30)).await?;
+    anyhow::ensure!(chat.all_received, "chat lost frames: {chat:?}");
+    reports.push(serde_json::to_value(chat)?);
+    if target.nodes.len() >= 2 {
+        let options = SendOptions {
+            sessions: 20,
+            concurrency: 4,
+            duration: Duration::from_millis(500),
+            payload_size: 32,
+            batch: None,
+        };
+        for report in send::run_cross(target, &options).await? {
+            anyhow::ensure!(
+                report.frames_received == report.frames_accepted,
+                "cross-node send lost frames: {report:?}"
+            );
+            reports.push(serde_json::to_value(report)?);
+        }
+    }
+    Ok(reports)
 }

@@ -1,0 +1,58 @@
+//! Keeps `oort-bench` working: every scenario at a tiny size, against one node and against a
+//! two-node cluster (with its own nats-server). Figures are not judged here (performance is
+//! measured by running the tool by hand, see docs/benchmarks.md); lost frames are.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use oort_e2e::process::workspace_binary;
+
+async fn smoke(extra_args: &[&str]) -> Vec<serde_json::Value> {
+    let mut command = tokio::process::Command::new(workspace_binary("oort-bench"));
+    command.args(extra_args).arg("smoke").kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("oort-bench smoke finished in time")
+        .expect("run oort-bench");
+    assert!(
+        output.status.success(),
+        "oort-bench smoke failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON report"))
+        .collect()
+}
+
+fn scenarios(reports: &[serde_json::Value]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|report| report["scenario"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_scenario_runs_against_one_node() {
+    let reports = smoke(&[]).await;
+    assert_eq!(
+        scenarios(&reports),
+        ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
+    );
+}
+
+#[tokio::test]
+async fn every_scenario_runs_against_a_cluster() {
+    let reports = smoke(&["--cluster", "2"]).await;
+    let names = scenarios(&reports);
+    assert_eq!(
+        &names[..6],
+        ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
+    );
+    let vias: Vec<&str> = reports[6..]
+        .iter()
+        .map(|report| report["via"].as_str().unwrap())
+        .collect();
+    assert_eq!(vias, ["local", "cross"], "the cross-node phase ran");
+}
