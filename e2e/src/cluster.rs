@@ -58,6 +58,8 @@ pub struct TestCluster {
     name: String,
     data_root: PathBuf,
     extra: String,
+    /// Top-level config lines for nodes added from now on (default: no access log).
+    pub top_level: String,
     http: reqwest::Client,
 }
 
@@ -75,6 +77,7 @@ impl TestCluster {
             name,
             data_root,
             extra: extra.to_owned(),
+            top_level: "suppress_access_log: true\n".to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -86,10 +89,11 @@ impl TestCluster {
     pub async fn add(&mut self, name: &str, bootstrap_expect: usize) {
         let backend = &self.backend;
         let text = format!(
-            "listen: 127.0.0.1:0\nsuppress_access_log: true\nshutdown_grace_period: 5s\n\
+            "listen: 127.0.0.1:0\n{}shutdown_grace_period: 5s\n\
              websocket:\n  ping_interval: 0\n\
              callback:\n  connect: {}\n  establish: {}\n  close: {}\n  receive: {}\n  timeout: 5s\n\
              cluster:\n  nats: [{}]\n  name: {}\n  node_id: {name}\n  data_dir: {}\n  bootstrap_expect: {bootstrap_expect}\n{}",
+            self.top_level,
             backend.callback_url(CallbackKind::Connect),
             backend.callback_url(CallbackKind::Establish),
             backend.callback_url(CallbackKind::Close),

@@ -55,7 +55,7 @@ pub enum StartError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// The cluster could not be joined (NATS, raft storage).
-    #[error("cluster: {0}")]
+    #[error("cannot join the cluster")]
     Cluster(#[from] oort_router::RouterError),
 }
 
@@ -90,6 +90,7 @@ impl AppState {
                 config: config.cluster.clone(),
                 node: node_id,
                 data_dir,
+                log_deliveries: !config.suppress_access_log,
             };
             Router::cluster(settings, registry.clone(), metrics.cluster()).await?
         } else {

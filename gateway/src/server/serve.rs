@@ -17,8 +17,11 @@ use tracing::{Instrument, debug, debug_span, warn};
 use super::PeerAddr;
 use super::listener::Accept;
 
-/// Largest request head (request line plus headers) accepted.
-const MAX_HEAD_BYTES: usize = 64 << 10;
+/// Largest request head (request line plus headers) accepted. kuiperbelt's `/send` names one
+/// session per header line, so a send to a few thousand sessions is a few hundred KiB of head.
+const MAX_HEAD_BYTES: usize = 512 << 10;
+/// Most header lines in one request (hyper's default is 100; see `MAX_HEAD_BYTES`).
+const MAX_HEADERS: usize = 16_384;
 /// A client must send its request head within this time (slowloris protection).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,7 +37,8 @@ pub(crate) async fn serve<L: Accept>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {

@@ -16,7 +16,7 @@ use oort_common::cluster::{
     decode_framed, encode_framed, raft_id,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::Inner;
 use crate::request::DeliveryRequest;
@@ -285,6 +285,13 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
             let statuses = async { server.deliver_here(&message.payload) }
                 .instrument(span)
                 .await;
+            if server.log_deliveries {
+                let ok = statuses
+                    .iter()
+                    .filter(|s| **s == DeliveryStatus::Ok)
+                    .count();
+                info!(request_id = %request_id, sessions = statuses.len(), ok, "delivered for another node");
+            }
             if let Some(reply_to) = message.reply
                 && let Err(err) = server
                     .nats

@@ -44,6 +44,9 @@ pub struct ClusterSettings {
     pub node: NodeId,
     /// Where raft keeps its log and vote.
     pub data_dir: PathBuf,
+    /// Log each delivery this node makes for another node (with its request id), as the
+    /// access log does for API requests.
+    pub log_deliveries: bool,
 }
 
 /// Metric handles the router updates on its hot paths; the gateway registers and renders them.
@@ -83,6 +86,7 @@ pub(crate) struct Inner {
     coming_up: AtomicBool,
     nats_connected: Arc<AtomicBool>,
     leaving: AtomicBool,
+    log_deliveries: bool,
     /// When this router started: members are not judged gone before a node timeout has
     /// passed, since a fresh leader has not heard anyone yet.
     started: std::time::Instant,
@@ -103,6 +107,7 @@ impl ClusterRouter {
             config,
             node,
             data_dir,
+            log_deliveries,
         } = settings;
         let raft_id = raft_id(&node);
         let subjects = Subjects::new(&config.name);
@@ -154,6 +159,7 @@ impl ClusterRouter {
             coming_up: AtomicBool::new(false),
             nats_connected,
             leaving: AtomicBool::new(false),
+            log_deliveries,
             started: std::time::Instant::now(),
             bootstrap_grant: Mutex::new(None),
             metrics,
@@ -322,7 +328,15 @@ async fn connect_nats(
                 }
             }
         });
-    async_nats::connect_with_options(config.nats.join(","), options)
+    let servers = config
+        .nats
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            RouterError::Unavailable(format!("invalid NATS URL in {:?}: {err}", config.nats))
+        })?;
+    async_nats::connect_with_options(servers, options)
         .await
         .map_err(|err| {
             RouterError::Unavailable(format!(

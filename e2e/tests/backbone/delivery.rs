@@ -1,0 +1,80 @@
+//! Delivery through any node: every message exactly once and in order, and one send naming a
+//! thousand sessions spread over three nodes.
+
+use futures_util::future::join_all;
+
+use crate::{connect, kb_send, three_nodes, v1_send};
+
+/// Two clients on each node; a backend sends numbered messages to every session, each time
+/// through the next node in turn (kuiperbelt's /send and /v1/send alternately). Every client
+/// gets every message exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_through_any_node_reach_every_session_once_in_order() {
+    let (_nats, cluster) = three_nodes().await;
+    let nodes = ["n1", "n2", "n3"];
+    let keys: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| [format!("{n}-a"), format!("{n}-b")])
+        .collect();
+    let mut clients = Vec::new();
+    for key in &keys {
+        clients.push(connect(&cluster, &key[..2], key).await);
+    }
+    const MESSAGES: usize = 12;
+    for number in 0..MESSAGES {
+        let via = nodes[number % 3];
+        for key in &keys {
+            if number % 2 == 0 {
+                let (status, answer) = kb_send(&cluster, via, &[key], &number.to_string()).await;
+                assert_eq!(
+                    (status, answer.to_string()),
+                    (200, r#"{"result":"OK"}"#.to_owned()),
+                    "via {via} to {key}"
+                );
+            } else {
+                assert_eq!(
+                    v1_send(&cluster, via, &[key], &number.to_string()).await,
+                    ["ok"],
+                    "via {via} to {key}"
+                );
+            }
+        }
+    }
+    for (key, client) in keys.iter().zip(clients.iter_mut()) {
+        for number in 0..MESSAGES {
+            assert_eq!(
+                client.recv_text().await,
+                number.to_string(),
+                "{key}'s message {number}"
+            );
+        }
+        assert!(
+            client
+                .nothing_within(std::time::Duration::from_millis(200))
+                .await,
+            "{key} got a duplicate"
+        );
+    }
+}
+
+/// 999 clients, a third on each node; one kuiperbelt /send with 999 session headers through
+/// one node reaches each of them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_send_with_a_thousand_session_headers_spread_over_three_nodes() {
+    let (_nats, cluster) = three_nodes().await;
+    let keys: Vec<String> = (0..999).map(|i| format!("wide-{i}")).collect();
+    let nodes = ["n1", "n2", "n3"];
+    let mut clients = join_all(
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| connect(&cluster, nodes[i % 3], key)),
+    )
+    .await;
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (status, answer) = kb_send(&cluster, "n2", &key_refs, "to everyone").await;
+    assert_eq!(status, 200);
+    assert_eq!(answer, serde_json::json!({ "result": "OK" }));
+    for (key, client) in keys.iter().zip(clients.iter_mut()) {
+        assert_eq!(client.recv_text().await, "to everyone", "{key}");
+    }
+}
