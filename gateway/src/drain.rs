@@ -11,10 +11,10 @@ pub(crate) async fn request(url: &str, timeout: Duration) -> anyhow::Result<()> 
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut drain = http.post(format!("{url}/v1/drain"));
-    if let Ok(token) = std::env::var("OORT_API_TOKEN") {
-        if !token.is_empty() {
-            drain = drain.bearer_auth(token);
-        }
+    if let Ok(token) = std::env::var("OORT_API_TOKEN")
+        && !token.is_empty()
+    {
+        drain = drain.bearer_auth(token);
     }
     let response = drain
         .send()
