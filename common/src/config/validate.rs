@@ -8,8 +8,11 @@ pub(crate) const RESERVED_PATHS: [&str; 4] = ["/metrics", "/livez", "/readyz", "
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     let client = config.client_listen()?;
+    // Port 0 asks for a free port, so two listeners on port 0 never collide.
+    let ephemeral = matches!(client, super::ListenAddr::Tcp { port: 0, .. });
     if let Some(api) = config.api_listen()?
         && api == client
+        && !ephemeral
     {
         return Err(ConfigError::invalid(
             "api_listen",

@@ -259,11 +259,9 @@ async fn join_or_bootstrap(inner: &Inner, view: &mut Option<(BTreeSet<NodeId>, u
             1
         }
     };
-    let members: Vec<NodeId> = nodes
-        .iter()
-        .take(inner.config.bootstrap_expect)
-        .cloned()
-        .collect();
+    // The first voters: the lowest ids, no more than `voters`; the others join as learners.
+    let first_voters = inner.config.bootstrap_expect.min(inner.config.voters);
+    let members: Vec<NodeId> = nodes.iter().take(first_voters).cloned().collect();
     if members.first() != Some(&inner.node) || stable < 3 {
         return;
     }

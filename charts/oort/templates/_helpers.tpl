@@ -1,0 +1,102 @@
+{{/* Chart name. */}}
+{{- define "oort.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, or fullnameOverride. Pod (and node) names derive from it. */}}
+{{- define "oort.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "oort.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "oort.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "oort.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "oort.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "oort.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "oort.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the pods read: an existing one, or the chart's. */}}
+{{- define "oort.secretName" -}}
+{{- default (include "oort.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/* True when the pods read an API token from a Secret. */}}
+{{- define "oort.hasToken" -}}
+{{- if or .Values.apiToken .Values.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* NATS URLs (JSON list): the bundled NATS chart's Service, or the external URLs. */}}
+{{- define "oort.natsUrls" -}}
+{{- if .Values.nats.enabled -}}
+{{- list (printf "nats://%s-nats:4222" .Release.Name) | toJson -}}
+{{- else -}}
+{{- if not .Values.externalNats.urls -}}
+{{- fail "externalNats.urls must list at least one NATS URL when nats.enabled is false" -}}
+{{- end -}}
+{{- .Values.externalNats.urls | toJson -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+bootstrap_expect: the explicit value; else, on upgrade, the value the running cluster was
+formed with (read from the existing ConfigMap, so scaling never changes it); else the replica
+count at first install.
+*/}}
+{{- define "oort.bootstrapExpect" -}}
+{{- if .Values.cluster.bootstrapExpect }}
+{{- .Values.cluster.bootstrapExpect }}
+{{- else }}
+{{- $existing := lookup "v1" "ConfigMap" .Release.Namespace (include "oort.fullname" .) }}
+{{- $kept := "" }}
+{{- if and $existing $existing.data }}
+{{- $kept = (index $existing.data "bootstrap-expect") | default "" }}
+{{- end }}
+{{- $kept | default .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{/* The oort config.yml: the free-form `config` with the keys the chart manages on top. */}}
+{{- define "oort.config" -}}
+{{- $managed := dict
+  "listen" (printf ":%v" .Values.ports.client)
+  "api_listen" (printf ":%v" .Values.ports.api)
+  "shutdown_grace_period" (printf "%vs" .Values.shutdownGracePeriodSeconds)
+  "callback" (dict
+    "connect" .Values.callbacks.connect
+    "establish" .Values.callbacks.establish
+    "receive" .Values.callbacks.receive
+    "close" .Values.callbacks.close
+    "timeout" .Values.callbacks.timeout)
+  "cluster" (dict
+    "nats" (include "oort.natsUrls" . | fromJsonArray)
+    "name" .Values.cluster.name
+    "data_dir" "/var/lib/oort"
+    "bootstrap_expect" (include "oort.bootstrapExpect" . | int)
+    "voters" .Values.cluster.voters
+    "node_timeout" .Values.cluster.nodeTimeout)
+}}
+{{- $config := mergeOverwrite (deepCopy (.Values.config | default dict)) $managed }}
+{{- toYaml $config }}
+{{- end }}
