@@ -45,10 +45,27 @@ async fn receive(body: axum::body::Bytes) -> StatusCode {
 
 /// Binds on loopback and serves in the background; returns the address.
 pub async fn start(listen: &str) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = bind_with_deep_backlog(listen).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(serve(listener));
     Ok(addr)
+}
+
+/// A connect storm makes the gateway open hundreds of callback connections at once; tokio's
+/// default backlog (1024) would overflow and add 1 s SYN retransmits to the measured latency.
+async fn bind_with_deep_backlog(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = tokio::net::lookup_host(listen)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn connect(RawQuery(query): RawQuery) -> impl IntoResponse {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use oort_common::config::ListenAddr;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 /// A bound listener. Tests bind `127.0.0.1:0` themselves and hand it over.
 pub enum Listener {
@@ -23,10 +23,10 @@ impl Listener {
             ListenAddr::Tcp {
                 host: Some(host),
                 port,
-            } => Ok(Self::Tcp(TcpListener::bind((host.as_str(), *port)).await?)),
-            ListenAddr::Tcp { host: None, port } => match TcpListener::bind(("::", *port)).await {
+            } => Ok(Self::Tcp(bind_tcp((host.as_str(), *port)).await?)),
+            ListenAddr::Tcp { host: None, port } => match bind_tcp(("::", *port)).await {
                 Ok(listener) => Ok(Self::Tcp(listener)),
-                Err(_) => Ok(Self::Tcp(TcpListener::bind(("0.0.0.0", *port)).await?)),
+                Err(_) => Ok(Self::Tcp(bind_tcp(("0.0.0.0", *port)).await?)),
             },
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
@@ -64,6 +64,34 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// How many finished handshakes the kernel queues for `accept`. Tokio's default (1024) overflows
+/// in a reconnect storm (every client of a crashed node at once): the kernel then drops the
+/// client's final ACK and the client waits for a 1 s SYN retransmit. The kernel caps this at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the first address `addr` resolves to that accepts, with [`LISTEN_BACKLOG`].
+async fn bind_tcp(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last_error = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv6() {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
+        // As std's and tokio's own `bind` do: a restarted node can rebind at once.
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
 }
 
 /// A socket file left by a process that is gone would make `bind` fail; a live one is kept
