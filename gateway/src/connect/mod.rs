@@ -16,6 +16,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{CONTENT_TYPE, UPGRADE};
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -231,10 +232,13 @@ fn upgrade_response(
     upgrade
         .on_failed_upgrade(|err| debug!(error = %err, "the WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
+            // Split here so the connection's long-lived future does not keep room for the
+            // unsplit socket.
+            let (sink, stream) = socket.split();
             async move {
                 let _tracked = tracker_token;
                 let _counted = (slot, stats_count);
-                connection::run(socket, registration, state).await;
+                connection::run(sink, stream, registration, state).await;
             }
             .instrument(span)
         })

@@ -11,8 +11,9 @@ mod writer;
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocket;
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
+use futures_util::stream::{SplitSink, SplitStream};
 use tracing::{debug, info, warn};
 
 pub(crate) use registration::Registration;
@@ -20,15 +21,22 @@ pub(crate) use registration::Registration;
 use crate::sessions::{CloseCause, CloseCommand};
 use crate::state::AppState;
 
-/// Serves an upgraded connection until it ends, then unregisters it and tells the backend.
-pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Arc<AppState>) {
+/// Serves an upgraded connection (already split into its two halves) until it ends, then
+/// unregisters it and tells the backend.
+///
+/// This future lives as long as the connection, and its size is that of its largest await plus
+/// every binding alive across one (a moved-from binding keeps its space). So the socket is split
+/// by the caller, and futures that run once (establish, the close phase, the close callback)
+/// are boxed: 1.9 KiB per idle connection became 0.5 KiB.
+pub(crate) async fn run(
+    sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    registration: Registration,
+    state: Arc<AppState>,
+) {
     let session = registration.session().clone();
     state.metrics.connections_total.increment(1);
-    if let Err(err) = state
-        .callbacks
-        .establish(&session.key, &state.metrics)
-        .await
-    {
+    if let Err(err) = Box::pin(state.callbacks.establish(&session.key, &state.metrics)).await {
         warn!(error = %err, "establish callback refused the session");
         state.stats.connect_error();
         session.queue.close(
@@ -37,7 +45,6 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
         );
     }
     let close_timeout = state.config.websocket.close_timeout.0;
-    let (sink, mut stream) = socket.split();
     session.touch();
     let mut writer = tokio::spawn(writer::write_loop(sink, session.clone(), state.clone()));
     let cause = tokio::select! {
@@ -47,7 +54,7 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
             // protocol error the client can still read, so what is queued goes out first.
             let discard_pending = read_end.code.is_none();
             session.queue.close(read_end.clone(), discard_pending);
-            if tokio::time::timeout(close_timeout, &mut writer).await.is_err() {
+            if Box::pin(tokio::time::timeout(close_timeout, &mut writer)).await.is_err() {
                 writer.abort();
             }
             session.queue.requested_close().map_or(read_end.cause, |close| close.cause)
@@ -58,7 +65,8 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
             match writer_end {
                 Ok(end) => {
                     if end.sent_close {
-                        let _ = tokio::time::timeout(close_timeout, async { while stream.next().await.is_some() {} }).await;
+                        let drain = async { while stream.next().await.is_some() {} };
+                        let _ = Box::pin(tokio::time::timeout(close_timeout, drain)).await;
                     }
                     end.cause
                 }
@@ -66,7 +74,7 @@ pub(crate) async fn run(socket: WebSocket, registration: Registration, state: Ar
             }
         }
     };
-    registration.finish(cause).await;
+    Box::pin(registration.finish(cause)).await;
 }
 
 /// What to do after a session ended: count it, tell the backend when it should know.

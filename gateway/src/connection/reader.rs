@@ -44,17 +44,21 @@ pub(super) async fn read_loop(
             }
             Message::Close(frame) => {
                 debug!(code = ?frame.as_ref().map(|f| f.code), "client sent a close frame");
-                flush_close_echo(stream, state).await;
+                Box::pin(flush_close_echo(stream, state)).await;
                 return CloseCommand::silent(CloseCause::ClientClosed);
             }
         };
         session.touch();
         state.metrics.messages_received.increment(1);
+        // Boxed: an idle connection's task should not carry an HTTP request's state.
         if has_receive
-            && let Err(err) = state
-                .callbacks
-                .receive(&session.key, kind, data, &state.metrics)
-                .await
+            && let Err(err) = Box::pin(state.callbacks.receive(
+                &session.key,
+                kind,
+                data,
+                &state.metrics,
+            ))
+            .await
         {
             warn!(error = %err, "receive callback failed; the message is dropped");
         }

@@ -53,9 +53,15 @@ pub(super) async fn write_loop(
     );
     let mut batch = Vec::new();
     loop {
+        // One timer serves pings, pong deadlines and the idle timeout: an idle connection then
+        // holds a single timer entry, which matters at 100k connections.
         let next = tokio::select! {
             next = session.queue.next(&mut batch, MAX_BATCH) => next,
-            () = pinger.due() => {
+            () = sleep_until_due(&pinger, &session, idle_timeout) => {
+                if idle_expired(&session, idle_timeout) {
+                    Box::pin(send_close(&mut sink, 1000, "idle timeout", &state)).await;
+                    return WriterEnd { cause: CloseCause::IdleTimeout, sent_close: true };
+                }
                 match pinger.tick(&session) {
                     PingAction::Send => {
                         if write_bounded(&mut sink, vec![Message::Ping(Bytes::new())], write_timeout).await.is_err() {
@@ -69,10 +75,6 @@ pub(super) async fn write_loop(
                     PingAction::Wait => {}
                 }
                 continue;
-            }
-            () = idle_expiry(&session, idle_timeout) => {
-                send_close(&mut sink, 1000, "idle timeout", &state).await;
-                return WriterEnd { cause: CloseCause::IdleTimeout, sent_close: true };
             }
         };
         match next {
@@ -99,7 +101,7 @@ pub(super) async fn write_loop(
             }
             Next::Close(close) => {
                 if let Some(code) = close.code {
-                    send_close(&mut sink, code, &close.reason, &state).await;
+                    Box::pin(send_close(&mut sink, code, &close.reason, &state)).await;
                 }
                 return WriterEnd {
                     cause: close.cause,
@@ -170,17 +172,24 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) 
     .await;
 }
 
-async fn idle_expiry(session: &Session, idle_timeout: Option<Duration>) {
-    let Some(idle_timeout) = idle_timeout else {
-        return pending().await;
+/// Sleeps until the pinger is due or the session may have reached its idle timeout.
+async fn sleep_until_due(pinger: &Pinger, session: &Session, idle_timeout: Option<Duration>) {
+    let idle_deadline = idle_timeout.map(|timeout| idle_deadline(session, timeout));
+    let deadline = match (pinger.deadline(), idle_deadline) {
+        (Some(ping), Some(idle)) => ping.min(idle),
+        (Some(deadline), None) | (None, Some(deadline)) => deadline,
+        (None, None) => return pending().await,
     };
-    loop {
-        let deadline = Instant::from_std(session.last_activity()) + idle_timeout;
-        if Instant::now() >= deadline {
-            return;
-        }
-        sleep_until(deadline).await;
-    }
+    sleep_until(deadline).await;
+}
+
+fn idle_deadline(session: &Session, idle_timeout: Duration) -> Instant {
+    Instant::from_std(session.last_activity()) + idle_timeout
+}
+
+/// Whether nothing was heard from or written to the client for `idle_timeout`.
+fn idle_expired(session: &Session, idle_timeout: Option<Duration>) -> bool {
+    idle_timeout.is_some_and(|timeout| Instant::now() >= idle_deadline(session, timeout))
 }
 
 enum PingAction {
@@ -211,14 +220,13 @@ impl Pinger {
         }
     }
 
-    async fn due(&self) {
-        if self.interval.is_none() {
-            return pending().await;
-        }
-        let deadline = self
-            .pong_deadline
-            .map_or(self.next_ping, |pong| pong.min(self.next_ping));
-        sleep_until(deadline).await;
+    /// When [`Self::tick`] has something to do, if pings are on.
+    fn deadline(&self) -> Option<Instant> {
+        self.interval?;
+        Some(
+            self.pong_deadline
+                .map_or(self.next_ping, |pong| pong.min(self.next_ping)),
+        )
     }
 
     fn tick(&mut self, session: &Session) -> PingAction {
