@@ -148,11 +148,14 @@ pub struct Owner {
     pub epoch: Epoch,
 }
 
-/// A delivery to sessions one node holds, on `oort.<cluster>.deliver.<raft_id>`; the answer is
-/// a `Vec<DeliveryStatus>` in target order. The payload travels after this header in the same
-/// NATS message (see [`encode_framed`]), so it is never re-encoded.
+/// One delivery to sessions one node holds. Deliveries for one owner travel together on
+/// `oort.<cluster>.deliver.<raft_id>`, each framed ([`encode_framed`], the payload after the
+/// header, so it is never re-encoded) and the frames joined by [`encode_records`]; the answer is
+/// a `Vec<Vec<DeliveryStatus>>`, one list per delivery in target order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliverHeader {
+    /// The backend request this delivery serves, for the owner's logs.
+    pub request_id: String,
     /// Sessions the receiving node is believed to hold.
     pub targets: Vec<SessionKey>,
     /// Text or binary frame.
@@ -201,6 +204,39 @@ pub fn decode_framed<T: serde::de::DeserializeOwned>(
         .ok_or_else(short)?;
     let header = wire::decode(&bytes[4..header_end])?;
     Ok((header, bytes.slice(header_end..)))
+}
+
+/// Joins records into one message: `([record length: u32 LE][record])*`.
+pub fn encode_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
+    let total = records.iter().map(|r| 4 + r.as_ref().len()).sum();
+    let mut out = Vec::with_capacity(total);
+    for record in records {
+        let record = record.as_ref();
+        let length = u32::try_from(record.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+/// Splits what [`encode_records`] made; each record is a slice of `bytes`, not a copy.
+pub fn decode_records(bytes: &Bytes) -> Result<Vec<Bytes>, DecodeError> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let length_bytes: [u8; 4] = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DecodeError::from("record length cut short"))?;
+        let start = at + 4;
+        let end = start
+            .checked_add(u32::from_le_bytes(length_bytes) as usize)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| DecodeError::from("record longer than the message"))?;
+        records.push(bytes.slice(start..end));
+        at = end;
+    }
+    Ok(records)
 }
 
 /// The NATS subjects of one cluster.
@@ -281,6 +317,7 @@ mod tests {
     #[test]
     fn framed_messages_keep_the_payload_apart() {
         let header = DeliverHeader {
+            request_id: "r1".into(),
             targets: vec![SessionKey::from("a")],
             kind: FrameKind::Binary,
             mode: DeliveryMode::Send,
@@ -293,6 +330,17 @@ mod tests {
         assert!(
             decode_framed::<DeliverHeader>(&Bytes::from_static(&[255, 255, 255, 255, 1])).is_err()
         );
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_truncation() {
+        let records: Vec<&[u8]> = vec![b"one", b"", b"three"];
+        let bytes = Bytes::from(encode_records(&records));
+        let decoded = decode_records(&bytes).unwrap();
+        assert_eq!(decoded, vec![&b"one"[..], &b""[..], &b"three"[..]]);
+        assert!(decode_records(&Bytes::new()).unwrap().is_empty());
+        assert!(decode_records(&bytes.slice(..bytes.len() - 1)).is_err());
+        assert!(decode_records(&bytes.slice(..2)).is_err());
     }
 
     #[test]

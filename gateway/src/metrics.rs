@@ -171,6 +171,14 @@ impl Metrics {
             "oort_callback_duration_seconds",
             "Backend callback latency.",
         );
+        r.describe(
+            "oort_cluster_deliveries_forwarded_total",
+            "Deliveries forwarded to the nodes owning their sessions.",
+        );
+        r.describe(
+            "oort_cluster_delivery_requests_total",
+            "NATS requests carrying forwarded deliveries (several share one under load).",
+        );
         Self {
             connections: r.gauge("oort_connections", &[]),
             connections_total: r.counter("oort_connections_total", &[]),
@@ -194,6 +202,8 @@ impl Metrics {
                 leader_changes: r.counter("oort_raft_leader_changes_total", &[]),
                 nats_disconnects: r.counter("oort_nats_disconnects_total", &[]),
                 nats_connects: r.counter("oort_nats_connects_total", &[]),
+                deliveries_forwarded: r.counter("oort_cluster_deliveries_forwarded_total", &[]),
+                delivery_requests: r.counter("oort_cluster_delivery_requests_total", &[]),
             },
             raft: RaftGauges {
                 term: r.gauge("oort_raft_term", &[]),

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::receivers::{Receivers, stamp};
 use super::target::Target;
-use super::{Percentiles, clients, procfs};
+use super::{Percentiles, clients};
 
 /// Scenario parameters.
 #[derive(Clone)]
@@ -48,7 +48,10 @@ pub struct SendReport {
     pub frames_per_s: f64,
     /// Backend send to client receive.
     pub latency: Option<Percentiles>,
+    /// CPU time of every gateway process (all nodes of a cluster) per frame.
     pub gateway_cpu_us_per_frame: Option<f64>,
+    /// Mean deliveries per NATS request from the sending node to the owner (cross-node).
+    pub deliveries_per_nats_request: Option<f64>,
 }
 
 /// Sends through the target's API to sessions on the target.
@@ -98,7 +101,8 @@ async fn phase(
     let accepted = Arc::new(AtomicU64::new(0));
     let received_before = receivers.tally.frames();
     let _ = receivers.tally.take_latencies();
-    let cpu_before = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
+    let cpu_before = target.cpu_seconds();
+    let forwarded_before = forwarding_counters(&http, api).await;
     let started = Instant::now();
     let deadline = started + options.duration;
     let mut workers = Vec::new();
@@ -142,7 +146,8 @@ async fn phase(
         worker.await?;
     }
     let elapsed = started.elapsed();
-    let cpu_after = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
+    let cpu_after = target.cpu_seconds();
+    let forwarded_after = forwarding_counters(&http, api).await;
     let frames_accepted = accepted.load(Ordering::Relaxed);
     receivers
         .wait_for(received_before + frames_accepted, Duration::from_secs(10))
@@ -175,7 +180,31 @@ async fn phase(
         frames_per_s: frames_accepted as f64 / elapsed.as_secs_f64(),
         latency: Percentiles::of(&mut receivers.tally.take_latencies()),
         gateway_cpu_us_per_frame: gateway_cpu,
+        deliveries_per_nats_request: match (forwarded_before, forwarded_after) {
+            (Some((d0, r0)), Some((d1, r1))) if r1 > r0 => Some((d1 - d0) / (r1 - r0)),
+            _ => None,
+        },
     })
+}
+
+/// The node's forwarded deliveries and the NATS requests that carried them, from `/metrics`.
+async fn forwarding_counters(http: &reqwest::Client, api: &str) -> Option<(f64, f64)> {
+    let text = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        counter("oort_cluster_deliveries_forwarded_total ")?,
+        counter("oort_cluster_delivery_requests_total ")?,
+    ))
 }
 
 /// Spreads consecutive requests of one worker over the sessions.

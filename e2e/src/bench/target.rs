@@ -16,6 +16,8 @@ pub struct Target {
     pub api_url: String,
     /// The gateway's pid, for memory and CPU figures.
     pub pid: Option<u32>,
+    /// Every spawned node's pid, for the CPU a cluster spends (empty for an external gateway).
+    pub pids: Vec<u32>,
     /// Every node's API URL (one entry unless clustered).
     pub nodes: Vec<String>,
     _processes: Vec<(OortProcess, TempConfig)>,
@@ -32,6 +34,7 @@ impl Target {
             connect_url: format!("ws://{addr}/connect"),
             api_url: url.clone(),
             pid: Some(process.pid()),
+            pids: vec![process.pid()],
             nodes: vec![url],
             _processes: vec![(process, config)],
             _nats: None,
@@ -79,6 +82,7 @@ impl Target {
             connect_url: format!("{}/connect", last.replacen("http://", "ws://", 1)),
             api_url: last,
             pid,
+            pids: processes.iter().map(|(process, _)| process.pid()).collect(),
             nodes: urls,
             _processes: processes,
             _nats: Some(nats),
@@ -87,11 +91,23 @@ impl Target {
     }
 
     /// A gateway that is already running.
+    /// CPU seconds every gateway process has used so far, if they can all be read.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids
+            .iter()
+            .map(|pid| super::procfs::cpu_seconds(*pid).ok())
+            .sum()
+    }
+
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {
         Self {
             connect_url,
             nodes: vec![api_url.clone()],
             api_url,
+            pids: pid.into_iter().collect(),
             pid,
             _processes: Vec::new(),
             _nats: None,

@@ -78,3 +78,62 @@ async fn one_send_with_a_thousand_session_headers_spread_over_three_nodes() {
         assert_eq!(client.recv_text().await, "to everyone", "{key}");
     }
 }
+
+/// 32 backends at once, each sending 20 numbered messages to its own session on n1 through n2.
+/// Every message arrives once and in its backend's order, and n2 carried them to n1 in fewer
+/// NATS requests than messages: concurrent deliveries to one owner share requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_to_one_owner_share_nats_requests_and_keep_order() {
+    const SESSIONS: usize = 32;
+    const MESSAGES: usize = 20;
+    let (_nats, cluster) = three_nodes().await;
+    let keys: Vec<String> = (0..SESSIONS).map(|i| format!("busy-{i}")).collect();
+    let mut clients = join_all(keys.iter().map(|key| connect(&cluster, "n1", key))).await;
+    let api = cluster.node("n2").api_url();
+    let forwarded_before = forwarding_counters(&cluster, &api).await;
+    let senders = keys.iter().map(|key| {
+        let (http, api) = (cluster.http().clone(), api.clone());
+        async move {
+            for number in 0..MESSAGES {
+                let answer = crate::v1_send_at(&http, &api, &[key], &number.to_string()).await;
+                assert_eq!(answer, Some(vec!["ok".to_owned()]), "{key} #{number}");
+            }
+        }
+    });
+    join_all(senders).await;
+    for (key, client) in keys.iter().zip(clients.iter_mut()) {
+        for number in 0..MESSAGES {
+            assert_eq!(client.recv_text().await, number.to_string(), "{key}");
+        }
+    }
+    let forwarded_after = forwarding_counters(&cluster, &api).await;
+    let deliveries = forwarded_after.0 - forwarded_before.0;
+    let requests = forwarded_after.1 - forwarded_before.1;
+    assert_eq!(deliveries, (SESSIONS * MESSAGES) as u64);
+    assert!(
+        requests < deliveries,
+        "{deliveries} deliveries took {requests} NATS requests"
+    );
+}
+
+/// `oort_cluster_deliveries_forwarded_total` and `oort_cluster_delivery_requests_total`.
+async fn forwarding_counters(cluster: &crate::TestCluster, api: &str) -> (u64, u64) {
+    let text = cluster
+        .http()
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        counter("oort_cluster_deliveries_forwarded_total "),
+        counter("oort_cluster_delivery_requests_total "),
+    )
+}

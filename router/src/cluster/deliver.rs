@@ -1,22 +1,23 @@
 //! Sends through any node. The receiving node groups the targets by owner (its replica of the
 //! directory, then the leader for keys the replica does not know), delivers its own sessions
-//! directly, and sends one NATS request per other owner carrying all of that owner's targets.
+//! directly, and hands each other owner all of its targets at once, through that owner's link
+//! (`owner_link.rs`: one request in flight per owner, concurrent deliveries batched).
 //! An owner that no longer holds a key (the session moved) gets a second chance: the key is
 //! looked up again and, if it moved, sent once more to its new owner.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_nats::{HeaderMap, RequestErrorKind};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use oort_common::cluster::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Owner, REQUEST_ID_HEADER,
-    decode_framed, encode_framed, raft_id,
+    decode_framed, decode_records, encode_framed,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
-use tracing::{Instrument, debug, debug_span, info, warn};
+use tracing::{debug, debug_span, info, warn};
 
 use super::Inner;
 use crate::request::DeliveryRequest;
@@ -218,7 +219,8 @@ impl Inner {
             .await;
     }
 
-    /// One NATS request to `node`; its statuses, or `owner_unreachable` for every key.
+    /// Delivers `keys` through the link to `node`; its statuses, or `owner_unreachable` for
+    /// every key.
     async fn deliver_to_node(
         &self,
         node: &NodeId,
@@ -227,37 +229,18 @@ impl Inner {
         request_id: &str,
     ) -> Vec<DeliveryStatus> {
         let count = keys.len();
-        let unreachable = || vec![DeliveryStatus::OwnerUnreachable; count];
         let header = DeliverHeader {
+            request_id: request_id.to_owned(),
             targets: keys,
             kind: request.payload.kind(),
             mode: request.mode.clone(),
         };
-        let body = encode_framed(&header, request.payload.data());
-        let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID_HEADER, request_id);
-        let nats_request = async_nats::Request::new()
-            .payload(body.into())
-            .headers(headers)
-            .timeout(Some(self.config.route_timeout.0));
-        match self
-            .nats
-            .send_request(self.subjects.deliver(raft_id(node)), nats_request)
-            .await
-        {
-            Ok(reply) => wire::decode::<Vec<DeliveryStatus>>(&reply.payload)
-                .ok()
-                .filter(|statuses| statuses.len() == count)
-                .unwrap_or_else(unreachable),
-            Err(err) => {
-                // No responders means the node is gone: answered at once, not after a timeout.
-                let reason = if err.kind() == RequestErrorKind::NoResponders {
-                    "no responders"
-                } else {
-                    "timed out or failed"
-                };
-                debug!(%node, reason, request_id, "owner unreachable");
-                unreachable()
+        let record = encode_framed(&header, request.payload.data());
+        match self.owner_links.deliver(node, record, count).await {
+            Some(statuses) => statuses,
+            None => {
+                debug!(%node, request_id, "owner unreachable");
+                vec![DeliveryStatus::OwnerUnreachable; count]
             }
         }
     }
@@ -280,22 +263,11 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
                 () = stop.cancelled() => None,
             };
             let Some(message) = message else { break };
-            let request_id = request_id_of(message.headers.as_ref());
-            let span = debug_span!("deliver", request_id = %request_id);
-            let statuses = async { server.deliver_here(&message.payload) }
-                .instrument(span)
-                .await;
-            if server.log_deliveries {
-                let ok = statuses
-                    .iter()
-                    .filter(|s| **s == DeliveryStatus::Ok)
-                    .count();
-                info!(request_id = %request_id, sessions = statuses.len(), ok, "delivered for another node");
-            }
+            let answers = server.deliver_batch_here(&message.payload);
             if let Some(reply_to) = message.reply
                 && let Err(err) = server
                     .nats
-                    .publish(reply_to, wire::encode(&statuses).into())
+                    .publish(reply_to, wire::encode(&answers).into())
                     .await
             {
                 debug!(error = %err, "cannot answer a delivery");
@@ -326,14 +298,39 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
 }
 
 impl Inner {
-    fn deliver_here(&self, bytes: &Bytes) -> Vec<DeliveryStatus> {
-        let (header, data) = match decode_framed::<DeliverHeader>(bytes) {
-            Ok(parts) => parts,
+    /// Delivers each delivery of a batch another node sent; one status list per delivery (an
+    /// undecodable one gets an empty list, which its sender reads as `owner_unreachable`).
+    fn deliver_batch_here(&self, bytes: &Bytes) -> Vec<Vec<DeliveryStatus>> {
+        let records = match decode_records(bytes) {
+            Ok(records) => records,
             Err(err) => {
-                warn!(error = %err, "undecodable delivery");
+                warn!(error = %err, "undecodable delivery batch");
                 return Vec::new();
             }
         };
+        records
+            .iter()
+            .map(|record| {
+                let Ok((header, data)) = decode_framed::<DeliverHeader>(record)
+                    .inspect_err(|err| warn!(error = %err, "undecodable delivery"))
+                else {
+                    return Vec::new();
+                };
+                let span = debug_span!("deliver", request_id = %header.request_id);
+                let statuses = span.in_scope(|| self.deliver_here(&header, data));
+                if self.log_deliveries {
+                    let ok = statuses
+                        .iter()
+                        .filter(|s| **s == DeliveryStatus::Ok)
+                        .count();
+                    info!(request_id = %header.request_id, sessions = statuses.len(), ok, "delivered for another node");
+                }
+                statuses
+            })
+            .collect()
+    }
+
+    fn deliver_here(&self, header: &DeliverHeader, data: Bytes) -> Vec<DeliveryStatus> {
         match Payload::new(header.kind, data) {
             Ok(payload) => self
                 .sessions

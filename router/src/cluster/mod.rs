@@ -9,6 +9,7 @@ mod control;
 mod deliver;
 mod membership;
 mod network;
+mod owner_link;
 mod registrar;
 mod status;
 pub mod store;
@@ -32,6 +33,7 @@ pub use status::{ClusterStatus, MemberStatus};
 use crate::RouterError;
 use crate::request::{DeliveryRequest, LocalSessions};
 use membership::Peers;
+use owner_link::OwnerLinks;
 use registrar::Registrar;
 use store::{DirectoryReader, LogStore, StateMachine};
 use types::{Raft, RaftId};
@@ -60,6 +62,10 @@ pub struct ClusterMetrics {
     pub nats_disconnects: metrics::Counter,
     /// NATS (re)connections.
     pub nats_connects: metrics::Counter,
+    /// Deliveries this node forwarded to other owners.
+    pub deliveries_forwarded: metrics::Counter,
+    /// NATS requests that carried them (forwarded / requests = the mean batch).
+    pub delivery_requests: metrics::Counter,
 }
 
 /// A node of the cluster.
@@ -80,6 +86,7 @@ pub(crate) struct Inner {
     sessions: Arc<dyn LocalSessions>,
     peers: std::sync::Mutex<Peers>,
     registrar: Registrar,
+    owner_links: OwnerLinks,
     /// Our `NodeUp` is committed and applied here: registrations may flow.
     node_up: AtomicBool,
     /// A `NodeUp` attempt is running.
@@ -143,8 +150,20 @@ impl ClusterRouter {
         .await
         .map_err(|err| RouterError::Unavailable(format!("cannot start raft: {err}")))?;
         let incarnation = sessions.fresh_epoch();
+        let stop = CancellationToken::new();
+        let owner_links = OwnerLinks::new(
+            nats.clone(),
+            subjects.clone(),
+            config.route_timeout.0,
+            (
+                metrics.deliveries_forwarded.clone(),
+                metrics.delivery_requests.clone(),
+            ),
+            stop.clone(),
+        );
         let inner = Arc::new(Inner {
             registrar: Registrar::new(),
+            owner_links,
             node: node.clone(),
             raft_id,
             incarnation,
@@ -163,7 +182,7 @@ impl ClusterRouter {
             started: std::time::Instant::now(),
             bootstrap_grant: Mutex::new(None),
             metrics,
-            stop: CancellationToken::new(),
+            stop,
         });
         network::serve(nats.clone(), subjects.raft(raft_id), raft)
             .await
