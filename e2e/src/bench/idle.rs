@@ -33,7 +33,17 @@ pub struct IdleReport {
     pub hold_s: f64,
 }
 
+/// Runs the scenario in this process, or, for more connections than one process can hold (each
+/// is an open file), in worker processes spread over the target's nodes.
 pub async fn run(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleReport> {
+    let per_process = super::idle_workers::clients_per_process();
+    if options.connections > per_process {
+        return super::idle_workers::run(target, options, per_process).await;
+    }
+    run_here(target, options).await
+}
+
+async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleReport> {
     let rss_before = target.pid.and_then(|pid| procfs::rss_bytes(pid).ok());
     let mut opened = clients::open(
         &target.connect_url,

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod clients;
 pub mod fanout;
 pub mod idle;
+pub mod idle_workers;
 pub mod procfs;
 pub mod receivers;
 pub mod send;

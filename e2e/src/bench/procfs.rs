@@ -37,6 +37,18 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok(total as f64 / clock_ticks_per_second())
 }
 
+/// This process's soft limit on open files ("Max open files" in `/proc/self/limits`): every
+/// connection is a file, so it bounds the connections one process can hold.
+pub fn open_file_limit() -> io::Result<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+        .ok_or_else(|| io::Error::other("no readable 'Max open files' line"))
+}
+
 /// `sysconf(_SC_CLK_TCK)`; 100 on every Linux this runs on.
 fn clock_ticks_per_second() -> f64 {
     100.0
@@ -51,5 +63,6 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_bytes(pid).unwrap() > 1024 * 1024);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(open_file_limit().unwrap() >= 64);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::send::{self, SendOptions};
-use oort_e2e::bench::{backend, chat, fanout, target::Target};
+use oort_e2e::bench::{backend, chat, fanout, idle_workers, target::Target};
 use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
@@ -45,6 +45,8 @@ struct Cli {
 enum Scenario {
     /// Scenario 1, idle connections: gateway memory per connection, connect rate, idle CPU.
     Idle {
+        /// More than one process can hold (20,000 open files here) are opened by worker
+        /// processes, spread over the nodes: 100,000 needs --cluster 6.
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
         #[arg(long, default_value_t = 200)]
@@ -53,13 +55,26 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         hold: u64,
     },
+    /// One worker process of a large idle run (started by `idle` itself).
+    #[command(hide = true)]
+    IdleWorker {
+        #[arg(long)]
+        connect_url: String,
+        #[arg(long)]
+        connections: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        prefix: String,
+    },
     /// Scenario 2, send throughput and latency through /send (one session per request) or
     /// through /v1/send/batch.
     Send {
         #[command(flatten)]
         options: SendArgs,
     },
-    /// Scenario 3, fan-out: one /v1/send naming every session, and one /v1/broadcast.
+    /// Scenario 3, fan-out: one /v1/send naming every session, and one /v1/broadcast (with
+    /// --cluster 2 or more, also through a node that holds none of the sessions: scenario 4).
     Fanout {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
@@ -125,6 +140,15 @@ impl SendArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::IdleWorker {
+        connect_url,
+        connections,
+        concurrency,
+        prefix,
+    } = &cli.scenario
+    {
+        return idle_workers::worker(connect_url, *connections, *concurrency, prefix).await;
+    }
     let backend = backend::start(&cli.backend_listen).await?;
     eprintln!("callback backend on http://{backend}");
     let target = match (cli.connect_url, cli.api_url) {
@@ -158,6 +182,7 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             };
             vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
+        Scenario::IdleWorker { .. } => anyhow::bail!("idle-worker runs on its own"),
         Scenario::Storm {
             connections,
             concurrency,

@@ -56,6 +56,11 @@ pub(super) async fn write_loop(
         // One timer serves pings, pong deadlines and the idle timeout: an idle connection then
         // holds a single timer entry, which matters at 100k connections.
         let next = tokio::select! {
+            // Queue first: while frames are waiting the timer is never even registered (a
+            // fan-out to 10k sessions would otherwise add and remove 10k timer entries). Pings
+            // are not needed while frames flow, and a peer that stops reading is caught by the
+            // write timeout instead.
+            biased;
             next = session.queue.next(&mut batch, MAX_BATCH) => next,
             () = sleep_until_due(&pinger, &session, idle_timeout) => {
                 if idle_expired(&session, idle_timeout) {
