@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use oort_e2e::process::workspace_binary;
 
-async fn smoke(extra_args: &[&str]) -> Vec<serde_json::Value> {
+async fn smoke(extra_args: &[&str], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
     let mut command = tokio::process::Command::new(workspace_binary("oort-bench"));
-    command.args(extra_args).arg("smoke").kill_on_drop(true);
+    command
+        .args(extra_args)
+        .arg("smoke")
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(90), command.output())
         .await
         .expect("oort-bench smoke finished in time")
@@ -35,24 +39,50 @@ fn scenarios(reports: &[serde_json::Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn every_scenario_runs_against_one_node() {
-    let reports = smoke(&[]).await;
+    let reports = smoke(&[], &[]).await;
     assert_eq!(
         scenarios(&reports),
         ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
     );
 }
 
+/// Against two nodes, with the per-process client limit lowered to 150 so that the idle
+/// scenario's 200 connections take the path of a 100k run: one worker process per node.
 #[tokio::test]
 async fn every_scenario_runs_against_a_cluster() {
-    let reports = smoke(&["--cluster", "2"]).await;
+    let reports = smoke(
+        &["--cluster", "2"],
+        &[("OORT_BENCH_CLIENTS_PER_PROCESS", "150")],
+    )
+    .await;
     let names = scenarios(&reports);
     assert_eq!(
-        &names[..6],
-        ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
+        names,
+        [
+            "idle",
+            "send",
+            "send_batch",
+            "fanout",
+            "fanout",
+            "fanout",
+            "fanout",
+            "chat",
+            "send",
+            "send"
+        ]
     );
-    let vias: Vec<&str> = reports[6..]
-        .iter()
-        .map(|report| report["via"].as_str().unwrap())
-        .collect();
-    assert_eq!(vias, ["local", "cross"], "the cross-node phase ran");
+    let idle = &reports[0];
+    assert_eq!(idle["connections"], 200, "{idle}");
+    assert!(
+        idle["rss_per_connection_bytes"].as_f64().unwrap() > 0.0,
+        "memory summed over both nodes: {idle}"
+    );
+    let vias = |range: std::ops::Range<usize>| -> Vec<String> {
+        reports[range]
+            .iter()
+            .map(|report| report["via"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(vias(3..7), ["local", "local", "cross", "cross"], "fan-out");
+    assert_eq!(vias(8..10), ["local", "cross"], "send");
 }

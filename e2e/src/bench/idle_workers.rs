@@ -25,12 +25,17 @@ const OTHER_FILES: usize = 500;
 /// How long a worker may take to open its share.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Connections one process (a worker, or a gateway) can hold.
+/// Connections one process (a worker, or a gateway) can hold. `OORT_BENCH_CLIENTS_PER_PROCESS`
+/// lowers it, so that a test can take the worker path with a few hundred connections.
 pub fn clients_per_process() -> usize {
-    super::procfs::open_file_limit()
+    let from_limit = super::procfs::open_file_limit()
         .unwrap_or(1024)
         .saturating_sub(OTHER_FILES)
-        .max(1)
+        .max(1);
+    std::env::var("OORT_BENCH_CLIENTS_PER_PROCESS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(from_limit, |wanted| wanted.clamp(1, from_limit))
 }
 
 /// What a worker prints once its clients are open.
