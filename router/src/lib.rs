@@ -92,6 +92,15 @@ impl Router {
         }
     }
 
+    /// Delivers several requests in order; one status list per request. In a cluster their
+    /// cross-node parts travel together.
+    pub async fn deliver_all(&self, requests: &[DeliveryRequest]) -> Vec<Vec<DeliveryStatus>> {
+        match self {
+            Self::Local(router) => requests.iter().map(|r| router.deliver(r)).collect(),
+            Self::Cluster(router) => router.deliver_all(requests).await,
+        }
+    }
+
     /// Sends `payload` to every session. Single node, returns how many sessions took it;
     /// clustered, the publish is confirmed and each node fans out on its own (`None`).
     pub async fn broadcast(

@@ -137,3 +137,49 @@ async fn forwarding_counters(cluster: &crate::TestCluster, api: &str) -> (u64, u
         counter("oort_cluster_delivery_requests_total "),
     )
 }
+
+/// One `/v1/send/batch` through n2 with 60 numbered messages, alternately to a session on n1,
+/// one on n3, and both: every message is answered `ok`, and each client gets its messages in
+/// batch order (the batch's cross-node parts travel together, not one round trip each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_node_batch_arrives_in_order() {
+    let (_nats, cluster) = three_nodes().await;
+    let mut on_n1 = connect(&cluster, "n1", "batch-n1").await;
+    let mut on_n3 = connect(&cluster, "n3", "batch-n3").await;
+    let targets = [
+        vec!["batch-n1"],
+        vec!["batch-n3"],
+        vec!["batch-n1", "batch-n3"],
+    ];
+    let messages: Vec<serde_json::Value> = (0..60)
+        .map(|n| serde_json::json!({ "sessions": targets[n % 3], "data": n.to_string() }))
+        .collect();
+    let response = cluster
+        .http()
+        .post(format!("{}/v1/send/batch", cluster.node("n2").api_url()))
+        .body(serde_json::json!({ "messages": messages }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["ok"], 80, "{answer}");
+    assert_eq!(answer["failed"], 0, "{answer}");
+    let expected = |skip: usize| -> Vec<String> {
+        (0..60)
+            .filter(|n| n % 3 != skip)
+            .map(|n| n.to_string())
+            .collect()
+    };
+    let mut got_n1 = Vec::new();
+    for _ in 0..40 {
+        got_n1.push(on_n1.recv_text().await);
+    }
+    let mut got_n3 = Vec::new();
+    for _ in 0..40 {
+        got_n3.push(on_n3.recv_text().await);
+    }
+    assert_eq!(got_n1, expected(1), "n1's session");
+    assert_eq!(got_n3, expected(0), "n3's session");
+}

@@ -147,7 +147,7 @@ pub(crate) async fn send_batch(
         ));
     }
     let strict = request.strict.unwrap_or(state.config.strict_broadcast);
-    let deliveries = request
+    let mut deliveries = request
         .messages
         .into_iter()
         .enumerate()
@@ -165,8 +165,13 @@ pub(crate) async fn send_batch(
         ok: 0,
         failed: 0,
     };
-    for delivery in deliveries {
-        let result = deliver(&state, delivery, id_of(&request_id)).await;
+    for delivery in &mut deliveries {
+        delivery.request_id = id_of(&request_id).to_owned();
+    }
+    let all_statuses = state.router.deliver_all(&deliveries).await;
+    for (delivery, statuses) in deliveries.into_iter().zip(all_statuses) {
+        state.metrics.count_deliveries(&statuses);
+        let result = DeliveryAnswer::new(delivery.targets, statuses);
         answer.ok += result.ok;
         answer.failed += result.failed;
         answer.messages.push(result);

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::future::join_all;
 use oort_common::cluster::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Owner, REQUEST_ID_HEADER,
     decode_framed, decode_records, encode_framed,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
+use tokio::sync::oneshot;
 use tracing::{debug, debug_span, info, warn};
 
 use super::Inner;
@@ -32,19 +32,66 @@ enum Route {
     Unknown,
 }
 
+/// A delivery routed: statuses so far (local targets delivered, unknown ones final), and the
+/// indexes of the targets each other owner must take.
+struct Plan {
+    statuses: Vec<DeliveryStatus>,
+    remote: HashMap<NodeId, Vec<usize>>,
+}
+
+/// Target indexes handed to an owner's link, and where its answer will come.
+type Sent = Vec<(Vec<usize>, oneshot::Receiver<Vec<DeliveryStatus>>)>;
+
 impl Inner {
     /// Delivers `request` wherever its targets are held; statuses line up with the targets.
-    pub(super) async fn deliver(
+    pub(super) async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
+        self.deliver_all(std::slice::from_ref(request))
+            .await
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Delivers several requests (`/v1/send/batch`); one status list per request. Every request
+    /// is routed first, then all their remote parts are handed to the owners' links in request
+    /// order before any answer is awaited: the messages share NATS requests, one round trip
+    /// serves the whole batch, and messages to one session keep their order.
+    pub(super) async fn deliver_all(
         &self,
-        request: &DeliveryRequest,
-        request_id: &str,
-    ) -> Vec<DeliveryStatus> {
+        requests: &[DeliveryRequest],
+    ) -> Vec<Vec<DeliveryStatus>> {
+        let mut plans = Vec::with_capacity(requests.len());
+        for request in requests {
+            plans.push(self.plan(request).await);
+        }
+        let sent: Vec<Sent> = requests
+            .iter()
+            .zip(&plans)
+            .map(|(request, plan)| self.send_remote(request, &plan.remote))
+            .collect();
+        let mut answers = Vec::with_capacity(requests.len());
+        for ((request, mut plan), sent) in requests.iter().zip(plans).zip(sent) {
+            let moved = collect(sent, &mut plan.statuses, &request.request_id).await;
+            if !moved.is_empty() {
+                self.redeliver_moved(request, moved, &mut plan.statuses)
+                    .await;
+            }
+            answers.push(plan.statuses);
+        }
+        answers
+    }
+
+    /// Routes `request`: delivers what is held here, settles what is unknown, and groups the
+    /// rest by owner.
+    async fn plan(&self, request: &DeliveryRequest) -> Plan {
         let targets = &request.targets;
         // Fast path: everything is here.
         if targets.iter().all(|key| self.sessions.holds(key.as_str())) {
-            return self
-                .sessions
-                .deliver(targets, &request.payload, &request.mode);
+            return Plan {
+                statuses: self
+                    .sessions
+                    .deliver(targets, &request.payload, &request.mode),
+                remote: HashMap::new(),
+            };
         }
         let mut routes: Vec<Route> = targets.iter().map(|key| self.route(key)).collect();
         let mut statuses = vec![DeliveryStatus::NotFound; targets.len()];
@@ -52,7 +99,7 @@ impl Inner {
             .await;
         if request.strict && routes.iter().any(|route| matches!(route, Route::Unknown)) {
             // All or nothing, across nodes: something is unknown, so nothing is sent.
-            return routes
+            let statuses = routes
                 .iter()
                 .zip(&statuses)
                 .map(|(route, status)| match route {
@@ -60,6 +107,10 @@ impl Inner {
                     _ => DeliveryStatus::Skipped,
                 })
                 .collect();
+            return Plan {
+                statuses,
+                remote: HashMap::new(),
+            };
         }
         let mut local = Vec::new();
         let mut remote: HashMap<NodeId, Vec<usize>> = HashMap::new();
@@ -80,14 +131,7 @@ impl Inner {
                 statuses[*index] = status;
             }
         }
-        let moved = self
-            .deliver_remote(request, remote, &mut statuses, request_id)
-            .await;
-        if !moved.is_empty() {
-            self.redeliver_moved(request, moved, &mut statuses, request_id)
-                .await;
-        }
-        statuses
+        Plan { statuses, remote }
     }
 
     fn route(&self, key: &SessionKey) -> Route {
@@ -142,42 +186,24 @@ impl Inner {
         }
     }
 
-    /// One request per owner (in chunks for huge fan-outs), all at once. Returns the indexes
-    /// an owner answered `not_found` for: those sessions may have moved.
-    async fn deliver_remote(
-        &self,
-        request: &DeliveryRequest,
-        remote: HashMap<NodeId, Vec<usize>>,
-        statuses: &mut [DeliveryStatus],
-        request_id: &str,
-    ) -> Vec<usize> {
-        let mut calls = Vec::new();
+    /// Hands each owner its targets (in chunks for huge fan-outs) without waiting: the links
+    /// take them in call order.
+    fn send_remote(&self, request: &DeliveryRequest, remote: &HashMap<NodeId, Vec<usize>>) -> Sent {
+        let mut sent = Vec::new();
         for (node, indexes) in remote {
             for chunk in indexes.chunks(KEYS_PER_REQUEST) {
-                let chunk = chunk.to_vec();
-                let node = node.clone();
-                calls.push(async move {
-                    let keys: Vec<SessionKey> =
-                        chunk.iter().map(|&i| request.targets[i].clone()).collect();
-                    let answer = self.deliver_to_node(&node, keys, request, request_id).await;
-                    (chunk, answer)
-                });
+                let header = DeliverHeader {
+                    request_id: request.request_id.clone(),
+                    targets: chunk.iter().map(|&i| request.targets[i].clone()).collect(),
+                    kind: request.payload.kind(),
+                    mode: request.mode.clone(),
+                };
+                let record = encode_framed(&header, request.payload.data());
+                let answer = self.owner_links.send(node, record, chunk.len());
+                sent.push((chunk.to_vec(), answer));
             }
         }
-        let mut moved = Vec::new();
-        for (chunk, answer) in join_all(calls).await {
-            for (position, index) in chunk.iter().enumerate() {
-                let status = answer
-                    .get(position)
-                    .copied()
-                    .unwrap_or(DeliveryStatus::OwnerUnreachable);
-                statuses[*index] = status;
-                if status == DeliveryStatus::NotFound {
-                    moved.push(*index);
-                }
-            }
-        }
-        moved
+        sent
     }
 
     /// Sends the keys an old owner no longer held to their current owner, once.
@@ -186,7 +212,6 @@ impl Inner {
         request: &DeliveryRequest,
         moved: Vec<usize>,
         statuses: &mut [DeliveryStatus],
-        request_id: &str,
     ) {
         let keys: Vec<SessionKey> = moved.iter().map(|&i| request.targets[i].clone()).collect();
         let Ok(ControlResponse::Owners(owners)) =
@@ -214,36 +239,33 @@ impl Inner {
             }
         }
         // A second `not_found` is final.
-        let _ = self
-            .deliver_remote(request, remote, statuses, request_id)
-            .await;
+        let sent = self.send_remote(request, &remote);
+        let _ = collect(sent, statuses, &request.request_id).await;
     }
+}
 
-    /// Delivers `keys` through the link to `node`; its statuses, or `owner_unreachable` for
-    /// every key.
-    async fn deliver_to_node(
-        &self,
-        node: &NodeId,
-        keys: Vec<SessionKey>,
-        request: &DeliveryRequest,
-        request_id: &str,
-    ) -> Vec<DeliveryStatus> {
-        let count = keys.len();
-        let header = DeliverHeader {
-            request_id: request_id.to_owned(),
-            targets: keys,
-            kind: request.payload.kind(),
-            mode: request.mode.clone(),
-        };
-        let record = encode_framed(&header, request.payload.data());
-        match self.owner_links.deliver(node, record, count).await {
-            Some(statuses) => statuses,
-            None => {
-                debug!(%node, request_id, "owner unreachable");
-                vec![DeliveryStatus::OwnerUnreachable; count]
+/// Waits for the owners' answers and puts them in place; an owner that did not answer makes
+/// its targets `owner_unreachable`. Returns the indexes an owner answered `not_found` for:
+/// those sessions may have moved.
+async fn collect(sent: Sent, statuses: &mut [DeliveryStatus], request_id: &str) -> Vec<usize> {
+    let mut moved = Vec::new();
+    for (chunk, answer) in sent {
+        let answer = answer.await.ok().unwrap_or_else(|| {
+            debug!(request_id, "owner unreachable");
+            vec![DeliveryStatus::OwnerUnreachable; chunk.len()]
+        });
+        for (position, index) in chunk.iter().enumerate() {
+            let status = answer
+                .get(position)
+                .copied()
+                .unwrap_or(DeliveryStatus::OwnerUnreachable);
+            statuses[*index] = status;
+            if status == DeliveryStatus::NotFound {
+                moved.push(*index);
             }
         }
     }
+    moved
 }
 
 /// Answers deliveries addressed to this node, in arrival order (a backend's consecutive sends

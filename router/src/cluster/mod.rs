@@ -223,7 +223,13 @@ impl ClusterRouter {
     /// Delivers to every target wherever it is held: this node's sessions directly, other
     /// nodes' through one NATS request per owner.
     pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
-        self.inner.deliver(request, &request.request_id).await
+        self.inner.deliver(request).await
+    }
+
+    /// Delivers several requests at once (`/v1/send/batch`): their cross-node parts share
+    /// NATS requests and one round trip, and messages to one session keep their order.
+    pub async fn deliver_all(&self, requests: &[DeliveryRequest]) -> Vec<Vec<DeliveryStatus>> {
+        self.inner.deliver_all(requests).await
     }
 
     /// Sends `payload` to every session of the cluster: one NATS publish, each node fans out.

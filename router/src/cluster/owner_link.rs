@@ -78,14 +78,16 @@ impl OwnerLinks {
         }
     }
 
-    /// Sends one framed delivery of `targets` keys to `node`; its statuses in target order, or
-    /// `None` when the owner did not answer (gone, timed out, or an unreadable answer).
-    pub(super) async fn deliver(
+    /// Hands one framed delivery of `targets` keys to the link to `node`, at once (deliveries
+    /// to one owner go out in the order of these calls). The answer: its statuses in target
+    /// order, or a closed channel when the owner did not answer (gone, timed out, or an
+    /// unreadable answer).
+    pub(super) fn send(
         &self,
         node: &NodeId,
         record: Vec<u8>,
         targets: usize,
-    ) -> Option<Vec<DeliveryStatus>> {
+    ) -> oneshot::Receiver<Vec<DeliveryStatus>> {
         let (answer, answered) = oneshot::channel();
         let mut pending = Pending {
             record,
@@ -96,14 +98,14 @@ impl OwnerLinks {
         for _ in 0..2 {
             let link = self.shared.link(node);
             match link.queue.send(pending) {
-                Ok(()) => return answered.await.ok(),
+                Ok(()) => break,
                 Err(mpsc::error::SendError(refused)) => {
                     self.shared.forget(node, link.generation);
                     pending = refused;
                 }
             }
         }
-        None
+        answered
     }
 }
 
