@@ -100,3 +100,14 @@ async fn connect_from(
     .await??;
     Ok(client)
 }
+
+/// Keeps `clients` open and idle: each is read in the background, so the server's pings are
+/// answered and its frames drained. Abort the handles to close them.
+pub fn hold(clients: Vec<Client>) -> Vec<tokio::task::JoinHandle<()>> {
+    clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} })
+        })
+        .collect()
+}

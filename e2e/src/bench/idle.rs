@@ -53,17 +53,7 @@ async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<Idle
     )
     .await?;
     let connected = opened.clients.len();
-    // Each client is polled in the background so the server's pings are answered.
-    let readers: Vec<_> = opened
-        .clients
-        .drain(..)
-        .map(|mut client| {
-            tokio::spawn(async move {
-                use futures_util::StreamExt;
-                while let Some(Ok(_)) = client.next().await {}
-            })
-        })
-        .collect();
+    let readers = clients::hold(std::mem::take(&mut opened.clients));
     let cpu_before = target.pid.and_then(|pid| procfs::cpu_seconds(pid).ok());
     let held_since = Instant::now();
     tokio::time::sleep(options.hold).await;

@@ -57,16 +57,7 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let mut opened = clients::open(connect_url, connections, concurrency, prefix).await?;
     let connected = opened.clients.len();
-    let readers: Vec<_> = opened
-        .clients
-        .drain(..)
-        .map(|mut client| {
-            tokio::spawn(async move {
-                use futures_util::StreamExt;
-                while let Some(Ok(_)) = client.next().await {}
-            })
-        })
-        .collect();
+    let readers = clients::hold(std::mem::take(&mut opened.clients));
     let report = WorkerReport {
         connected,
         failures: opened.failures,
