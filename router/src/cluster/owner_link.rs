@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// Deliveries in one request at most, and their bytes at most (NATS refuses messages above its
-/// `max_payload`, 1 MiB by default; one larger delivery still goes, alone).
+/// `max_payload`, 1 MiB by default; one larger delivery still goes, alone, and fails alone).
 const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
@@ -146,7 +146,14 @@ impl Shared {
         mut deliveries: mpsc::UnboundedReceiver<Pending>,
     ) {
         let subject = self.subjects.deliver(raft_id(&node));
+        // A delivery that did not fit in the previous request leads the next.
+        let mut carried: Option<Pending> = None;
         loop {
+            if let Some(first) = carried.take() {
+                let batch = fill(first, &mut deliveries, &mut carried);
+                self.send(&node, &subject, batch).await;
+                continue;
+            }
             let first = tokio::select! {
                 first = tokio::time::timeout(IDLE_LINK, deliveries.recv()) => first,
                 () = self.stop.cancelled() => return,
@@ -163,17 +170,7 @@ impl Shared {
                     continue;
                 }
             };
-            let mut bytes = first.record.len();
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                match deliveries.try_recv() {
-                    Ok(next) => {
-                        bytes += next.record.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let batch = fill(first, &mut deliveries, &mut carried);
             self.send(&node, &subject, batch).await;
         }
     }
@@ -211,5 +208,90 @@ impl Shared {
                 let _ = pending.answer.send(statuses);
             }
         }
+    }
+}
+
+/// `first` and whatever else is waiting, within [`MAX_BATCH`] and [`MAX_BATCH_BYTES`] (so
+/// a request stays below NATS's payload limit); a delivery that would not fit is carried.
+fn fill(
+    first: Pending,
+    deliveries: &mut mpsc::UnboundedReceiver<Pending>,
+    carried: &mut Option<Pending>,
+) -> Vec<Pending> {
+    let mut bytes = first.record.len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let Ok(next) = deliveries.try_recv() else {
+            break;
+        };
+        if bytes + next.record.len() > MAX_BATCH_BYTES {
+            *carried = Some(next);
+            break;
+        }
+        bytes += next.record.len();
+        batch.push(next);
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(bytes: usize) -> Pending {
+        let (answer, _) = oneshot::channel();
+        Pending {
+            record: vec![0; bytes],
+            targets: 1,
+            answer,
+        }
+    }
+
+    fn queue_of(sizes: &[usize]) -> mpsc::UnboundedReceiver<Pending> {
+        let (queue, deliveries) = mpsc::unbounded_channel();
+        for size in sizes {
+            queue.send(pending(*size)).unwrap();
+        }
+        deliveries
+    }
+
+    #[test]
+    fn a_request_stays_within_its_bytes_and_the_delivery_that_does_not_fit_leads_the_next() {
+        let mut deliveries = queue_of(&[100 << 10, 100 << 10, 100 << 10, 10]);
+        let mut carried = None;
+        let first = deliveries.try_recv().unwrap();
+        let batch = fill(first, &mut deliveries, &mut carried);
+        assert_eq!(
+            batch.len(),
+            2,
+            "a third 100 KiB delivery would pass 256 KiB"
+        );
+        let next = carried.take().expect("the third was carried");
+        assert_eq!(next.record.len(), 100 << 10);
+        let batch = fill(next, &mut deliveries, &mut carried);
+        assert_eq!(batch.len(), 2);
+        assert!(carried.is_none() && deliveries.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_request_carries_at_most_max_batch_deliveries_and_a_big_one_goes_alone() {
+        let mut deliveries = queue_of(&[1; 300]);
+        let mut carried = None;
+        let first = deliveries.try_recv().unwrap();
+        assert_eq!(fill(first, &mut deliveries, &mut carried).len(), MAX_BATCH);
+        let first = deliveries.try_recv().unwrap();
+        assert_eq!(
+            fill(first, &mut deliveries, &mut carried).len(),
+            300 - MAX_BATCH
+        );
+
+        let mut deliveries = queue_of(&[1, 1]);
+        let batch = fill(pending(2 << 20), &mut deliveries, &mut carried);
+        assert_eq!(
+            batch.len(),
+            1,
+            "nothing joins a delivery already past the bound"
+        );
+        assert!(carried.is_some());
     }
 }
