@@ -63,16 +63,6 @@ async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<Idle
     for reader in readers {
         reader.abort();
     }
-    let per_connection = match (rss_before, rss_after) {
-        (Some(before), Some(after)) if connected > 0 => {
-            Some(after.saturating_sub(before) as f64 / connected as f64)
-        }
-        _ => None,
-    };
-    let idle_cpu = match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) => Some((after - before) / held.as_secs_f64() * 100.0),
-        _ => None,
-    };
     Ok(IdleReport {
         scenario: "idle",
         connections: connected,
@@ -81,8 +71,27 @@ async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<Idle
         connect_time: Percentiles::of(&mut opened.connect_times),
         rss_before_bytes: rss_before,
         rss_after_bytes: rss_after,
-        rss_per_connection_bytes: per_connection,
-        idle_cpu_percent: idle_cpu,
+        rss_per_connection_bytes: per_connection(rss_before, rss_after, connected),
+        idle_cpu_percent: cpu_percent(cpu_before, cpu_after, held),
         hold_s: held.as_secs_f64(),
     })
+}
+
+/// Resident memory gained per connection.
+pub(super) fn per_connection(
+    before: Option<u64>,
+    after: Option<u64>,
+    connections: usize,
+) -> Option<f64> {
+    match (before, after) {
+        (Some(before), Some(after)) if connections > 0 => {
+            Some(after.saturating_sub(before) as f64 / connections as f64)
+        }
+        _ => None,
+    }
+}
+
+/// CPU seconds used over `held`, as a percentage of one core.
+pub(super) fn cpu_percent(before: Option<f64>, after: Option<f64>, held: Duration) -> Option<f64> {
+    Some((after? - before?) / held.as_secs_f64() * 100.0)
 }

@@ -100,7 +100,7 @@ pub async fn run(
         options.connections.div_ceil(per_process),
         options.connections.div_ceil(per_process),
     );
-    let rss_before = sum_over(&target.pids, super::procfs::rss_bytes);
+    let rss_before = target.rss_bytes();
     let started = Instant::now();
     let mut workers = Vec::new();
     let mut remaining = options.connections;
@@ -129,7 +129,7 @@ pub async fn run(
     tokio::time::sleep(options.hold).await;
     let held = held_since.elapsed();
     let cpu_after = target.cpu_seconds();
-    let rss_after = sum_over(&target.pids, super::procfs::rss_bytes);
+    let rss_after = target.rss_bytes();
     for (mut child, _) in workers {
         // Closing its standard input tells the worker to finish.
         drop(child.stdin.take());
@@ -149,16 +149,8 @@ pub async fn run(
         connect_time: Percentiles::of(&mut connect_times),
         rss_before_bytes: rss_before,
         rss_after_bytes: rss_after,
-        rss_per_connection_bytes: match (rss_before, rss_after) {
-            (Some(before), Some(after)) if connected > 0 => {
-                Some(after.saturating_sub(before) as f64 / connected as f64)
-            }
-            _ => None,
-        },
-        idle_cpu_percent: match (cpu_before, cpu_after) {
-            (Some(before), Some(after)) => Some((after - before) / held.as_secs_f64() * 100.0),
-            _ => None,
-        },
+        rss_per_connection_bytes: super::idle::per_connection(rss_before, rss_after, connected),
+        idle_cpu_percent: super::idle::cpu_percent(cpu_before, cpu_after, held),
         hold_s: held.as_secs_f64(),
     })
 }
@@ -183,12 +175,4 @@ async fn spawn_worker(
         .context("cannot start a worker process")?;
     let stdout = child.stdout.take().context("worker without stdout")?;
     Ok((child, BufReader::new(stdout).lines()))
-}
-
-/// The sum of `read` over every pid, if every one could be read.
-fn sum_over(pids: &[u32], read: fn(u32) -> std::io::Result<u64>) -> Option<u64> {
-    if pids.is_empty() {
-        return None;
-    }
-    pids.iter().map(|pid| read(*pid).ok()).sum()
 }

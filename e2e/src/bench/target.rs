@@ -93,13 +93,22 @@ impl Target {
     /// A gateway that is already running.
     /// CPU seconds every gateway process has used so far, if they can all be read.
     pub fn cpu_seconds(&self) -> Option<f64> {
+        self.sum_over_pids(super::procfs::cpu_seconds)
+    }
+
+    /// Resident memory of every gateway process, if they can all be read.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.sum_over_pids(super::procfs::rss_bytes)
+    }
+
+    fn sum_over_pids<T: std::iter::Sum<T>>(
+        &self,
+        read: fn(u32) -> std::io::Result<T>,
+    ) -> Option<T> {
         if self.pids.is_empty() {
             return None;
         }
-        self.pids
-            .iter()
-            .map(|pid| super::procfs::cpu_seconds(*pid).ok())
-            .sum()
+        self.pids.iter().map(|pid| read(*pid).ok()).sum()
     }
 
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {

@@ -170,8 +170,7 @@ pub(crate) async fn send_batch(
     }
     let all_statuses = state.router.deliver_all(&deliveries).await;
     for (delivery, statuses) in deliveries.into_iter().zip(all_statuses) {
-        state.metrics.count_deliveries(&statuses);
-        let result = DeliveryAnswer::new(delivery.targets, statuses);
+        let result = answer_of(&state, delivery, statuses);
         answer.ok += result.ok;
         answer.failed += result.failed;
         answer.messages.push(result);
@@ -267,6 +266,15 @@ async fn deliver(
 ) -> DeliveryAnswer {
     request.request_id = request_id.to_owned();
     let statuses = state.router.deliver(&request).await;
+    answer_of(state, request, statuses)
+}
+
+/// The answer to one delivery, counted in the metrics.
+fn answer_of(
+    state: &AppState,
+    request: DeliveryRequest,
+    statuses: Vec<DeliveryStatus>,
+) -> DeliveryAnswer {
     state.metrics.count_deliveries(&statuses);
     DeliveryAnswer::new(request.targets, statuses)
 }

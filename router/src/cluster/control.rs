@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::RequestErrorKind;
-use futures_util::StreamExt;
 use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand, NodeInfo, raft_id};
 use oort_common::{NodeId, wire};
 use openraft::ChangeMembers;
@@ -26,11 +25,9 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
     let stop = inner.stop.clone();
     tokio::spawn(async move {
         loop {
-            let message = tokio::select! {
-                message = requests.next() => message,
-                () = stop.cancelled() => None,
+            let Some(message) = super::next_message(&mut requests, &stop).await else {
+                break;
             };
-            let Some(message) = message else { break };
             let Some(reply_to) = message.reply.clone() else {
                 continue;
             };

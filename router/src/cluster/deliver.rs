@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use oort_common::cluster::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Owner, REQUEST_ID_HEADER,
     decode_framed, decode_records, encode_framed,
@@ -280,11 +279,9 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
     let server = inner.clone();
     tokio::spawn(async move {
         loop {
-            let message = tokio::select! {
-                message = requests.next() => message,
-                () = stop.cancelled() => None,
+            let Some(message) = super::next_message(&mut requests, &stop).await else {
+                break;
             };
-            let Some(message) = message else { break };
             let answers = server.deliver_batch_here(&message.payload);
             if let Some(reply_to) = message.reply
                 && let Err(err) = server
@@ -299,11 +296,9 @@ pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::Subscribe
     let stop = inner.stop.clone();
     tokio::spawn(async move {
         loop {
-            let message = tokio::select! {
-                message = broadcasts.next() => message,
-                () = stop.cancelled() => None,
+            let Some(message) = super::next_message(&mut broadcasts, &stop).await else {
+                break;
             };
-            let Some(message) = message else { break };
             match decode_framed::<BroadcastHeader>(&message.payload) {
                 Ok((header, data)) => match Payload::new(header.kind, data) {
                     Ok(payload) => {

@@ -422,3 +422,16 @@ async fn watch_applied(
         }
     }
 }
+
+/// The next message of `subscriber`, or `None` once it ends or the router stops: the loop of
+/// every subscription this node serves.
+async fn next_message(
+    subscriber: &mut async_nats::Subscriber,
+    stop: &CancellationToken,
+) -> Option<async_nats::Message> {
+    use futures_util::StreamExt;
+    tokio::select! {
+        message = subscriber.next() => message,
+        () = stop.cancelled() => None,
+    }
+}
