@@ -17,20 +17,24 @@ pub enum DeliveryStatus {
     QueueFull,
     /// The session is closing and accepts nothing more.
     Closed,
-    /// The node that owns the session did not answer (cluster mode).
+    /// The owning node could not be reached: the message was not delivered (cluster mode).
     OwnerUnreachable,
+    /// The owning node did not answer in time: whether it queued the message is unknown, so a
+    /// retry may deliver it twice (cluster mode).
+    OwnerTimeout,
     /// Not attempted: strict mode found unknown sessions in the same request.
     Skipped,
 }
 
 impl DeliveryStatus {
     /// All statuses, in a stable order (for counters and documentation).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Ok,
         Self::NotFound,
         Self::QueueFull,
         Self::Closed,
         Self::OwnerUnreachable,
+        Self::OwnerTimeout,
         Self::Skipped,
     ];
 
@@ -42,6 +46,7 @@ impl DeliveryStatus {
             Self::QueueFull => "queue_full",
             Self::Closed => "closed",
             Self::OwnerUnreachable => "owner_unreachable",
+            Self::OwnerTimeout => "owner_timeout",
             Self::Skipped => "skipped",
         }
     }
@@ -56,6 +61,7 @@ impl DeliveryStatus {
             Self::Closed => Some("kuiperbelt: session is closed"),
             Self::QueueFull => Some("kuiperbelt: session queue is full"),
             Self::OwnerUnreachable => Some("kuiperbelt: session owner is unreachable"),
+            Self::OwnerTimeout => Some("kuiperbelt: session owner did not answer in time"),
             Self::Skipped => Some("kuiperbelt: not sent because of strict broadcast"),
         }
     }
