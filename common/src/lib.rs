@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod envelope;
 pub mod payload;
 pub mod session;
 pub mod wire;

@@ -7,7 +7,7 @@
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use oort_common::DeliveryStatus;
-use oort_router::{ClusterMetrics, ClusterStatus};
+use oort_router::{ClusterMetrics, ClusterStatus, RejectedCounters};
 
 use crate::sessions::CloseCause;
 
@@ -179,6 +179,10 @@ impl Metrics {
             "oort_cluster_delivery_requests_total",
             "NATS requests carrying forwarded deliveries (several share one under load).",
         );
+        r.describe(
+            "oort_cluster_rejected_messages_total",
+            "Messages from NATS dropped before use (oversize, malformed, unauthenticated, invalid).",
+        );
         Self {
             connections: r.gauge("oort_connections", &[]),
             connections_total: r.counter("oort_connections_total", &[]),
@@ -204,6 +208,12 @@ impl Metrics {
                 nats_connects: r.counter("oort_nats_connects_total", &[]),
                 deliveries_forwarded: r.counter("oort_cluster_deliveries_forwarded_total", &[]),
                 delivery_requests: r.counter("oort_cluster_delivery_requests_total", &[]),
+                rejected: RejectedCounters::new(|subject, reason| {
+                    r.counter(
+                        "oort_cluster_rejected_messages_total",
+                        &[("subject", subject), ("reason", reason)],
+                    )
+                }),
             },
             raft: RaftGauges {
                 term: r.gauge("oort_raft_term", &[]),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use http::HeaderName;
 use oort_common::NodeId;
 use oort_common::config::Config;
-use oort_router::{ClusterSettings, Router};
+use oort_router::{ClusterSettings, EpochSource, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,32 +69,45 @@ impl AppState {
                 reason: err.to_string(),
             })?;
         let callbacks = CallbackClient::new(&config, &endpoint)?;
-        let registry = Arc::new(SessionRegistry::new(QueueLimits {
+        let limits = QueueLimits {
             max_messages: config.queue_max_messages(),
             max_bytes: config.queue.max_bytes,
             slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
-        }));
+        };
         let metrics = Metrics::new();
         let node_id = if config.cluster.node_id.is_empty() {
             NodeId::from(hostname)
         } else {
             NodeId::from(config.cluster.node_id.as_str())
         };
-        let router = if config.cluster.enabled() {
+        let (registry, router) = if config.cluster.enabled() {
             let data_dir = if config.cluster.data_dir.is_empty() {
                 std::path::PathBuf::from("oort-data").join(node_id.as_str())
             } else {
                 std::path::PathBuf::from(&config.cluster.data_dir)
             };
+            let epochs = Arc::new(EpochSource::persisted(&data_dir).map_err(|err| {
+                oort_router::RouterError::Unavailable(format!(
+                    "cannot keep epochs in {}: {err}",
+                    data_dir.display()
+                ))
+            })?);
+            let registry = Arc::new(SessionRegistry::new(limits, epochs.clone()));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
                 node: node_id,
                 data_dir,
+                epochs,
+                secret: cluster_secret(&config)?,
                 log_deliveries: !config.suppress_access_log,
             };
-            Router::cluster(settings, registry.clone(), metrics.cluster()).await?
+            let router = Router::cluster(settings, registry.clone(), metrics.cluster()).await?;
+            (registry, router)
         } else {
-            Router::local(node_id, registry.clone())
+            let epochs = Arc::new(EpochSource::in_memory());
+            let registry = Arc::new(SessionRegistry::new(limits, epochs));
+            let router = Router::local(node_id, registry.clone());
+            (registry, router)
         };
         Ok(Arc::new(Self {
             config,
@@ -137,4 +150,26 @@ impl AppState {
     pub(crate) fn is_ready(&self) -> bool {
         !self.is_draining() && self.router.is_ready()
     }
+}
+
+/// The cluster secret, from `cluster.secret` or the file `cluster.secret_file` names.
+fn cluster_secret(config: &Config) -> Result<Option<Vec<u8>>, SetupError> {
+    let cluster = &config.cluster;
+    if !cluster.secret_file.is_empty() {
+        let text = std::fs::read_to_string(&cluster.secret_file).map_err(|err| SetupError {
+            key: "cluster.secret_file".into(),
+            value: cluster.secret_file.clone(),
+            reason: format!("cannot read it: {err}"),
+        })?;
+        let secret = text.trim();
+        if secret.len() < 16 {
+            return Err(SetupError {
+                key: "cluster.secret_file".into(),
+                value: cluster.secret_file.clone(),
+                reason: "the secret in it must have at least 16 characters".into(),
+            });
+        }
+        return Ok(Some(secret.as_bytes().to_vec()));
+    }
+    Ok((!cluster.secret.is_empty()).then(|| cluster.secret.as_bytes().to_vec()))
 }

@@ -4,23 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use oort_common::cluster::{DirectoryCommand, DirectoryResponse, Owner};
+use oort_common::cluster::{
+    DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
+};
 use oort_common::{Epoch, NodeId, SessionKey};
-use serde::{Deserialize, Serialize};
-
-/// What the directory knows of a node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Up (accepting registrations) or down (purged).
-    pub up: bool,
-    /// Registrations below this epoch are from an earlier run of the node and are refused.
-    pub since: Epoch,
-    /// Sessions the node holds.
-    pub sessions: u64,
-}
 
 /// Session key -> owner, plus the node table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
     sessions: HashMap<SessionKey, Owner>,
     nodes: BTreeMap<NodeId, NodeRecord>,
@@ -29,8 +19,11 @@ pub struct Directory {
 impl Directory {
     /// Applies one command.
     pub fn apply(&mut self, command: &DirectoryCommand) -> DirectoryResponse {
+        let mut refused = Vec::new();
         let changed = match command {
-            DirectoryCommand::Register { node, sessions } => self.register(node, sessions),
+            DirectoryCommand::Register { node, sessions } => {
+                self.register(node, sessions, &mut refused)
+            }
             DirectoryCommand::Unregister { node, sessions } => self.unregister(node, sessions),
             DirectoryCommand::NodeUp { node, epoch } => {
                 let record = self.nodes.entry(node.clone()).or_insert(NodeRecord {
@@ -43,21 +36,35 @@ impl Directory {
                 0
             }
             DirectoryCommand::NodeDown { node } => self.purge(node),
+            DirectoryCommand::ForgetNode { node } => {
+                if self.nodes.get(node).is_some_and(|record| !record.up) {
+                    self.nodes.remove(node);
+                }
+                0
+            }
         };
-        DirectoryResponse { changed }
+        DirectoryResponse { changed, refused }
     }
 
-    fn register(&mut self, node: &NodeId, sessions: &[(SessionKey, Epoch)]) -> u64 {
-        let Some(record) = self.nodes.get(node) else {
-            return 0;
+    /// Registers what it can; the positions of refused registrations go to `refused`.
+    fn register(
+        &mut self,
+        node: &NodeId,
+        sessions: &[(SessionKey, Epoch)],
+        refused: &mut Vec<u32>,
+    ) -> u64 {
+        let since = match self.nodes.get(node) {
+            Some(record) if record.up => record.since,
+            // An unknown or down node registers nothing: every registration is refused.
+            _ => {
+                refused.extend((0..sessions.len()).map(|i| i as u32));
+                return 0;
+            }
         };
-        if !record.up {
-            return 0;
-        }
-        let since = record.since;
         let mut changed = 0;
-        for (key, epoch) in sessions {
+        for (position, (key, epoch)) in sessions.iter().enumerate() {
             if *epoch < since {
+                refused.push(position as u32);
                 continue;
             }
             let owner = Owner {
@@ -65,8 +72,13 @@ impl Directory {
                 epoch: *epoch,
             };
             match self.sessions.get(key) {
-                // The same node re-registering under an older epoch is a stale message.
-                Some(current) if current.node == *node && current.epoch >= *epoch => continue,
+                // The same registration again (a write retried at a new leader) changes
+                // nothing; an older one from the same node is stale.
+                Some(current) if current.node == *node && current.epoch == *epoch => continue,
+                Some(current) if current.node == *node && current.epoch > *epoch => {
+                    refused.push(position as u32);
+                    continue;
+                }
                 Some(current) => {
                     let previous = current.node.clone();
                     self.count(&previous, -1);
@@ -135,6 +147,53 @@ impl Directory {
     /// True when no session is registered.
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// The directory in its snapshot form (sessions grouped by owner).
+    pub fn to_snapshot(&self, snapshot: &mut DirectorySnapshot) {
+        let mut by_node: BTreeMap<&NodeId, Vec<(SessionKey, Epoch)>> = BTreeMap::new();
+        for (key, owner) in &self.sessions {
+            by_node
+                .entry(&owner.node)
+                .or_default()
+                .push((key.clone(), owner.epoch));
+        }
+        snapshot.nodes = self
+            .nodes
+            .iter()
+            .map(|(node, record)| (node.clone(), record.clone()))
+            .collect();
+        snapshot.sessions = by_node
+            .into_iter()
+            .map(|(node, sessions)| NodeSessions {
+                node: node.clone(),
+                sessions,
+            })
+            .collect();
+    }
+
+    /// Rebuilds a directory from its snapshot form.
+    pub fn from_snapshot(snapshot: DirectorySnapshot) -> Self {
+        let mut sessions = HashMap::new();
+        for NodeSessions {
+            node,
+            sessions: held,
+        } in snapshot.sessions
+        {
+            for (key, epoch) in held {
+                sessions.insert(
+                    key,
+                    Owner {
+                        node: node.clone(),
+                        epoch,
+                    },
+                );
+            }
+        }
+        Self {
+            sessions,
+            nodes: snapshot.nodes.into_iter().collect(),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod directory;
+mod epochs;
 mod local;
 mod request;
 
@@ -19,7 +20,11 @@ use std::sync::Arc;
 
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 
-pub use cluster::{ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus};
+pub use cluster::{
+    ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
+    RejectedCounters,
+};
+pub use epochs::EpochSource;
 pub use local::LocalRouter;
 pub use request::{DeliveryRequest, LocalSessions};
 
@@ -66,10 +71,12 @@ impl Router {
     }
 
     /// Makes `key` reachable through every node. Returns once that is true, so the gateway can
-    /// complete the client's upgrade knowing any send will find it.
-    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<(), RouterError> {
+    /// complete the client's upgrade knowing any send will find it. The answer is the position
+    /// of the registration in the directory's history (a raft log index; 0 single node), which
+    /// orders it against registrations of the same key on other nodes.
+    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<u64, RouterError> {
         match self {
-            Self::Local(router) => router.register(key, epoch),
+            Self::Local(router) => router.register(key, epoch).map(|()| 0),
             Self::Cluster(router) => router.register(key, epoch).await,
         }
     }
@@ -119,6 +126,15 @@ impl Router {
         match self {
             Self::Local(router) => Ok(router.owner(key)),
             Self::Cluster(router) => Ok(router.owner(key).await?.map(|owner| owner.node)),
+        }
+    }
+
+    /// The node holding `key` according to this node alone (its own replica of the directory,
+    /// asking nobody), or `None` single node, where there is no replica.
+    pub fn owner_in_replica(&self, key: &str) -> Option<NodeId> {
+        match self {
+            Self::Local(_) => None,
+            Self::Cluster(router) => router.owner_in_replica(key).map(|owner| owner.node),
         }
     }
 

@@ -114,11 +114,7 @@ mod tests {
 
         fn close_all(&self) {}
 
-        fn evict(&self, _: &SessionKey) {}
-
-        fn fresh_epoch(&self) -> oort_common::Epoch {
-            oort_common::Epoch(0)
-        }
+        fn superseded(&self, _: &SessionKey, _: u64) {}
     }
 
     fn router() -> (Router, Arc<Recorder>) {

@@ -1,6 +1,6 @@
 //! The delivery request and the gateway's side of the contract.
 
-use oort_common::{DeliveryMode, DeliveryStatus, Epoch, Payload, SessionKey};
+use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
 
 /// One payload for a list of sessions.
 #[derive(Clone, Debug)]
@@ -38,12 +38,8 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// from the directory, so their clients must reconnect (possibly elsewhere).
     fn close_all(&self);
 
-    /// The same key was registered on another node after this node's registration was
-    /// committed: close the local session (the cluster's duplicate-key rule, the newer wins).
-    /// A local session whose registration is still in flight is kept, since its registration
-    /// comes later in the log and wins.
-    fn evict(&self, key: &SessionKey);
-
-    /// An epoch above every registration made here so far.
-    fn fresh_epoch(&self) -> Epoch;
+    /// Another node registered `key` at log index `index`. The newer registration wins: a
+    /// local session committed before `index` is closed, and one whose registration is still in
+    /// flight is closed if it commits before `index` (its commit index tells).
+    fn superseded(&self, key: &SessionKey, index: u64);
 }

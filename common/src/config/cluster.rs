@@ -40,6 +40,13 @@ pub struct ClusterConfig {
     /// A snapshot is taken after this many log entries, and older entries are purged.
     #[serde(deserialize_with = "lenient::number")]
     pub snapshot_every: u64,
+    /// A secret shared by every node: each message between nodes carries a tag made with it,
+    /// and messages without a valid one are dropped. Empty: messages are not authenticated.
+    #[serde(deserialize_with = "lenient::string")]
+    pub secret: String,
+    /// A file holding the secret (instead of `secret`).
+    #[serde(deserialize_with = "lenient::string")]
+    pub secret_file: String,
 }
 
 impl Default for ClusterConfig {
@@ -53,10 +60,12 @@ impl Default for ClusterConfig {
             voters: 3,
             heartbeat_interval: GoDuration::from_millis(500),
             node_timeout: GoDuration::from_secs(10),
-            raft_heartbeat: GoDuration::from_millis(250),
-            election_timeout: GoDuration::from_millis(1500),
+            raft_heartbeat: GoDuration::from_millis(100),
+            election_timeout: GoDuration::from_millis(500),
             route_timeout: GoDuration::from_secs(3),
             snapshot_every: 10_000,
+            secret: String::new(),
+            secret_file: String::new(),
         }
     }
 }
@@ -143,6 +152,20 @@ impl ClusterConfig {
                     "must be more than twice cluster.heartbeat_interval ({})",
                     self.heartbeat_interval
                 ),
+            ));
+        }
+        if !self.secret.is_empty() && !self.secret_file.is_empty() {
+            return Err(ConfigError::invalid(
+                "cluster.secret_file",
+                &self.secret_file,
+                "set cluster.secret or cluster.secret_file, not both",
+            ));
+        }
+        if !self.secret.is_empty() && self.secret.len() < 16 {
+            return Err(ConfigError::invalid(
+                "cluster.secret",
+                "(hidden)",
+                "use at least 16 characters (e.g. `openssl rand -hex 32`)",
             ));
         }
         if self.snapshot_every == 0 {

@@ -27,7 +27,7 @@ use crate::callback::{ConnectAnswer, ConnectForward};
 use crate::connection::{self, Registration};
 use crate::metrics::ErrorKind;
 use crate::server::PeerAddr;
-use crate::sessions::{CloseCommand, Session};
+use crate::sessions::{CloseCommand, Committed, Session};
 use crate::state::AppState;
 
 pub(crate) use reject::reject;
@@ -151,7 +151,7 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     let peer = parts.extensions.get::<PeerAddr>().and_then(|peer| peer.0);
     let registration = match register(&state, SessionKey::from(key), first_message, peer).await {
         Ok(registration) => registration,
-        Err(reason) => return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, &reason, headers),
+        Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
     };
     upgrade_response(
         &state,
@@ -163,14 +163,15 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     )
 }
 
-/// Creates the session with its first message queued, takes its key over from any older
-/// connection, and registers it with the router.
+/// Creates the session with its first message queued and registers it with the router. Only
+/// once the registration committed does it become a delivery target and take its key over from
+/// an older connection (which is closed after the messages already queued for it).
 async fn register(
     state: &Arc<AppState>,
     key: SessionKey,
     first_message: Payload,
     peer: Option<std::net::SocketAddr>,
-) -> Result<Registration, String> {
+) -> Result<Registration, Refusal> {
     let session = Session::new(key.clone(), state.registry.next_epoch(), peer);
     if !first_message.is_empty() {
         session.queue.push_first(
@@ -180,24 +181,49 @@ async fn register(
         state.stats.add_messages(1);
     }
     if state.is_draining() {
-        return Err("the server is shutting down".to_owned());
+        return Err(Refusal::unavailable("the server is shutting down"));
     }
-    if let Some(older) = state.registry.insert(session.clone()) {
-        info!(older_epoch = %older.epoch, "a newer connection took over this session key");
-        older.queue.close(CloseCommand::replaced(), false);
+    state.registry.begin(session.clone());
+    let index = match state.router.register(&key, session.epoch).await {
+        Ok(index) => index,
+        Err(err) => {
+            state.registry.abandon(&session);
+            warn!(error = %err, "registration failed");
+            return Err(Refusal::unavailable(&err.to_string()));
+        }
+    };
+    match state.registry.commit(&session, index) {
+        Committed::Live => {}
+        Committed::Superseded => {
+            info!("a newer connection with this session key registered first");
+            return Err(Refusal {
+                status: StatusCode::CONFLICT,
+                reason: "a newer connection took this session key".to_owned(),
+            });
+        }
     }
-    // The drain may have closed every session between the check above and the insert; a
+    let registration = Registration::new(session.clone(), state.clone());
+    // The drain may have closed every session between the check above and the commit; a
     // session that arrives that late closes itself, so the drain never waits for it.
     if state.is_draining() {
         session.queue.close(CloseCommand::shutdown(), false);
     }
-    let registration = Registration::new(session.clone(), state.clone());
-    if let Err(err) = state.router.register(&key, session.epoch).await {
-        warn!(error = %err, "registration failed");
-        return Err(err.to_string());
-    }
-    session.mark_registered();
     Ok(registration)
+}
+
+/// Why a registration was refused: the status and reason the client gets.
+struct Refusal {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Refusal {
+    fn unavailable(reason: &str) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: reason.to_owned(),
+        }
+    }
 }
 
 fn upgrade_response(

@@ -13,7 +13,7 @@ use axum::extract::ws::Message;
 use oort_common::{Epoch, SessionKey};
 
 pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
-pub(crate) use registry::{SessionRegistry, frame_for};
+pub(crate) use registry::{Committed, SessionRegistry, frame_for};
 
 /// Why a session ended. Decides the close frame and whether the backend's close callback runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +153,9 @@ pub(crate) struct Session {
     clock_origin: Instant,
     /// A server ping is unanswered (no frame at all has come from the client since).
     awaiting_pong: AtomicBool,
-    /// The router committed this registration (cluster: raft committed it).
-    registered: AtomicBool,
+    /// Where the router committed this registration (a raft log index; 0 single node, or
+    /// while pending), which orders it against registrations of the key on other nodes.
+    committed_at: AtomicU64,
 }
 
 impl Session {
@@ -168,7 +169,7 @@ impl Session {
             last_activity_ms: AtomicU64::new(0),
             clock_origin: Instant::now(),
             awaiting_pong: AtomicBool::new(false),
-            registered: AtomicBool::new(false),
+            committed_at: AtomicU64::new(0),
         })
     }
 
@@ -178,14 +179,14 @@ impl Session {
         self.last_activity_ms.store(elapsed, Ordering::Relaxed);
     }
 
-    /// The router committed the registration.
-    pub(crate) fn mark_registered(&self) {
-        self.registered.store(true, Ordering::Release);
+    /// The router committed the registration at `index`.
+    pub(crate) fn set_committed_at(&self, index: u64) {
+        self.committed_at.store(index, Ordering::Release);
     }
 
-    /// True once the router committed the registration.
-    pub(crate) fn is_registered(&self) -> bool {
-        self.registered.load(Ordering::Acquire)
+    /// Where the router committed the registration.
+    pub(crate) fn committed_at(&self) -> u64 {
+        self.committed_at.load(Ordering::Acquire)
     }
 
     /// The writer sent a ping.

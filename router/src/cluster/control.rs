@@ -1,66 +1,100 @@
 //! Control requests between nodes on `oort.<cluster>.ctl.<raft_id>`: bootstrap grants, joins
-//! and leaves (to the leader), forwarded directory writes and linearizable lookups.
+//! and leaves (to the leader), forwarded directory writes, linearizable lookups, and pings; and
+//! the client side of them, including following the leader as it changes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::RequestErrorKind;
-use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand, NodeInfo, raft_id};
-use oort_common::{NodeId, wire};
+use oort_common::cluster::{
+    ControlRequest, ControlResponse, DirectoryCommand, NodeInfo, SubjectKind, raft_id,
+};
+use oort_common::{Epoch, NodeId, SessionKey, wire};
 use openraft::ChangeMembers;
+use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use super::Inner;
+use super::bus::{RejectReason, RequestError};
+use super::core::Core;
+use super::peers::PeerTable;
 use super::types::RaftId;
+use super::voters::{self, Change, VoterView};
 use crate::RouterError;
 
-/// Answers control requests addressed to this node.
-pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = inner
-        .nats
-        .subscribe(inner.subjects.control(inner.raft_id))
-        .await?;
-    let stop = inner.stop.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(message) = super::next_message(&mut requests, &stop).await else {
-                break;
-            };
-            let Some(reply_to) = message.reply.clone() else {
-                continue;
-            };
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                let response = match wire::decode::<ControlRequest>(&message.payload) {
-                    Ok(request) => inner.handle_control(request).await,
-                    Err(err) => ControlResponse::Failed(err.to_string()),
-                };
-                if let Err(err) = inner
-                    .nats
-                    .publish(reply_to, wire::encode(&response).into())
-                    .await
-                {
-                    debug!(error = %err, "cannot answer a control request");
-                }
-            });
-        }
-    });
-    Ok(())
+/// Control requests served at once; more wait in NATS's buffer.
+const CONCURRENT_REQUESTS: usize = 32;
+
+/// A learner this close to the leader's last log index counts as caught up.
+const CAUGHT_UP_ENTRIES: u64 = 100;
+
+/// Serves control requests to this node and sends control requests to others.
+pub(crate) struct Control {
+    core: Arc<Core>,
+    peers: Arc<PeerTable>,
+    /// The candidate this node granted a bootstrap to, and when (grants are exclusive).
+    bootstrap_grant: Mutex<Option<(NodeId, Instant)>>,
 }
 
-impl Inner {
+impl Control {
+    pub(crate) fn new(core: Arc<Core>, peers: Arc<PeerTable>) -> Self {
+        Self {
+            core,
+            peers,
+            bootstrap_grant: Mutex::new(None),
+        }
+    }
+
+    /// Answers control requests addressed to this node until the router stops.
+    pub(crate) async fn serve(self: &Arc<Self>) -> Result<(), async_nats::SubscribeError> {
+        let core = &self.core;
+        let inbox = core
+            .bus
+            .subscribe(
+                core.bus.subjects().control(core.raft_id),
+                SubjectKind::Control,
+            )
+            .await?;
+        let control = self.clone();
+        inbox.serve_concurrently(core.stop.clone(), CONCURRENT_REQUESTS, move |message| {
+            let control = control.clone();
+            async move {
+                let Some(reply_to) = message.reply else {
+                    return;
+                };
+                let response = match wire::decode::<ControlRequest>(&message.body) {
+                    Ok(request) => control.handle(request).await,
+                    Err(err) => {
+                        control.core.bus.reject(
+                            SubjectKind::Control,
+                            RejectReason::Malformed,
+                            &err,
+                        );
+                        return;
+                    }
+                };
+                control
+                    .core
+                    .bus
+                    .answer(reply_to, &wire::encode(&response))
+                    .await;
+            }
+        });
+        Ok(())
+    }
+
     /// Handles one control request here.
-    pub(super) async fn handle_control(&self, request: ControlRequest) -> ControlResponse {
+    pub(crate) async fn handle(&self, request: ControlRequest) -> ControlResponse {
         match request {
             ControlRequest::BootstrapGrant { candidate, members } => {
                 ControlResponse::Grant(self.grant_bootstrap(candidate, &members).await)
             }
             ControlRequest::Join { node } => self.as_leader(|| self.add_learner(node)).await,
-            ControlRequest::Leave { node } => self.as_leader(|| self.remove_node(node)).await,
+            ControlRequest::Leave { node, incarnation } => {
+                self.as_leader(|| self.leave(node, incarnation)).await
+            }
             ControlRequest::Write(command) => self.as_leader(|| self.write_here(command)).await,
             ControlRequest::Lookup { keys } => self.as_leader(|| self.lookup_here(keys)).await,
+            ControlRequest::Ping => ControlResponse::Done,
         }
     }
 
@@ -69,11 +103,11 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = ControlResponse>,
     {
-        if self.is_leader() {
+        if self.core.is_leader() {
             work().await
         } else {
             ControlResponse::NotLeader {
-                leader: self.leader().and_then(|id| self.member_name(id)),
+                leader: self.core.leader().and_then(|id| self.core.member_name(id)),
             }
         }
     }
@@ -82,23 +116,23 @@ impl Inner {
     /// id known. A grant lapses after a node timeout, so a candidate that died before forming
     /// the cluster does not block the next one forever.
     async fn grant_bootstrap(&self, candidate: NodeId, members: &[NodeId]) -> bool {
-        let initialized = self.raft.is_initialized().await.unwrap_or(true);
+        let core = &self.core;
+        let timeout = core.config.node_timeout.0;
+        let initialized = core.raft.is_initialized().await.unwrap_or(true);
         let mut granted = self.bootstrap_grant.lock().await;
-        let peers = self.alive_nodes();
-        let lowest = peers.iter().chain(std::iter::once(&self.node)).min();
+        let peers = self.peers.alive_names(timeout);
+        let lowest = peers.iter().chain(std::iter::once(&core.node)).min();
         let free = match granted.as_ref() {
             None => true,
-            Some((previous, at)) => {
-                *previous == candidate || at.elapsed() > self.config.node_timeout.0
-            }
+            Some((previous, at)) => *previous == candidate || at.elapsed() > timeout,
         };
         let ok = !initialized
-            && !self.cluster_seen()
+            && !self.peers.cluster_seen(timeout)
             && free
             && lowest == Some(&candidate)
-            && members.contains(&self.node);
+            && members.contains(&core.node);
         if ok {
-            *granted = Some((candidate.clone(), std::time::Instant::now()));
+            *granted = Some((candidate.clone(), Instant::now()));
         }
         info!(%candidate, granted = ok, "bootstrap grant requested");
         ok
@@ -106,28 +140,13 @@ impl Inner {
 
     async fn add_learner(&self, node: NodeId) -> ControlResponse {
         let id = raft_id(&node);
-        let already = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .is_some();
-        if already {
+        if self.core.membership().get_node(&id).is_some() {
             return ControlResponse::Done;
         }
-        match self
-            .raft
-            .add_learner(
-                id,
-                NodeInfo {
-                    name: node.to_string(),
-                },
-                false,
-            )
-            .await
-        {
+        let info = NodeInfo {
+            name: node.to_string(),
+        };
+        match self.core.raft.add_learner(id, info, false).await {
             Ok(_) => {
                 info!(%node, "added a learner");
                 ControlResponse::Done
@@ -136,9 +155,26 @@ impl Inner {
         }
     }
 
-    /// Purges `node`'s sessions, then removes it from the membership (as voter or learner).
-    /// The purge comes first because removing the leader itself ends its leadership.
-    pub(super) async fn remove_node(&self, node: NodeId) -> ControlResponse {
+    /// A node asks to leave. A late or repeated request from an earlier run of a node that has
+    /// restarted since is ignored.
+    async fn leave(&self, node: NodeId, incarnation: Epoch) -> ControlResponse {
+        let current = if node == self.core.node {
+            Some(self.core.incarnation)
+        } else {
+            self.peers.incarnation_of(&node)
+        };
+        if current.is_some_and(|current| current != incarnation) {
+            info!(%node, "ignoring a leave from an earlier run of a node");
+            return ControlResponse::Done;
+        }
+        self.remove_node(node, true).await
+    }
+
+    /// Purges `node`'s sessions, then takes it out of the membership if that is safe: a voter
+    /// is replaced by a caught-up learner in the same change, and a change that would leave
+    /// fewer live voters than a quorum is not made (`voters.rs`). `node_is_live` says whether
+    /// the node can still vote in the change (a draining node can, a dead one cannot).
+    pub(crate) async fn remove_node(&self, node: NodeId, node_is_live: bool) -> ControlResponse {
         if let response @ (ControlResponse::Failed(_) | ControlResponse::NotLeader { .. }) = self
             .write_here(DirectoryCommand::NodeDown { node: node.clone() })
             .await
@@ -146,28 +182,35 @@ impl Inner {
             return response;
         }
         let id = raft_id(&node);
-        let membership = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
-        if membership.get_node(&id).is_none() {
+        if self.core.membership().get_node(&id).is_none() {
             return ControlResponse::Done;
         }
-        let is_voter = membership.voter_ids().any(|voter| voter == id);
-        // A voter leaves the voters and the membership at once (retain = false); a learner is
-        // just removed.
-        let change = if is_voter {
-            if membership.voter_ids().all(|voter| voter == id) {
-                return ControlResponse::Failed("the last voter cannot leave".into());
-            }
-            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        let mut view = self.voter_view().await;
+        if node_is_live {
+            view.live.insert(id);
         } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            view.live.remove(&id);
+        }
+        let result = match voters::remove(&view, id) {
+            Change::Voters { voters, .. } => {
+                info!(%node, voters = ?self.names(&voters), "replacing a voter that is going");
+                self.core
+                    .raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+                    .await
+            }
+            Change::RemoveLearner(learner) => {
+                self.core
+                    .raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([learner])), false)
+                    .await
+            }
+            Change::Keep(reason) => {
+                warn!(%node, reason, "the node stays a voter for now");
+                return ControlResponse::Done;
+            }
         };
-        match self.raft.change_membership(change, false).await {
+        match result {
             Ok(_) => {
                 info!(%node, "removed from the cluster");
                 ControlResponse::Done
@@ -176,9 +219,91 @@ impl Inner {
         }
     }
 
-    pub(super) async fn write_here(&self, command: DirectoryCommand) -> ControlResponse {
-        match self.raft.client_write(command).await {
-            Ok(response) => ControlResponse::Written(response.data),
+    /// Promotes a live, caught-up learner while there are fewer voters than configured.
+    pub(crate) async fn promote_if_needed(&self) {
+        let membership = self.core.membership();
+        if membership.voter_ids().count() >= self.core.config.voters
+            || membership.learner_ids().next().is_none()
+        {
+            return;
+        }
+        let view = self.voter_view().await;
+        if let Some(Change::Voters { voters, .. }) = voters::promote(&view) {
+            info!(voters = ?self.names(&voters), "promoting a learner to voter");
+            if let Err(err) = self
+                .core
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                .await
+            {
+                warn!(error = %err, "promotion failed");
+            }
+        }
+    }
+
+    /// The membership as the leader sees it, with liveness probed now.
+    async fn voter_view(&self) -> VoterView {
+        let metrics = self.core.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let members: Vec<RaftId> = membership.nodes().map(|(id, _)| *id).collect();
+        let leader_index = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let caught_up = membership
+            .learner_ids()
+            .filter(|id| {
+                matched
+                    .get(id)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|log| log.index + CAUGHT_UP_ENTRIES >= leader_index)
+            })
+            .collect();
+        VoterView {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            live: self.probe(&members).await,
+            caught_up,
+            target: self.core.config.voters,
+        }
+    }
+
+    fn names(&self, ids: &BTreeSet<RaftId>) -> Vec<String> {
+        ids.iter()
+            .map(|id| {
+                self.core
+                    .member_name(*id)
+                    .map_or_else(|| id.to_string(), |name| name.to_string())
+            })
+            .collect()
+    }
+
+    /// The nodes among `ids` that answer a ping now (this node always does). A node whose NATS
+    /// connection is gone is known at once: NATS answers "no responders".
+    pub(crate) async fn probe(&self, ids: &[RaftId]) -> BTreeSet<RaftId> {
+        let timeout = self.core.config.route_timeout.0.min(Duration::from_secs(1));
+        let pings = ids.iter().map(|id| async move {
+            if *id == self.core.raft_id {
+                return Some(*id);
+            }
+            let answer = self
+                .call_with_timeout(*id, &ControlRequest::Ping, timeout)
+                .await;
+            matches!(answer, Ok(ControlResponse::Done)).then_some(*id)
+        });
+        futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Commits a command through this node's raft, which must be the leader.
+    pub(crate) async fn write_here(&self, command: DirectoryCommand) -> ControlResponse {
+        match self.core.raft.client_write(command).await {
+            Ok(written) => ControlResponse::Written {
+                response: written.data,
+                index: written.log_id.index,
+            },
             Err(err) => match err.forward_to_leader::<NodeInfo>() {
                 Some(forward) => ControlResponse::NotLeader {
                     leader: forward
@@ -191,138 +316,119 @@ impl Inner {
         }
     }
 
-    async fn lookup_here(&self, keys: Vec<oort_common::SessionKey>) -> ControlResponse {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => ControlResponse::Owners(
-                keys.iter()
-                    .map(|key| self.directory.owner(key.as_str()))
-                    .collect(),
-            ),
+    async fn lookup_here(&self, keys: Vec<SessionKey>) -> ControlResponse {
+        match self.core.raft.ensure_linearizable().await {
+            Ok(_) => ControlResponse::Owners(self.core.directory.owners(&keys)),
             Err(err) => ControlResponse::Failed(err.to_string()),
         }
     }
 
-    /// Sends a request to the leader (handling it here when this node leads), following
-    /// "not the leader" answers while leadership settles.
-    pub(super) async fn call_leader(
+    /// Sends a request to the leader (handling it here when this node leads), and follows the
+    /// leadership: a request out to a leader that is replaced meanwhile is sent again to the
+    /// new one at once, rather than after its timeout. Writes are idempotent, so sending one
+    /// twice is harmless.
+    pub(crate) async fn call_leader(
         &self,
         request: ControlRequest,
     ) -> Result<ControlResponse, RouterError> {
-        let timeout = self.config.route_timeout.0;
-        let deadline = tokio::time::Instant::now() + timeout * 2;
+        let core = &self.core;
+        let deadline = tokio::time::Instant::now() + core.config.route_timeout.0 * 2;
         loop {
-            let leader = match self.leader() {
-                Some(leader) => leader,
-                None => {
-                    let _ = self
-                        .raft
-                        .wait(Some(timeout))
-                        .metrics(|m| m.current_leader.is_some(), "a leader")
-                        .await;
-                    self.leader()
-                        .ok_or_else(|| RouterError::Unavailable("no raft leader".into()))?
-                }
-            };
-            let response = if leader == self.raft_id {
-                self.handle_control(request.clone()).await
+            let leader = self.wait_for_leader(deadline).await?;
+            let response = if leader == core.raft_id {
+                Ok(self.handle(request.clone()).await)
             } else {
-                self.call(leader, &request).await?
-            };
-            match response {
-                ControlResponse::NotLeader { .. } if tokio::time::Instant::now() < deadline => {
-                    // Leadership is moving; our view catches up within a heartbeat or two.
-                    tokio::time::sleep(self.config.raft_heartbeat.0).await;
+                tokio::select! {
+                    answer = self.call(leader, &request) => answer,
+                    () = self.leader_replaced(leader, deadline) => continue,
                 }
-                ControlResponse::NotLeader { leader } => {
+            };
+            let now = tokio::time::Instant::now();
+            match response {
+                Ok(ControlResponse::NotLeader { .. }) if now < deadline => {
+                    // Leadership is moving; this node's view catches up within a heartbeat.
+                    self.leader_replaced(
+                        leader,
+                        (now + core.config.raft_heartbeat.0).min(deadline),
+                    )
+                    .await;
+                }
+                Ok(ControlResponse::NotLeader { leader: hint }) => {
                     return Err(RouterError::Unavailable(format!(
-                        "leader unknown (last hint: {leader:?})"
+                        "leader unknown (last hint: {hint:?})"
                     )));
                 }
-                other => return Ok(other),
+                Err(RouterError::Unavailable(reason)) if now < deadline => {
+                    // The leader is gone or did not answer: wait for its successor.
+                    debug!(reason, "the leader did not answer; waiting for a new one");
+                    self.leader_replaced(leader, deadline).await;
+                }
+                other => return other,
             }
         }
     }
 
-    /// One control request to another node.
-    pub(super) async fn call(
+    /// The current leader, waiting for one until `deadline`.
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<RaftId, RouterError> {
+        if let Some(leader) = self.core.leader() {
+            return Ok(leader);
+        }
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = self
+            .core
+            .raft
+            .wait(Some(wait))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        self.core
+            .leader()
+            .ok_or_else(|| RouterError::Unavailable("no raft leader".into()))
+    }
+
+    /// Returns once the leader is no longer `leader`, or at `deadline`.
+    async fn leader_replaced(&self, leader: RaftId, deadline: tokio::time::Instant) {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = self
+            .core
+            .raft
+            .wait(Some(wait))
+            .metrics(|m| m.current_leader != Some(leader), "another leader")
+            .await;
+    }
+
+    /// One control request to another node, bounded by the route timeout.
+    pub(crate) async fn call(
         &self,
         target: RaftId,
         request: &ControlRequest,
     ) -> Result<ControlResponse, RouterError> {
-        let payload = wire::encode(request);
-        let nats_request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(self.config.route_timeout.0));
-        match self
-            .nats
-            .send_request(self.subjects.control(target), nats_request)
+        self.call_with_timeout(target, request, self.core.config.route_timeout.0)
             .await
-        {
-            Ok(message) => wire::decode(&message.payload)
-                .map_err(|err| RouterError::Unavailable(err.to_string())),
-            Err(err) if err.kind() == RequestErrorKind::NoResponders => Err(
-                RouterError::Unavailable(format!("node {target} does not answer")),
-            ),
-            Err(err) => Err(RouterError::Unavailable(err.to_string())),
-        }
     }
 
-    /// Nodes heard from within the node timeout (this one excluded).
-    pub(super) fn alive_nodes(&self) -> Vec<NodeId> {
-        let timeout = self.config.node_timeout.0;
-        self.peers()
-            .alive(timeout)
-            .map(|(node, _)| node.clone())
-            .collect()
-    }
-
-    /// True when some peer reports membership of an initialized cluster.
-    pub(super) fn cluster_seen(&self) -> bool {
-        self.peers()
-            .alive(self.config.node_timeout.0)
-            .any(|(_, hello)| hello.in_cluster)
-    }
-
-    pub(super) fn peers(&self) -> std::sync::MutexGuard<'_, super::Peers> {
-        self.peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Runs [`Inner::come_up`] unless an attempt is already running.
-    pub(super) fn come_up_in_background(self: Arc<Self>) {
-        if self.coming_up.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        tokio::spawn(async move {
-            self.come_up().await;
-            self.coming_up.store(false, Ordering::Release);
-        });
-    }
-
-    /// Commits this node's `NodeUp` once it is a member, then opens it for registrations.
-    pub(super) async fn come_up(&self) {
-        let epoch = self.sessions.fresh_epoch().max(self.incarnation);
-        let command = DirectoryCommand::NodeUp {
-            node: self.node.clone(),
-            epoch,
-        };
-        match self.call_leader(ControlRequest::Write(command)).await {
-            Ok(ControlResponse::Written(_)) => {
-                // Wait until our own replica applied it, so reads here see it.
-                let _ = self
-                    .raft
-                    .wait(Some(Duration::from_secs(5)))
-                    .metrics(
-                        |m| m.last_applied.map(|l| l.index) >= m.last_log_index,
-                        "applied our log",
-                    )
-                    .await;
-                self.node_up.store(true, Ordering::Release);
-                info!("this node is up in the directory");
-            }
-            Ok(other) => warn!(answer = ?other, "NodeUp refused"),
-            Err(err) => debug!(error = %err, "NodeUp failed; retrying"),
-        }
+    async fn call_with_timeout(
+        &self,
+        target: RaftId,
+        request: &ControlRequest,
+        timeout: Duration,
+    ) -> Result<ControlResponse, RouterError> {
+        let bus = &self.core.bus;
+        let answer = bus
+            .request(
+                bus.subjects().control(target),
+                &wire::encode(request),
+                timeout,
+            )
+            .await
+            .map_err(|err| match err {
+                RequestError::NoResponders => {
+                    RouterError::Unavailable(format!("node {target} does not answer"))
+                }
+                other => RouterError::Unavailable(other.to_string()),
+            })?;
+        wire::decode(&answer).map_err(|err| {
+            bus.reject(SubjectKind::Reply, RejectReason::Malformed, &err);
+            RouterError::Unavailable(err.to_string())
+        })
     }
 }

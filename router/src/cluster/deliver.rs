@@ -12,14 +12,17 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use oort_common::cluster::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Owner, REQUEST_ID_HEADER,
-    decode_framed, decode_records, encode_framed,
+    SubjectKind, decode_framed, decode_records, encode_framed,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
 use tokio::sync::oneshot;
 use tracing::{debug, debug_span, info, warn};
 
-use super::Inner;
-use crate::request::DeliveryRequest;
+use super::bus::RejectReason;
+use super::control::Control;
+use super::core::Core;
+use super::owner_link::{LinkAnswer, OwnerLinks};
+use crate::request::{DeliveryRequest, LocalSessions};
 
 /// Keys per request to one owner, so a huge fan-out stays below NATS's maximum payload.
 const KEYS_PER_REQUEST: usize = 4096;
@@ -39,9 +42,43 @@ struct Plan {
 }
 
 /// Target indexes handed to an owner's link, and where its answer will come.
-type Sent = Vec<(Vec<usize>, oneshot::Receiver<Vec<DeliveryStatus>>)>;
+type Sent = Vec<(Vec<usize>, oneshot::Receiver<LinkAnswer>)>;
 
-impl Inner {
+/// Routes sends to the owners of their sessions, and serves deliveries from other nodes.
+pub(crate) struct Delivery {
+    core: Arc<Core>,
+    control: Arc<Control>,
+    sessions: Arc<dyn LocalSessions>,
+    owner_links: OwnerLinks,
+    /// Log each delivery made for another node (with its request id).
+    log_deliveries: bool,
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        control: Arc<Control>,
+        sessions: Arc<dyn LocalSessions>,
+        log_deliveries: bool,
+    ) -> Self {
+        let owner_links = OwnerLinks::new(
+            core.bus.clone(),
+            core.config.route_timeout.0,
+            (
+                core.metrics.deliveries_forwarded.clone(),
+                core.metrics.delivery_requests.clone(),
+            ),
+            core.stop.clone(),
+        );
+        Self {
+            core,
+            control,
+            sessions,
+            owner_links,
+            log_deliveries,
+        }
+    }
+
     /// Delivers `request` wherever its targets are held; statuses line up with the targets.
     pub(super) async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
         self.deliver_all(std::slice::from_ref(request))
@@ -137,9 +174,9 @@ impl Inner {
         if self.sessions.holds(key.as_str()) {
             return Route::Local;
         }
-        match self.directory.owner(key.as_str()) {
+        match self.core.directory.owner(key.as_str()) {
             // The replica says here but the table does not: the session just ended.
-            Some(owner) if owner.node == self.node => Route::Unknown,
+            Some(owner) if owner.node == self.core.node => Route::Unknown,
             Some(owner) => Route::Remote(owner.node),
             None => Route::Unknown,
         }
@@ -160,17 +197,22 @@ impl Inner {
             return;
         }
         let keys = unknown.iter().map(|&i| targets[i].clone()).collect();
-        match self.call_leader(ControlRequest::Lookup { keys }).await {
+        match self
+            .control
+            .call_leader(ControlRequest::Lookup { keys })
+            .await
+        {
             Ok(ControlResponse::Owners(owners)) => {
+                let here = &self.core.node;
                 for (index, owner) in unknown.iter().zip(owners) {
                     routes[*index] = match owner {
                         Some(owner)
-                            if owner.node == self.node
+                            if owner.node == *here
                                 && self.sessions.holds(targets[*index].as_str()) =>
                         {
                             Route::Local
                         }
-                        Some(owner) if owner.node != self.node => Route::Remote(owner.node),
+                        Some(owner) if owner.node != *here => Route::Remote(owner.node),
                         _ => Route::Unknown,
                     };
                 }
@@ -189,6 +231,14 @@ impl Inner {
     /// take them in call order.
     fn send_remote(&self, request: &DeliveryRequest, remote: &HashMap<NodeId, Vec<usize>>) -> Sent {
         let mut sent = Vec::new();
+        if !self.core.nats.is_connected() {
+            // Without NATS nothing can be sent: every remote target is `owner_unreachable`
+            // (the answer channels close at once), not `owner_timeout` after a wait.
+            for indexes in remote.values() {
+                sent.push((indexes.clone(), oneshot::channel().1));
+            }
+            return sent;
+        }
         for (node, indexes) in remote {
             for chunk in indexes.chunks(KEYS_PER_REQUEST) {
                 let header = DeliverHeader {
@@ -213,8 +263,10 @@ impl Inner {
         statuses: &mut [DeliveryStatus],
     ) {
         let keys: Vec<SessionKey> = moved.iter().map(|&i| request.targets[i].clone()).collect();
-        let Ok(ControlResponse::Owners(owners)) =
-            self.call_leader(ControlRequest::Lookup { keys }).await
+        let Ok(ControlResponse::Owners(owners)) = self
+            .control
+            .call_leader(ControlRequest::Lookup { keys })
+            .await
         else {
             return;
         };
@@ -222,7 +274,7 @@ impl Inner {
         let mut local = Vec::new();
         for (index, owner) in moved.iter().zip(owners) {
             match owner {
-                Some(Owner { node, .. }) if node == self.node => local.push(*index),
+                Some(Owner { node, .. }) if node == self.core.node => local.push(*index),
                 Some(Owner { node, .. }) => remote.entry(node).or_default().push(*index),
                 None => {}
             }
@@ -249,10 +301,18 @@ impl Inner {
 async fn collect(sent: Sent, statuses: &mut [DeliveryStatus], request_id: &str) -> Vec<usize> {
     let mut moved = Vec::new();
     for (chunk, answer) in sent {
-        let answer = answer.await.ok().unwrap_or_else(|| {
-            debug!(request_id, "owner unreachable");
-            vec![DeliveryStatus::OwnerUnreachable; chunk.len()]
-        });
+        let answer = match answer.await {
+            Ok(Ok(statuses)) => statuses,
+            Ok(Err(status)) => {
+                debug!(
+                    request_id,
+                    status = status.as_str(),
+                    "owner gave no statuses"
+                );
+                vec![status; chunk.len()]
+            }
+            Err(_) => vec![DeliveryStatus::OwnerUnreachable; chunk.len()],
+        };
         for (position, index) in chunk.iter().enumerate() {
             let status = answer
                 .get(position)
@@ -267,70 +327,84 @@ async fn collect(sent: Sent, statuses: &mut [DeliveryStatus], request_id: &str) 
     moved
 }
 
-/// Answers deliveries addressed to this node, in arrival order (a backend's consecutive sends
-/// to one session keep their order).
-pub(super) async fn serve(inner: Arc<Inner>) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = inner
-        .nats
-        .subscribe(inner.subjects.deliver(inner.raft_id))
-        .await?;
-    let mut broadcasts = inner.nats.subscribe(inner.subjects.broadcast()).await?;
-    let stop = inner.stop.clone();
-    let server = inner.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(message) = super::next_message(&mut requests, &stop).await else {
-                break;
-            };
-            let answers = server.deliver_batch_here(&message.payload);
-            if let Some(reply_to) = message.reply
-                && let Err(err) = server
-                    .nats
-                    .publish(reply_to, wire::encode(&answers).into())
-                    .await
-            {
-                debug!(error = %err, "cannot answer a delivery");
+impl Delivery {
+    /// Answers deliveries addressed to this node, in arrival order (a backend's consecutive
+    /// sends to one session keep their order), and broadcasts.
+    pub(crate) async fn serve(self: &Arc<Self>) -> Result<(), async_nats::SubscribeError> {
+        let core = &self.core;
+        let subjects = core.bus.subjects();
+        let mut requests = core
+            .bus
+            .subscribe(subjects.deliver(core.raft_id), SubjectKind::Deliver)
+            .await?;
+        let mut broadcasts = core
+            .bus
+            .subscribe(subjects.broadcast(), SubjectKind::Broadcast)
+            .await?;
+        let server = self.clone();
+        tokio::spawn(async move {
+            let stop = server.core.stop.clone();
+            while let Some(message) = requests.next(&stop).await {
+                let answers = server.deliver_batch_here(&message.body);
+                if let Some(reply_to) = message.reply {
+                    server
+                        .core
+                        .bus
+                        .answer(reply_to, &wire::encode(&answers))
+                        .await;
+                }
             }
-        }
-    });
-    let stop = inner.stop.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(message) = super::next_message(&mut broadcasts, &stop).await else {
-                break;
-            };
-            match decode_framed::<BroadcastHeader>(&message.payload) {
-                Ok((header, data)) => match Payload::new(header.kind, data) {
-                    Ok(payload) => {
-                        let reached = inner.sessions.broadcast(&payload);
-                        debug!(origin = %header.origin, reached, request_id = %request_id_of(message.headers.as_ref()), "broadcast");
-                    }
-                    Err(err) => warn!(error = %err, "broadcast with an invalid payload"),
-                },
-                Err(err) => warn!(error = %err, "undecodable broadcast"),
+        });
+        let server = self.clone();
+        tokio::spawn(async move {
+            let stop = server.core.stop.clone();
+            while let Some(message) = broadcasts.next(&stop).await {
+                server.broadcast_here(&message.body, message.headers.as_ref());
             }
+        });
+        Ok(())
+    }
+
+    fn broadcast_here(&self, body: &Bytes, headers: Option<&HeaderMap>) {
+        let reject = |err: &dyn std::fmt::Display| {
+            self.core
+                .bus
+                .reject(SubjectKind::Broadcast, RejectReason::Malformed, err)
+        };
+        match decode_framed::<BroadcastHeader>(body) {
+            Ok((header, data)) => match Payload::new(header.kind, data) {
+                Ok(payload) => {
+                    let reached = self.sessions.broadcast(&payload);
+                    debug!(origin = %header.origin, reached, request_id = %request_id_of(headers), "broadcast");
+                }
+                Err(err) => reject(&err),
+            },
+            Err(err) => reject(&err),
         }
-    });
-    Ok(())
+    }
 }
 
-impl Inner {
+impl Delivery {
     /// Delivers each delivery of a batch another node sent; one status list per delivery (an
-    /// undecodable one gets an empty list, which its sender reads as `owner_unreachable`).
+    /// undecodable one gets an empty list, which its sender reads as `owner_timeout`).
     fn deliver_batch_here(&self, bytes: &Bytes) -> Vec<Vec<DeliveryStatus>> {
         let records = match decode_records(bytes) {
             Ok(records) => records,
             Err(err) => {
-                warn!(error = %err, "undecodable delivery batch");
+                self.core
+                    .bus
+                    .reject(SubjectKind::Deliver, RejectReason::Malformed, &err);
                 return Vec::new();
             }
         };
         records
             .iter()
             .map(|record| {
-                let Ok((header, data)) = decode_framed::<DeliverHeader>(record)
-                    .inspect_err(|err| warn!(error = %err, "undecodable delivery"))
-                else {
+                let Ok((header, data)) = decode_framed::<DeliverHeader>(record).inspect_err(|err| {
+                    self.core
+                        .bus
+                        .reject(SubjectKind::Deliver, RejectReason::Malformed, err)
+                }) else {
                     return Vec::new();
                 };
                 let span = debug_span!("deliver", request_id = %header.request_id);
@@ -353,7 +427,9 @@ impl Inner {
                 .sessions
                 .deliver(&header.targets, &payload, &header.mode),
             Err(err) => {
-                warn!(error = %err, "delivery with an invalid payload");
+                self.core
+                    .bus
+                    .reject(SubjectKind::Deliver, RejectReason::Invalid, &err);
                 vec![DeliveryStatus::NotFound; header.targets.len()]
             }
         }
@@ -367,20 +443,18 @@ impl Inner {
     ) -> Result<(), crate::RouterError> {
         let header = BroadcastHeader {
             kind: payload.kind(),
-            origin: self.node.clone(),
+            origin: self.core.node.clone(),
         };
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, request_id);
-        self.nats
-            .publish_with_headers(
-                self.subjects.broadcast(),
-                headers,
-                encode_framed(&header, payload.data()).into(),
-            )
-            .await
-            .map_err(|err| {
-                crate::RouterError::Unavailable(format!("broadcast not published: {err}"))
-            })
+        let bus = &self.core.bus;
+        bus.publish_with_headers(
+            bus.subjects().broadcast(),
+            headers,
+            &encode_framed(&header, payload.data()),
+        )
+        .await
+        .map_err(|err| crate::RouterError::Unavailable(format!("broadcast not published: {err}")))
     }
 }
 

@@ -1,138 +1,467 @@
 //! Discovery and membership. Every node announces itself on `oort.<cluster>.hello`; a node
 //! outside the cluster bootstraps it (when `bootstrap_expect` nodes are seen and none has a
 //! cluster) or asks the leader to join; the leader keeps `voters` voters, adds learners,
-//! replaces voters that went silent, and purges the sessions of nodes that are gone.
+//! replaces voters that left or died without ever giving up the quorum, and purges the
+//! sessions of nodes that are gone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use futures_util::StreamExt;
 use oort_common::cluster::{
-    ControlRequest, ControlResponse, DirectoryCommand, Hello, NodeInfo, raft_id,
+    ControlRequest, ControlResponse, DirectoryCommand, Hello, NodeInfo, SubjectKind, raft_id,
 };
 use oort_common::{NodeId, wire};
-use openraft::{ChangeMembers, ServerState};
-use tracing::{debug, info, warn};
+use openraft::ServerState;
+use tracing::{debug, error, info, warn};
 
-use super::Inner;
+use super::bus::RejectReason;
+use super::control::Control;
+use super::core::Core;
+use super::peers::PeerTable;
 use super::types::RaftId;
 use crate::RouterError;
+use crate::epochs::EpochSource;
 
-/// What this node has heard from the others.
-#[derive(Default)]
-pub(crate) struct Peers {
-    seen: HashMap<NodeId, (Instant, Hello)>,
+/// A node whose announcements stopped this many node timeouts ago is forgotten, and a node
+/// the directory lists as down is dropped from it.
+const FORGET_AFTER_TIMEOUTS: u32 = 6;
+
+/// Membership state of this node, and the loops that keep it.
+pub(crate) struct Membership {
+    core: Arc<Core>,
+    control: Arc<Control>,
+    pub peers: Arc<PeerTable>,
+    epochs: Arc<EpochSource>,
+    /// Our `NodeUp` is committed and applied here: registrations may flow.
+    node_up: AtomicBool,
+    /// A `NodeUp` attempt is running.
+    coming_up: AtomicBool,
+    /// Draining: announced as leaving, takes no new registrations.
+    leaving: AtomicBool,
+    /// This node may campaign (see [`ElectionGate`]).
+    pub elections_enabled: AtomicBool,
+    started: Instant,
 }
 
-impl Peers {
-    fn record(&mut self, hello: Hello) {
-        self.seen
-            .insert(hello.node.clone(), (Instant::now(), hello));
+impl Membership {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        control: Arc<Control>,
+        peers: Arc<PeerTable>,
+        epochs: Arc<EpochSource>,
+    ) -> Self {
+        Self {
+            core,
+            control,
+            peers,
+            epochs,
+            node_up: AtomicBool::new(false),
+            coming_up: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            elections_enabled: AtomicBool::new(false),
+            started: Instant::now(),
+        }
     }
 
-    /// Peers heard from within `timeout` that are not leaving.
-    pub(crate) fn alive(&self, timeout: Duration) -> impl Iterator<Item = (&NodeId, &Hello)> {
-        self.seen
-            .iter()
-            .filter(move |(_, (at, hello))| at.elapsed() < timeout && !hello.leaving)
-            .map(|(node, (_, hello))| (node, hello))
+    /// True once this node is up in the directory (and not leaving).
+    pub(crate) fn is_up(&self) -> bool {
+        self.node_up.load(Ordering::Acquire) && !self.is_leaving()
     }
 
-    /// Peers that announced they are leaving.
-    fn leaving(&self) -> Vec<NodeId> {
-        self.seen
-            .iter()
-            .filter(|(_, (_, hello))| hello.leaving)
-            .map(|(node, _)| node.clone())
-            .collect()
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
     }
 
-    /// When each peer was last heard from.
-    pub(crate) fn last_seen(&self) -> BTreeMap<NodeId, (Duration, u64)> {
-        self.seen
-            .iter()
-            .map(|(node, (at, hello))| (node.clone(), (at.elapsed(), hello.applied)))
-            .collect()
+    /// The cluster declared this node down: it must come up again before registering.
+    pub(crate) fn declared_down(&self) {
+        self.node_up.store(false, Ordering::Release);
     }
 
-    fn forget_older_than(&mut self, age: Duration) {
-        self.seen.retain(|_, (at, _)| at.elapsed() < age);
+    /// Listens to announcements from now on.
+    pub(crate) async fn listen(self: &Arc<Self>) -> Result<(), RouterError> {
+        let core = &self.core;
+        let mut inbox = core
+            .bus
+            .subscribe(core.bus.subjects().hello(), SubjectKind::Hello)
+            .await
+            .map_err(|err| {
+                RouterError::Unavailable(format!("cannot subscribe for announcements: {err}"))
+            })?;
+        let membership = self.clone();
+        let stop = core.stop.clone();
+        tokio::spawn(async move {
+            while let Some(message) = inbox.next(&stop).await {
+                match wire::decode::<Hello>(&message.body) {
+                    Ok(hello) => membership.peers.record(hello),
+                    Err(err) => membership.core.bus.reject(
+                        SubjectKind::Hello,
+                        RejectReason::Malformed,
+                        &err,
+                    ),
+                }
+            }
+        });
+        Ok(())
     }
-}
 
-/// Starts listening to announcements and the periodic membership work.
-pub(super) async fn start(inner: Arc<Inner>) -> Result<(), RouterError> {
-    let mut hellos = inner
-        .nats
-        .subscribe(inner.subjects.hello())
-        .await
-        .map_err(|err| {
-            RouterError::Unavailable(format!("cannot subscribe for announcements: {err}"))
-        })?;
-    let listener = inner.clone();
-    tokio::spawn(async move {
-        while let Some(message) = hellos.next().await {
-            match wire::decode::<Hello>(&message.payload) {
-                Ok(hello) if hello.node != listener.node => listener.peers().record(hello),
-                Ok(_) => {}
-                Err(err) => debug!(error = %err, "undecodable announcement"),
+    /// Waits until no other process announces this node's id: for two heartbeats at first,
+    /// then for as long as one does (it may be a previous run still shutting down). Two
+    /// processes with one id would answer each other's raft traffic and corrupt the directory.
+    pub(crate) async fn wait_until_unique(&self) {
+        let core = &self.core;
+        let heartbeat = core.config.heartbeat_interval.0;
+        let window = core.config.node_timeout.0;
+        tokio::time::sleep(heartbeat * 2).await;
+        let mut complained = false;
+        while let Some(incarnation) = self.peers.impostor_within(window) {
+            if !complained {
+                error!(
+                    node = %core.node,
+                    other_incarnation = %incarnation,
+                    "another process is running with this node_id; this one stays not ready until it is gone (give every node a unique cluster.node_id)"
+                );
+                complained = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(heartbeat) => {}
+                () = core.stop.cancelled() => return,
             }
         }
-    });
-    tokio::spawn(run(inner));
-    Ok(())
-}
-
-async fn run(inner: Arc<Inner>) {
-    tokio::spawn(announce_forever(inner.clone()));
-    let mut tick = tokio::time::interval(inner.config.heartbeat_interval.0);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut bootstrap_view: Option<(BTreeSet<NodeId>, u32)> = None;
-    let mut last_leader = None;
-    let mut elections = ElectionGate::new(&inner);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = inner.stop.cancelled() => return,
-        }
-        inner
-            .peers()
-            .forget_older_than(inner.config.node_timeout.0 * 6);
-        let leader = inner.leader();
-        if leader != last_leader {
-            if leader.is_some() {
-                inner.metrics.leader_changes.increment(1);
-            }
-            info!(leader = ?leader.and_then(|id| inner.member_name(id)), "leader changed");
-            last_leader = leader;
-        }
-        elections.update(&inner);
-        if !is_member(&inner) {
-            join_or_bootstrap(&inner, &mut bootstrap_view).await;
-            continue;
-        }
-        bootstrap_view = None;
-        if !inner.node_up.load(Ordering::Acquire) && !inner.leaving.load(Ordering::Acquire) {
-            // Not awaited here: announcing and leader duties must go on while it is retried.
-            inner.clone().come_up_in_background();
-        }
-        if inner.is_leader() {
-            maintain(&inner).await;
+        if complained {
+            info!("the other process with this node_id is gone");
         }
     }
-}
 
-/// Announces this node every heartbeat interval, whatever else is going on.
-async fn announce_forever(inner: Arc<Inner>) {
-    let mut tick = tokio::time::interval(inner.config.heartbeat_interval.0);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => announce(&inner).await,
-            () = inner.stop.cancelled() => return,
+    /// Starts announcing this node and the periodic membership work.
+    pub(crate) fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().announce_forever());
+        tokio::spawn(self.clone().run());
+    }
+
+    async fn run(self: Arc<Self>) {
+        let core = self.core.clone();
+        let mut tick = tokio::time::interval(core.config.heartbeat_interval.0);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bootstrap_view: Option<(BTreeSet<NodeId>, u32)> = None;
+        let mut last_leader = None;
+        let mut elections = ElectionGate::new(&self);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = core.stop.cancelled() => return,
+            }
+            self.peers
+                .forget_older_than(core.config.node_timeout.0 * FORGET_AFTER_TIMEOUTS);
+            let leader = core.leader();
+            if leader != last_leader {
+                if leader.is_some() {
+                    core.metrics.leader_changes.increment(1);
+                }
+                info!(leader = ?leader.and_then(|id| core.member_name(id)), "leader changed");
+                last_leader = leader;
+            }
+            elections.update(&self);
+            if !core.nats.is_connected() {
+                continue;
+            }
+            if !core.is_member() {
+                self.join_or_bootstrap(&mut bootstrap_view).await;
+                continue;
+            }
+            bootstrap_view = None;
+            if !self.node_up.load(Ordering::Acquire) && !self.is_leaving() {
+                // Not awaited here: announcing and leader duties must go on while it is retried.
+                self.clone().come_up_in_background();
+            }
+            if core.is_leader() {
+                self.maintain().await;
+            }
         }
+    }
+
+    /// Announces this node every heartbeat interval, whatever else is going on.
+    async fn announce_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.core.config.heartbeat_interval.0);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.announce().await,
+                () = self.core.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Publishes this node's announcement.
+    pub(crate) async fn announce(&self) {
+        let core = &self.core;
+        let metrics = core.raft.metrics().borrow().clone();
+        let hello = Hello {
+            node: core.node.clone(),
+            incarnation: core.incarnation,
+            in_cluster: metrics
+                .membership_config
+                .membership()
+                .get_node(&core.raft_id)
+                .is_some(),
+            leader: metrics.current_leader.and_then(|id| core.member_name(id)),
+            term: metrics.current_term,
+            applied: metrics.last_applied.map_or(0, |log| log.index),
+            leaving: self.is_leaving(),
+        };
+        if let Err(err) = core
+            .bus
+            .publish(core.bus.subjects().hello(), &wire::encode(&hello))
+            .await
+        {
+            debug!(error = %err, "cannot announce");
+        }
+    }
+
+    /// Outside the cluster: join it if one exists, else bootstrap it when this node is the one
+    /// to.
+    async fn join_or_bootstrap(&self, view: &mut Option<(BTreeSet<NodeId>, u32)>) {
+        let core = &self.core;
+        let timeout = core.config.node_timeout.0;
+        if self.peers.cluster_seen(timeout) {
+            *view = None;
+            // The leader adds us as a learner; our raft learns the membership from it.
+            if let Some(leader) = self.peers.announced_leader(timeout) {
+                let request = ControlRequest::Join {
+                    node: core.node.clone(),
+                };
+                match self.control.call(raft_id(&leader), &request).await {
+                    Ok(ControlResponse::Done) => debug!(%leader, "join accepted"),
+                    Ok(other) => debug!(answer = ?other, "join not accepted yet"),
+                    Err(err) => debug!(error = %err, "join failed"),
+                }
+            }
+            return;
+        }
+        let mut nodes: BTreeSet<NodeId> = self.peers.alive_names(timeout).into_iter().collect();
+        nodes.insert(core.node.clone());
+        if nodes.len() < core.config.bootstrap_expect {
+            *view = None;
+            return;
+        }
+        // The view must hold still for a few announcements before anyone acts on it, so that
+        // every node has had time to hear every other.
+        let stable = match view {
+            Some((previous, count)) if *previous == nodes => {
+                *count += 1;
+                *count
+            }
+            _ => {
+                *view = Some((nodes.clone(), 1));
+                1
+            }
+        };
+        // The first voters: the lowest ids, no more than `voters`; the others join as learners.
+        let first_voters = core.config.bootstrap_expect.min(core.config.voters);
+        let members: Vec<NodeId> = nodes.iter().take(first_voters).cloned().collect();
+        if members.first() != Some(&core.node) || stable < 3 {
+            return;
+        }
+        self.bootstrap(members).await;
+    }
+
+    /// Asks every proposed member for its grant, and initializes raft only with all of them.
+    async fn bootstrap(&self, members: Vec<NodeId>) {
+        let core = &self.core;
+        let request = ControlRequest::BootstrapGrant {
+            candidate: core.node.clone(),
+            members: members.clone(),
+        };
+        for member in &members {
+            let granted = if *member == core.node {
+                matches!(
+                    self.control.handle(request.clone()).await,
+                    ControlResponse::Grant(true)
+                )
+            } else {
+                matches!(
+                    self.control.call(raft_id(member), &request).await,
+                    Ok(ControlResponse::Grant(true))
+                )
+            };
+            if !granted {
+                info!(%member, "bootstrap not granted; waiting");
+                return;
+            }
+        }
+        let voters: BTreeMap<RaftId, NodeInfo> = members
+            .iter()
+            .map(|member| {
+                let info = NodeInfo {
+                    name: member.to_string(),
+                };
+                (raft_id(member), info)
+            })
+            .collect();
+        match core.raft.initialize(voters).await {
+            Ok(()) => info!(members = ?members, "bootstrapped the cluster"),
+            Err(err) => warn!(error = %err, "bootstrap failed"),
+        }
+    }
+
+    /// Runs [`Self::come_up`] unless an attempt is already running.
+    fn come_up_in_background(self: Arc<Self>) {
+        if self.coming_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async move {
+            self.come_up().await;
+            self.coming_up.store(false, Ordering::Release);
+        });
+    }
+
+    /// Commits this node's `NodeUp` once it is a member, then opens it for registrations.
+    async fn come_up(&self) {
+        let core = &self.core;
+        if self
+            .peers
+            .impostor_within(core.config.node_timeout.0)
+            .is_some()
+        {
+            // `wait_until_unique` let this node start, but another process with its id has
+            // appeared since: neither may come up.
+            warn!("another process announces this node_id; not coming up");
+            return;
+        }
+        let command = DirectoryCommand::NodeUp {
+            node: core.node.clone(),
+            epoch: self.epochs.next(),
+        };
+        match self
+            .control
+            .call_leader(ControlRequest::Write(command))
+            .await
+        {
+            Ok(ControlResponse::Written { index, .. }) => {
+                // Wait until our own replica applied it, so reads here see it.
+                let _ = core
+                    .raft
+                    .wait(Some(core.config.route_timeout.0))
+                    .applied_index_at_least(Some(index), "our NodeUp")
+                    .await;
+                self.node_up.store(true, Ordering::Release);
+                info!("this node is up in the directory");
+            }
+            Ok(other) => warn!(answer = ?other, "NodeUp refused"),
+            Err(err) => debug!(error = %err, "NodeUp failed; retrying"),
+        }
+    }
+
+    /// Enters the draining state: no more registrations, announced as leaving.
+    pub(crate) async fn start_leaving(&self) {
+        self.leaving.store(true, Ordering::Release);
+        self.announce().await;
+    }
+
+    /// The leader's periodic membership work. Each step returns after a change: one
+    /// membership change at a time, re-evaluated on the next tick.
+    async fn maintain(&self) {
+        let core = &self.core;
+        if core.raft.metrics().borrow().state != ServerState::Leader {
+            return;
+        }
+        let timeout = core.config.node_timeout.0;
+        let membership = core.membership();
+        let names: BTreeMap<RaftId, NodeId> = membership
+            .nodes()
+            .map(|(id, info)| (*id, NodeId::from(info.name.as_str())))
+            .collect();
+
+        // Members announcing that they leave go at once.
+        for (node, incarnation) in self.peers.leaving() {
+            let listed = names.contains_key(&raft_id(&node))
+                || core.directory.nodes().get(&node).is_some_and(|r| r.up);
+            if listed {
+                let request = ControlRequest::Leave { node, incarnation };
+                let _ = self.control.handle(request).await;
+                return;
+            }
+        }
+        // Nobody is judged dead until this node has had a node timeout, with NATS up, to hear
+        // from everyone: after a start, or after an outage of its own.
+        let judging = self.started.elapsed() >= timeout && core.nats.connected_for() >= timeout;
+        if judging && self.remove_silent_members(&names).await {
+            return;
+        }
+        if judging && self.tidy_directory(&names).await {
+            return;
+        }
+        // Alive nodes outside the membership become learners: new nodes asking to join, and
+        // restarted nodes whose stale log still lists them.
+        let outsider = self
+            .peers
+            .alive_names(timeout)
+            .into_iter()
+            .find(|node| !names.contains_key(&raft_id(node)));
+        if let Some(node) = outsider {
+            let _ = self.control.handle(ControlRequest::Join { node }).await;
+            return;
+        }
+        self.control.promote_if_needed().await;
+    }
+
+    /// Removes one member not heard from within the node timeout that does not answer a ping
+    /// either. Returns whether it did.
+    async fn remove_silent_members(&self, names: &BTreeMap<RaftId, NodeId>) -> bool {
+        let timeout = self.core.config.node_timeout.0;
+        let silent: Vec<RaftId> = names
+            .iter()
+            .filter(|(id, name)| {
+                **id != self.core.raft_id && !self.peers.heard_within(name, timeout)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if silent.is_empty() {
+            return false;
+        }
+        let answering = self.control.probe(&silent).await;
+        let Some(dead) = silent.iter().find(|id| !answering.contains(id)) else {
+            return false;
+        };
+        let Some(name) = names.get(dead).cloned() else {
+            return false;
+        };
+        warn!(node = %name, "removing a node that is gone");
+        let _ = self.control.remove_node(name, false).await;
+        true
+    }
+
+    /// Purges nodes the directory lists as up that are neither members nor alive, and drops
+    /// records of nodes down and gone for long. Returns whether it changed anything.
+    async fn tidy_directory(&self, names: &BTreeMap<RaftId, NodeId>) -> bool {
+        let core = &self.core;
+        let timeout = core.config.node_timeout.0;
+        for (name, record) in core.directory.nodes() {
+            let id = raft_id(&name);
+            if names.contains_key(&id) {
+                continue;
+            }
+            let command = if record.up && !self.peers.heard_within(&name, timeout) {
+                if !self.control.probe(&[id]).await.is_empty() {
+                    continue;
+                }
+                warn!(node = %name, "purging the sessions of a node that is gone");
+                DirectoryCommand::NodeDown { node: name }
+            } else if !record.up
+                && !self
+                    .peers
+                    .heard_within(&name, timeout * FORGET_AFTER_TIMEOUTS)
+            {
+                debug!(node = %name, "forgetting a node that is long gone");
+                DirectoryCommand::ForgetNode { node: name }
+            } else {
+                continue;
+            };
+            let _ = self.control.write_here(command).await;
+            return true;
+        }
+        false
     }
 }
 
@@ -142,258 +471,37 @@ async fn announce_forever(inner: Arc<Inner>) {
 /// node has heard from a leader, or until no peer has announced any leader for a few
 /// heartbeats (the whole cluster restarting), whichever comes first.
 struct ElectionGate {
-    enabled: bool,
     quiet_ticks: u32,
 }
 
 impl ElectionGate {
-    fn new(inner: &Inner) -> Self {
-        let restarted = is_member(inner);
-        if restarted {
-            inner.raft.runtime_config().elect(false);
-        }
-        Self {
-            enabled: !restarted,
-            quiet_ticks: 0,
-        }
+    fn new(membership: &Membership) -> Self {
+        let restarted = membership.core.is_member();
+        membership.core.raft.runtime_config().elect(!restarted);
+        membership
+            .elections_enabled
+            .store(!restarted, Ordering::Release);
+        Self { quiet_ticks: 0 }
     }
 
-    fn update(&mut self, inner: &Inner) {
-        if self.enabled {
+    fn update(&mut self, membership: &Membership) {
+        if membership.elections_enabled.load(Ordering::Acquire) {
             return;
         }
-        let leader_announced = inner
-            .peers()
-            .alive(inner.config.node_timeout.0)
-            .any(|(_, hello)| hello.leader.is_some());
+        let core = &membership.core;
+        let leader_announced = membership
+            .peers
+            .announced_leader(core.config.node_timeout.0)
+            .is_some();
         self.quiet_ticks = if leader_announced {
             0
         } else {
             self.quiet_ticks + 1
         };
-        if inner.leader().is_some() || self.quiet_ticks >= 5 {
-            inner.raft.runtime_config().elect(true);
-            self.enabled = true;
+        if core.leader().is_some() || self.quiet_ticks >= 5 {
+            core.raft.runtime_config().elect(true);
+            membership.elections_enabled.store(true, Ordering::Release);
             info!("elections enabled");
-        }
-    }
-}
-
-/// Publishes this node's announcement.
-pub(super) async fn announce(inner: &Inner) {
-    let metrics = inner.raft.metrics().borrow().clone();
-    let hello = Hello {
-        node: inner.node.clone(),
-        incarnation: inner.incarnation,
-        in_cluster: metrics
-            .membership_config
-            .membership()
-            .get_node(&inner.raft_id)
-            .is_some(),
-        leader: metrics.current_leader.and_then(|id| inner.member_name(id)),
-        term: metrics.current_term,
-        applied: metrics.last_applied.map_or(0, |log| log.index),
-        leaving: inner.leaving.load(Ordering::Acquire),
-    };
-    if let Err(err) = inner
-        .nats
-        .publish(inner.subjects.hello(), wire::encode(&hello).into())
-        .await
-    {
-        debug!(error = %err, "cannot announce");
-    }
-}
-
-fn is_member(inner: &Inner) -> bool {
-    inner
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&inner.raft_id)
-        .is_some()
-}
-
-/// Outside the cluster: join it if one exists, else bootstrap it when this node is the one to.
-async fn join_or_bootstrap(inner: &Inner, view: &mut Option<(BTreeSet<NodeId>, u32)>) {
-    if inner.cluster_seen() {
-        *view = None;
-        // The leader adds us as a learner; our raft learns the membership from it.
-        let leader = inner
-            .peers()
-            .alive(inner.config.node_timeout.0)
-            .find_map(|(_, hello)| hello.leader.clone());
-        if let Some(leader) = leader {
-            match inner
-                .call(
-                    raft_id(&leader),
-                    &ControlRequest::Join {
-                        node: inner.node.clone(),
-                    },
-                )
-                .await
-            {
-                Ok(ControlResponse::Done) => debug!(%leader, "join accepted"),
-                Ok(other) => debug!(answer = ?other, "join not accepted yet"),
-                Err(err) => debug!(error = %err, "join failed"),
-            }
-        }
-        return;
-    }
-    let mut nodes: BTreeSet<NodeId> = inner.alive_nodes().into_iter().collect();
-    nodes.insert(inner.node.clone());
-    if nodes.len() < inner.config.bootstrap_expect {
-        *view = None;
-        return;
-    }
-    // The view must hold still for a few announcements before anyone acts on it, so that
-    // every node has had time to hear every other.
-    let stable = match view {
-        Some((previous, count)) if *previous == nodes => {
-            *count += 1;
-            *count
-        }
-        _ => {
-            *view = Some((nodes.clone(), 1));
-            1
-        }
-    };
-    // The first voters: the lowest ids, no more than `voters`; the others join as learners.
-    let first_voters = inner.config.bootstrap_expect.min(inner.config.voters);
-    let members: Vec<NodeId> = nodes.iter().take(first_voters).cloned().collect();
-    if members.first() != Some(&inner.node) || stable < 3 {
-        return;
-    }
-    bootstrap(inner, members).await;
-}
-
-/// Asks every proposed member for its grant, and initializes raft only with all of them.
-async fn bootstrap(inner: &Inner, members: Vec<NodeId>) {
-    let request = ControlRequest::BootstrapGrant {
-        candidate: inner.node.clone(),
-        members: members.clone(),
-    };
-    for member in &members {
-        let granted = if *member == inner.node {
-            matches!(
-                inner.handle_control(request.clone()).await,
-                ControlResponse::Grant(true)
-            )
-        } else {
-            matches!(
-                inner.call(raft_id(member), &request).await,
-                Ok(ControlResponse::Grant(true))
-            )
-        };
-        if !granted {
-            info!(%member, "bootstrap not granted; waiting");
-            return;
-        }
-    }
-    let voters: BTreeMap<RaftId, NodeInfo> = members
-        .iter()
-        .map(|member| {
-            (
-                raft_id(member),
-                NodeInfo {
-                    name: member.to_string(),
-                },
-            )
-        })
-        .collect();
-    match inner.raft.initialize(voters).await {
-        Ok(()) => info!(members = ?members, "bootstrapped the cluster"),
-        Err(err) => warn!(error = %err, "bootstrap failed"),
-    }
-}
-
-/// The leader's periodic membership work. Each step returns early after a change: one
-/// membership change at a time, re-evaluated on the next tick.
-async fn maintain(inner: &Inner) {
-    let metrics = inner.raft.metrics().borrow().clone();
-    if metrics.state != ServerState::Leader {
-        return;
-    }
-    let membership = metrics.membership_config.membership().clone();
-    let timeout = inner.config.node_timeout.0;
-    let alive: BTreeSet<RaftId> = {
-        let peers = inner.peers();
-        peers
-            .alive(timeout)
-            .map(|(node, _)| raft_id(node))
-            .chain(std::iter::once(inner.raft_id))
-            .collect()
-    };
-    let leaving: Vec<NodeId> = inner.peers().leaving();
-    let names: BTreeMap<RaftId, NodeId> = membership
-        .nodes()
-        .map(|(id, info)| (*id, NodeId::from(info.name.as_str())))
-        .collect();
-
-    // Gone or leaving members are removed (and their sessions purged), once this node has
-    // been up long enough to have heard from everyone alive.
-    let judging = inner.started.elapsed() >= timeout;
-    for (id, name) in &names {
-        if !judging && !leaving.contains(name) {
-            continue;
-        }
-        if *id != inner.raft_id && (!alive.contains(id) || leaving.contains(name)) {
-            warn!(node = %name, "removing a node that is gone");
-            let _ = inner.remove_node(name.clone()).await;
-            return;
-        }
-    }
-    // Nodes up in the directory but no longer members or alive: purge their sessions.
-    let directory_nodes = inner.directory.nodes();
-    for (name, record) in directory_nodes {
-        let id = raft_id(&name);
-        if judging && record.up && !names.contains_key(&id) && !alive.contains(&id) {
-            warn!(node = %name, "purging the sessions of a node that is gone");
-            let _ = inner
-                .write_here(DirectoryCommand::NodeDown { node: name })
-                .await;
-            return;
-        }
-    }
-    // Alive nodes outside the membership become learners: new nodes asking to join, and
-    // restarted nodes whose stale log still lists them.
-    let outsiders: Vec<NodeId> = {
-        let peers = inner.peers();
-        peers
-            .alive(timeout)
-            .map(|(node, _)| node.clone())
-            .filter(|node| !names.contains_key(&raft_id(node)))
-            .collect()
-    };
-    if let Some(node) = outsiders.into_iter().next() {
-        let _ = inner.handle_control(ControlRequest::Join { node }).await;
-        return;
-    }
-    // Promote learners until there are enough voters (learners that caught up first).
-    let voters: BTreeSet<RaftId> = membership.voter_ids().collect();
-    if voters.len() < inner.config.voters {
-        let leader_index = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics.replication.clone().unwrap_or_default();
-        let ready = membership.learner_ids().find(|id| {
-            alive.contains(id)
-                && matched
-                    .get(id)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|log| log.index + 100 >= leader_index)
-        });
-        if let Some(learner) = ready {
-            let mut new_voters = voters.clone();
-            new_voters.insert(learner);
-            info!(node = ?names.get(&learner), "promoting a learner to voter");
-            if let Err(err) = inner
-                .raft
-                .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), true)
-                .await
-            {
-                warn!(error = %err, "promotion failed");
-            }
         }
     }
 }

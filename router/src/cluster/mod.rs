@@ -4,39 +4,58 @@
 //! A node needs only NATS URLs, a cluster name and a node id: it announces itself on
 //! `oort.<cluster>.hello`, the first `bootstrap_expect` nodes form the raft cluster, later
 //! nodes join as learners, and the leader keeps `voters` voters.
+//!
+//! The parts, each holding only what it uses: `Core` (identity, raft, replica, bus), `Control`
+//! (control requests, and following the leader), `Membership` (announcements, joining, the
+//! leader's upkeep), `Registrar` (group commit), `Delivery` (routing sends), and the leader
+//! watch (fast failover).
 
+mod bus;
 mod control;
+mod core;
 mod deliver;
+mod leader_watch;
 mod membership;
 mod network;
 mod owner_link;
+mod peers;
+mod raft_checks;
 mod registrar;
 mod status;
 pub mod store;
 pub mod types;
+mod voters;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::Client;
-use oort_common::cluster::{ControlRequest, ControlResponse, Owner, Subjects, raft_id};
+use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand, Owner, Subjects};
 use oort_common::config::ClusterConfig;
+use oort_common::envelope::Sealer;
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
-use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use bus::{RejectReason, RejectedCounters};
 pub use status::{ClusterStatus, MemberStatus};
 
 use crate::RouterError;
+use crate::epochs::EpochSource;
 use crate::request::{DeliveryRequest, LocalSessions};
-use membership::Peers;
-use owner_link::OwnerLinks;
+use control::Control;
+use core::{AppendClock, Core, NatsState};
+use deliver::Delivery;
+use membership::Membership;
+use peers::PeerTable;
 use registrar::Registrar;
-use store::{DirectoryReader, LogStore, StateMachine};
-use types::{Raft, RaftId};
+use store::{LogStore, StateMachine};
+use types::Raft;
+
+/// Applied commands waiting for the router at most; beyond, applying waits.
+const APPLIED_QUEUE: usize = 1024;
 
 /// What a clustered router needs besides the gateway's sessions.
 pub struct ClusterSettings {
@@ -46,6 +65,10 @@ pub struct ClusterSettings {
     pub node: NodeId,
     /// Where raft keeps its log and vote.
     pub data_dir: PathBuf,
+    /// Registration epochs (persisted beside the raft data).
+    pub epochs: Arc<EpochSource>,
+    /// The cluster secret that authenticates every message between nodes, if any.
+    pub secret: Option<Vec<u8>>,
     /// Log each delivery this node makes for another node (with its request id), as the
     /// access log does for API requests.
     pub log_deliveries: bool,
@@ -66,45 +89,23 @@ pub struct ClusterMetrics {
     pub deliveries_forwarded: metrics::Counter,
     /// NATS requests that carried them (forwarded / requests = the mean batch).
     pub delivery_requests: metrics::Counter,
+    /// Messages from NATS dropped before use, by subject kind and reason.
+    pub rejected: RejectedCounters,
 }
 
 /// A node of the cluster.
 #[derive(Clone)]
 pub struct ClusterRouter {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    node: NodeId,
-    raft_id: RaftId,
-    incarnation: Epoch,
-    config: ClusterConfig,
-    nats: Client,
-    subjects: Subjects,
-    raft: Raft,
-    directory: DirectoryReader,
-    sessions: Arc<dyn LocalSessions>,
-    peers: std::sync::Mutex<Peers>,
-    registrar: Registrar,
-    owner_links: OwnerLinks,
-    /// Our `NodeUp` is committed and applied here: registrations may flow.
-    node_up: AtomicBool,
-    /// A `NodeUp` attempt is running.
-    coming_up: AtomicBool,
-    nats_connected: Arc<AtomicBool>,
-    leaving: AtomicBool,
-    log_deliveries: bool,
-    /// When this router started: members are not judged gone before a node timeout has
-    /// passed, since a fresh leader has not heard anyone yet.
-    started: std::time::Instant,
-    /// The candidate this node granted a bootstrap to, and when (grants are exclusive).
-    bootstrap_grant: Mutex<Option<(NodeId, std::time::Instant)>>,
-    metrics: ClusterMetrics,
-    stop: CancellationToken,
+    core: Arc<Core>,
+    control: Arc<Control>,
+    membership: Arc<Membership>,
+    registrar: Arc<Registrar>,
+    delivery: Arc<Delivery>,
 }
 
 impl ClusterRouter {
-    /// Connects to NATS, opens the raft storage, starts raft and the membership agent.
+    /// Connects to NATS, opens the raft storage and starts raft. The node starts serving the
+    /// cluster in the background, once it is sure no other process uses its id.
     pub async fn start(
         settings: ClusterSettings,
         sessions: Arc<dyn LocalSessions>,
@@ -114,19 +115,23 @@ impl ClusterRouter {
             config,
             node,
             data_dir,
+            epochs,
+            secret,
             log_deliveries,
         } = settings;
-        let raft_id = raft_id(&node);
+        let raft_id = oort_common::cluster::raft_id(&node);
         let subjects = Subjects::new(&config.name);
-        let nats_connected = Arc::new(AtomicBool::new(false));
-        let nats = connect_nats(&config, &node, nats_connected.clone(), metrics.clone()).await?;
+        let nats_state = Arc::new(NatsState::default());
+        let nats = connect_nats(&config, &node, nats_state.clone(), metrics.clone()).await?;
+        let sealer = Sealer::new(secret.as_deref(), &config.name);
+        let bus = bus::Bus::new(nats.clone(), subjects, sealer, metrics.rejected.clone());
         let log_store = LogStore::open(&data_dir).map_err(|err| {
             RouterError::Unavailable(format!(
                 "cannot open raft storage in {}: {err}",
                 data_dir.display()
             ))
         })?;
-        let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = mpsc::channel(APPLIED_QUEUE);
         // The state machine starts from the snapshot saved beside the log, so a node whose log
         // was purged behind a snapshot restarts without the purged entries.
         let state_machine = StateMachine::open(&log_store, Some(applied_tx))
@@ -135,101 +140,122 @@ impl ClusterRouter {
                 RouterError::Unavailable(format!("cannot open the directory snapshot: {err}"))
             })?;
         let directory = state_machine.reader();
-        let raft_config = raft_config(&config)?;
-        let network = network::NatsNetwork {
-            nats: nats.clone(),
-            subjects: subjects.clone(),
-        };
+        let network = network::NatsNetwork { bus: bus.clone() };
         let raft = Raft::new(
             raft_id,
-            Arc::new(raft_config),
+            Arc::new(raft_config(&config)?),
             network,
             log_store,
             state_machine,
         )
         .await
         .map_err(|err| RouterError::Unavailable(format!("cannot start raft: {err}")))?;
-        let incarnation = sessions.fresh_epoch();
-        let stop = CancellationToken::new();
-        let owner_links = OwnerLinks::new(
-            nats.clone(),
-            subjects.clone(),
-            config.route_timeout.0,
-            (
-                metrics.deliveries_forwarded.clone(),
-                metrics.delivery_requests.clone(),
-            ),
-            stop.clone(),
-        );
-        let inner = Arc::new(Inner {
-            registrar: Registrar::new(),
-            owner_links,
+        let incarnation = epochs.next();
+        let core = Arc::new(Core {
             node: node.clone(),
             raft_id,
             incarnation,
             config,
-            nats: nats.clone(),
-            subjects: subjects.clone(),
-            raft: raft.clone(),
+            raft,
             directory,
-            sessions,
-            peers: std::sync::Mutex::new(Peers::default()),
-            node_up: AtomicBool::new(false),
-            coming_up: AtomicBool::new(false),
-            nats_connected,
-            leaving: AtomicBool::new(false),
-            log_deliveries,
-            started: std::time::Instant::now(),
-            bootstrap_grant: Mutex::new(None),
+            bus,
             metrics,
-            stop,
+            nats: nats_state,
+            last_append: AppendClock::default(),
+            stop: CancellationToken::new(),
         });
-        network::serve(nats.clone(), subjects.raft(raft_id), raft)
-            .await
-            .map_err(|err| RouterError::Unavailable(format!("cannot subscribe for raft: {err}")))?;
-        control::serve(inner.clone()).await.map_err(|err| {
-            RouterError::Unavailable(format!("cannot subscribe for control: {err}"))
-        })?;
-        deliver::serve(inner.clone()).await.map_err(|err| {
-            RouterError::Unavailable(format!("cannot subscribe for deliveries: {err}"))
-        })?;
-        membership::start(inner.clone()).await?;
-        registrar::start(inner.clone());
-        tokio::spawn(watch_applied(inner.clone(), applied_rx));
+        let peers = Arc::new(PeerTable::new(node.clone(), incarnation));
+        let control = Arc::new(Control::new(core.clone(), peers.clone()));
+        let membership = Arc::new(Membership::new(
+            core.clone(),
+            control.clone(),
+            peers,
+            epochs,
+        ));
+        let registrar = Arc::new(Registrar::new());
+        let delivery = Arc::new(Delivery::new(
+            core.clone(),
+            control.clone(),
+            sessions.clone(),
+            log_deliveries,
+        ));
+        membership.listen().await?;
+        let router = Self {
+            core,
+            control,
+            membership,
+            registrar,
+            delivery,
+        };
+        tokio::spawn(router.clone().serve_when_unique(sessions, applied_rx));
         info!(node = %node, raft_id, "cluster router started");
-        Ok(Self { inner })
+        Ok(router)
+    }
+
+    /// Joins the cluster's traffic once no other process announces this node's id.
+    async fn serve_when_unique(
+        self,
+        sessions: Arc<dyn LocalSessions>,
+        applied: mpsc::Receiver<(u64, DirectoryCommand)>,
+    ) {
+        self.membership.wait_until_unique().await;
+        if self.core.stop.is_cancelled() {
+            return;
+        }
+        let subscribed = async {
+            network::serve(self.core.clone()).await?;
+            self.control.serve().await?;
+            self.delivery.serve().await
+        };
+        if let Err(err) = subscribed.await {
+            warn!(error = %err, "cannot subscribe to the cluster's subjects; this node stays not ready");
+            return;
+        }
+        self.membership.start();
+        registrar::start(
+            self.core.clone(),
+            self.control.clone(),
+            self.registrar.clone(),
+        );
+        tokio::spawn(leader_watch::run(
+            self.core.clone(),
+            self.membership.clone(),
+        ));
+        tokio::spawn(watch_applied(self, sessions, applied));
     }
 
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
-        &self.inner.node
+        &self.core.node
     }
 
-    /// Registers a session; returns once the registration is committed by the cluster.
-    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<(), RouterError> {
-        if !self.is_ready() {
+    /// Registers a session; returns once the registration is committed by the cluster, with
+    /// the log index it was committed at (which orders it against registrations of the same key
+    /// elsewhere). Waits for a leader (bounded) when there is none just now.
+    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<u64, RouterError> {
+        if !self.membership.is_up() || !self.core.nats.is_connected() {
             return Err(RouterError::Unavailable(
-                "this node has not joined the cluster yet".into(),
+                "this node has not joined the cluster".into(),
             ));
         }
-        self.inner.registrar.register(key.clone(), epoch).await
+        self.registrar.register(key.clone(), epoch).await
     }
 
     /// Withdraws a registration (batched, not awaited beyond queueing).
     pub fn unregister(&self, key: &SessionKey, epoch: Epoch) {
-        self.inner.registrar.unregister(key.clone(), epoch);
+        self.registrar.unregister(key.clone(), epoch);
     }
 
     /// Delivers to every target wherever it is held: this node's sessions directly, other
     /// nodes' through one NATS request per owner.
     pub async fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
-        self.inner.deliver(request).await
+        self.delivery.deliver(request).await
     }
 
     /// Delivers several requests at once (`/v1/send/batch`): their cross-node parts share
     /// NATS requests and one round trip, and messages to one session keep their order.
     pub async fn deliver_all(&self, requests: &[DeliveryRequest]) -> Vec<Vec<DeliveryStatus>> {
-        self.inner.deliver_all(requests).await
+        self.delivery.deliver_all(requests).await
     }
 
     /// Sends `payload` to every session of the cluster: one NATS publish, each node fans out.
@@ -238,19 +264,19 @@ impl ClusterRouter {
         payload: &oort_common::Payload,
         request_id: &str,
     ) -> Result<(), RouterError> {
-        self.inner.broadcast(payload, request_id).await
+        self.delivery.broadcast(payload, request_id).await
     }
 
-    /// The node holding `key`: this one, else the local replica, else the leader's linearizable
-    /// answer (so "none" is never a replica merely lagging).
+    /// The node holding `key`: the local replica, else the leader's linearizable answer (so
+    /// "none" is never a replica merely lagging).
     pub async fn owner(&self, key: &str) -> Result<Option<Owner>, RouterError> {
-        if let Some(owner) = self.inner.directory.owner(key) {
+        if let Some(owner) = self.core.directory.owner(key) {
             return Ok(Some(owner));
         }
         let request = ControlRequest::Lookup {
             keys: vec![SessionKey::from(key)],
         };
-        match self.inner.call_leader(request).await? {
+        match self.control.call_leader(request).await? {
             ControlResponse::Owners(mut owners) => Ok(owners.pop().flatten()),
             other => Err(RouterError::Unavailable(format!(
                 "unexpected lookup answer: {other:?}"
@@ -258,71 +284,89 @@ impl ClusterRouter {
         }
     }
 
-    /// Ready for clients: connected to NATS, a member with a known leader, and our `NodeUp`
-    /// applied (so the directory has caught up at least to our own joining).
+    /// The owner of `key` in this node's own replica, without asking anyone: what this node
+    /// has applied (for tests and operators checking replication).
+    pub fn owner_in_replica(&self, key: &str) -> Option<Owner> {
+        self.core.directory.owner(key)
+    }
+
+    /// Ready for clients: connected to NATS, a member with a known leader, our `NodeUp`
+    /// applied (so the directory has caught up at least to our own joining), and not leaving.
     pub fn is_ready(&self) -> bool {
-        let inner = &self.inner;
-        inner.nats_connected.load(Ordering::Acquire)
-            && inner.node_up.load(Ordering::Acquire)
-            && !inner.leaving.load(Ordering::Acquire)
-            && inner.raft.metrics().borrow().current_leader.is_some()
+        self.core.nats.is_connected() && self.membership.is_up() && self.core.leader().is_some()
     }
 
     /// A view of the cluster for `/v1/cluster`.
     pub fn status(&self) -> ClusterStatus {
-        status::build(&self.inner)
+        status::build(&self.core, &self.membership.peers, self.is_ready())
     }
 
-    /// Leaves the cluster: the leader removes this node at once and purges its sessions.
-    /// Bounded by the route timeout; then raft stops.
+    /// Leaves the cluster: the leader purges this node's sessions and takes it out of the
+    /// membership (a voter is replaced by a caught-up learner in the same change). Bounded by
+    /// twice the route timeout; then raft stops.
     pub async fn leave(&self) {
-        let inner = &self.inner;
-        inner.leaving.store(true, Ordering::Release);
-        membership::announce(inner).await;
+        let core = &self.core;
+        self.membership.start_leaving().await;
         let request = ControlRequest::Leave {
-            node: inner.node.clone(),
+            node: core.node.clone(),
+            incarnation: core.incarnation,
         };
-        match tokio::time::timeout(inner.config.route_timeout.0 * 2, inner.call_leader(request))
-            .await
+        match tokio::time::timeout(
+            core.config.route_timeout.0 * 2,
+            self.control.call_leader(request),
+        )
+        .await
         {
             Ok(Ok(ControlResponse::Done)) => info!("left the cluster"),
             Ok(Ok(other)) => warn!(answer = ?other, "leaving the cluster was refused"),
             Ok(Err(err)) => warn!(error = %err, "could not leave the cluster"),
             Err(_) => warn!("leaving the cluster timed out"),
         }
-        inner.stop.cancel();
-        if let Err(err) = inner.raft.shutdown().await {
+        core.stop.cancel();
+        if let Err(err) = core.raft.shutdown().await {
             warn!(error = %err, "raft did not stop cleanly");
         }
-        let _ = inner.nats.flush().await;
+        core.bus.flush().await;
     }
 }
 
-impl Inner {
-    /// The current leader's raft id, as this node knows it.
-    fn leader(&self) -> Option<RaftId> {
-        self.raft.metrics().borrow().current_leader
-    }
-
-    fn is_leader(&self) -> bool {
-        self.leader() == Some(self.raft_id)
-    }
-
-    /// The name of a member by raft id.
-    fn member_name(&self, id: RaftId) -> Option<NodeId> {
-        let metrics = self.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .nodes()
-            .find(|(member, _)| **member == id)
-            .map(|(_, info)| NodeId::from(info.name.as_str()))
+/// Reacts to applied directory commands that concern this node's sessions.
+async fn watch_applied(
+    router: ClusterRouter,
+    sessions: Arc<dyn LocalSessions>,
+    mut applied: mpsc::Receiver<(u64, DirectoryCommand)>,
+) {
+    let me = router.core.node.clone();
+    while let Some((index, command)) = applied.recv().await {
+        match command {
+            DirectoryCommand::NodeDown { node }
+                if node == me && !router.membership.is_leaving() =>
+            {
+                // The cluster declared this node dead (a partition, say) and purged its
+                // sessions; their clients must reconnect, and this node must come up again.
+                warn!("the cluster declared this node down: closing every session");
+                router.membership.declared_down();
+                router.registrar.clear_unregisters();
+                sessions.close_all();
+            }
+            DirectoryCommand::Register {
+                node,
+                sessions: keys,
+            } if node != me => {
+                for (key, _) in keys {
+                    // The key was registered on another node: the newer registration wins.
+                    sessions.superseded(&key, index);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
 async fn connect_nats(
     config: &ClusterConfig,
     node: &NodeId,
-    connected: Arc<AtomicBool>,
+    state: Arc<NatsState>,
     metrics: ClusterMetrics,
 ) -> Result<Client, RouterError> {
     let options = async_nats::ConnectOptions::new()
@@ -332,17 +376,17 @@ async fn connect_nats(
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(config.route_timeout.0))
         .event_callback(move |event| {
-            let connected = connected.clone();
+            let state = state.clone();
             let metrics = metrics.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        connected.store(true, Ordering::Release);
+                        state.set_connected(true);
                         metrics.nats_connects.increment(1);
                         info!("NATS connected");
                     }
                     async_nats::Event::Disconnected => {
-                        connected.store(false, Ordering::Release);
+                        state.set_connected(false);
                         metrics.nats_disconnects.increment(1);
                         warn!("NATS disconnected; reconnecting");
                     }
@@ -393,45 +437,4 @@ fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, RouterError> 
     }
     .validate()
     .map_err(|err| RouterError::Unavailable(format!("invalid raft settings: {err}")))
-}
-
-/// Reacts to applied directory commands that concern this node.
-async fn watch_applied(
-    inner: Arc<Inner>,
-    mut applied: tokio::sync::mpsc::UnboundedReceiver<oort_common::cluster::DirectoryCommand>,
-) {
-    use oort_common::cluster::DirectoryCommand;
-    while let Some(command) = applied.recv().await {
-        match command {
-            DirectoryCommand::NodeDown { node }
-                if node == inner.node && !inner.leaving.load(Ordering::Acquire) =>
-            {
-                // The cluster declared this node dead (a partition, say) and purged its
-                // sessions; their clients must reconnect, and this node must come up again.
-                warn!("the cluster declared this node down: closing every session");
-                inner.node_up.store(false, Ordering::Release);
-                inner.sessions.close_all();
-            }
-            DirectoryCommand::Register { node, sessions } if node != inner.node => {
-                for (key, _) in sessions {
-                    // The key was registered on another node: the newer registration wins.
-                    inner.sessions.evict(&key);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The next message of `subscriber`, or `None` once it ends or the router stops: the loop of
-/// every subscription this node serves.
-async fn next_message(
-    subscriber: &mut async_nats::Subscriber,
-    stop: &CancellationToken,
-) -> Option<async_nats::Message> {
-    use futures_util::StreamExt;
-    tokio::select! {
-        message = subscriber.next() => message,
-        () = stop.cancelled() => None,
-    }
 }

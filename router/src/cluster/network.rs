@@ -1,12 +1,16 @@
 //! Raft's RPCs over NATS: each node answers `oort.<cluster>.raft.<raft_id>`, and a request
-//! carries one bincode-encoded [`RaftRequest`]. Snapshots travel in chunks of
+//! carries one bincode-encoded `RaftRequest`. Snapshots travel in chunks of
 //! `snapshot_max_chunk_size`, kept well below NATS's maximum payload.
+//!
+//! What arrives is checked before openraft sees it (`raft_checks.rs`): openraft trusts its
+//! network, and some well-formed but impossible requests would make it allocate without bound
+//! or stop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{Client, RequestErrorKind};
-use futures_util::StreamExt;
-use oort_common::cluster::{NodeInfo, Subjects};
+use oort_common::cluster::raft::{RaftReply, RaftRequest};
+use oort_common::cluster::{NodeInfo, SubjectKind};
 use oort_common::wire;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RemoteError, Unreachable,
@@ -16,31 +20,18 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
 
-use super::types::{Raft, RaftError, RaftId, RpcError, TypeConfig};
+use super::bus::{Bus, RejectReason, RequestError};
+use super::core::Core;
+use super::raft_checks;
+use super::types::{RaftId, RpcError, TypeConfig};
 
-/// One raft RPC.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum RaftRequest {
-    Append(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<RaftId>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
-}
-
-/// The answer to a [`RaftRequest`], with the remote raft's error if it failed.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum RaftReply {
-    Append(Result<AppendEntriesResponse<RaftId>, RaftError>),
-    Vote(Result<VoteResponse<RaftId>, RaftError>),
-    Snapshot(Result<InstallSnapshotResponse<RaftId>, RaftError<InstallSnapshotError>>),
-}
+/// Raft requests served at once; more wait in NATS's buffer.
+const CONCURRENT_REQUESTS: usize = 64;
 
 /// Makes a connection per target node; each is just the target's subject.
 pub(crate) struct NatsNetwork {
-    pub nats: Client,
-    pub subjects: Subjects,
+    pub bus: Bus,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NatsNetwork {
@@ -48,8 +39,8 @@ impl RaftNetworkFactory<TypeConfig> for NatsNetwork {
 
     async fn new_client(&mut self, target: RaftId, _node: &NodeInfo) -> NatsConnection {
         NatsConnection {
-            nats: self.nats.clone(),
-            subject: self.subjects.raft(target),
+            bus: self.bus.clone(),
+            subject: self.bus.subjects().raft(target),
             target,
         }
     }
@@ -57,51 +48,35 @@ impl RaftNetworkFactory<TypeConfig> for NatsNetwork {
 
 /// Sends raft RPCs to one node.
 pub(crate) struct NatsConnection {
-    nats: Client,
+    bus: Bus,
     subject: String,
     target: RaftId,
 }
 
-/// Why an RPC did not get an answer, before it is phrased as openraft's error.
-enum CallError {
-    Unreachable(String),
-    TooLarge,
-    Network(String),
-}
-
 impl NatsConnection {
-    async fn call(&self, request: &RaftRequest, ttl: Duration) -> Result<RaftReply, CallError> {
-        let payload = wire::encode(request);
-        let request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(ttl));
-        match self.nats.send_request(self.subject.clone(), request).await {
-            Ok(message) => {
-                wire::decode(&message.payload).map_err(|err| CallError::Network(err.to_string()))
-            }
-            Err(err) => Err(match err.kind() {
-                // Nobody listens on the subject: the node is down. openraft backs off.
-                RequestErrorKind::NoResponders => {
-                    CallError::Unreachable(format!("node {} does not answer", self.target))
-                }
-                RequestErrorKind::MaxPayloadExceeded => CallError::TooLarge,
-                _ => CallError::Network(err.to_string()),
-            }),
-        }
+    async fn call(&self, request: &RaftRequest, ttl: Duration) -> Result<RaftReply, RequestError> {
+        let answer = self
+            .bus
+            .request(self.subject.clone(), &wire::encode(request), ttl)
+            .await?;
+        wire::decode(&answer).map_err(|err| {
+            self.bus
+                .reject(SubjectKind::Reply, RejectReason::Malformed, &err);
+            RequestError::Failed(err.to_string())
+        })
     }
 
-    fn rpc_error<E: std::error::Error>(error: CallError, entries: usize) -> RpcError<E> {
+    fn rpc_error<E: std::error::Error>(&self, error: RequestError, entries: usize) -> RpcError<E> {
         match error {
-            CallError::Unreachable(reason) => {
-                RpcError::Unreachable(Unreachable::new(&StringError(reason)))
-            }
-            CallError::TooLarge => {
+            // Nobody listens on the subject: the node is down. openraft backs off.
+            RequestError::NoResponders => RpcError::Unreachable(Unreachable::new(&StringError(
+                format!("node {} does not answer", self.target),
+            ))),
+            RequestError::TooLarge => {
                 let hint = (entries / 2).max(1) as u64;
                 RpcError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint))
             }
-            CallError::Network(reason) => {
-                RpcError::Network(NetworkError::new(&StringError(reason)))
-            }
+            other => RpcError::Network(NetworkError::new(&StringError(other.to_string()))),
         }
     }
 
@@ -138,7 +113,7 @@ impl RaftNetwork<TypeConfig> for NatsConnection {
                 result.map_err(|err| RpcError::RemoteError(RemoteError::new(self.target, err)))
             }
             Ok(_) => Err(Self::mismatch()),
-            Err(err) => Err(Self::rpc_error(err, entries)),
+            Err(err) => Err(self.rpc_error(err, entries)),
         }
     }
 
@@ -155,7 +130,7 @@ impl RaftNetwork<TypeConfig> for NatsConnection {
                 result.map_err(|err| RpcError::RemoteError(RemoteError::new(self.target, err)))
             }
             Ok(_) => Err(Self::mismatch()),
-            Err(err) => Err(Self::rpc_error(err, 1)),
+            Err(err) => Err(self.rpc_error(err, 1)),
         }
     }
 
@@ -169,44 +144,50 @@ impl RaftNetwork<TypeConfig> for NatsConnection {
                 result.map_err(|err| RpcError::RemoteError(RemoteError::new(self.target, err)))
             }
             Ok(_) => Err(Self::mismatch()),
-            Err(err) => Err(Self::rpc_error(err, 1)),
+            Err(err) => Err(self.rpc_error(err, 1)),
         }
     }
 }
 
-/// Answers raft RPCs addressed to this node until the subscription ends. Each request is
-/// handled in its own task, so a slow append never delays a vote.
-pub(crate) async fn serve(
-    nats: Client,
-    subject: String,
-    raft: Raft,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = nats.subscribe(subject).await?;
-    tokio::spawn(async move {
-        while let Some(message) = requests.next().await {
-            let Some(reply_to) = message.reply.clone() else {
-                continue;
+/// Answers raft RPCs addressed to this node until the router stops. Requests are handled in
+/// their own tasks (a slow append never delays a vote), a bounded number at a time.
+pub(crate) async fn serve(core: Arc<Core>) -> Result<(), async_nats::SubscribeError> {
+    let inbox = core
+        .bus
+        .subscribe(core.bus.subjects().raft(core.raft_id), SubjectKind::Raft)
+        .await?;
+    let stop = core.stop.clone();
+    inbox.serve_concurrently(stop, CONCURRENT_REQUESTS, move |message| {
+        let core = core.clone();
+        async move {
+            let Some(reply_to) = message.reply else {
+                return;
             };
-            let (nats, raft) = (nats.clone(), raft.clone());
-            tokio::spawn(async move {
-                let request = match wire::decode::<RaftRequest>(&message.payload) {
-                    Ok(request) => request,
-                    Err(err) => {
-                        warn!(error = %err, "undecodable raft request");
-                        return;
-                    }
-                };
-                let reply = match request {
-                    RaftRequest::Append(rpc) => RaftReply::Append(raft.append_entries(rpc).await),
-                    RaftRequest::Vote(rpc) => RaftReply::Vote(raft.vote(rpc).await),
-                    RaftRequest::Snapshot(rpc) => {
-                        RaftReply::Snapshot(raft.install_snapshot(rpc).await)
-                    }
-                };
-                if let Err(err) = nats.publish(reply_to, wire::encode(&reply).into()).await {
-                    debug!(error = %err, "cannot answer a raft request");
+            let request = match wire::decode::<RaftRequest>(&message.body) {
+                Ok(request) => request,
+                Err(err) => {
+                    core.bus
+                        .reject(SubjectKind::Raft, RejectReason::Malformed, &err);
+                    return;
                 }
-            });
+            };
+            if let Err(reason) = raft_checks::check(&request, &core) {
+                core.bus
+                    .reject(SubjectKind::Raft, RejectReason::Invalid, &reason);
+                return;
+            }
+            let reply = match request {
+                RaftRequest::Append(rpc) => {
+                    core.last_append.record();
+                    RaftReply::Append(core.raft.append_entries(rpc).await)
+                }
+                RaftRequest::Vote(rpc) => RaftReply::Vote(core.raft.vote(rpc).await),
+                RaftRequest::Snapshot(rpc) => {
+                    core.last_append.record();
+                    RaftReply::Snapshot(core.raft.install_snapshot(rpc).await)
+                }
+            };
+            core.bus.answer(reply_to, &wire::encode(&reply)).await;
         }
     });
     Ok(())

@@ -8,16 +8,17 @@
 //! One request at a time also keeps deliveries to one owner in the order they were made.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::{Client, RequestErrorKind};
-use oort_common::cluster::{Subjects, encode_records, raft_id};
+use oort_common::cluster::{SubjectKind, encode_records, raft_id};
 use oort_common::{DeliveryStatus, NodeId, wire};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+use super::bus::{Bus, RejectReason, RequestError};
 
 /// Deliveries in one request at most, and their bytes at most (NATS refuses messages above its
 /// `max_payload`, 1 MiB by default; one larger delivery still goes, alone, and fails alone).
@@ -27,6 +28,15 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// A link with nothing to do for this long ends; the next delivery starts a new one.
 const IDLE_LINK: Duration = Duration::from_secs(60);
 
+/// Bytes waiting for one owner at most. Beyond, a delivery is refused at once
+/// (`owner_unreachable`: it was not sent) rather than queued without bound behind a slow owner.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// What became of one delivery handed to a link: its statuses in target order, or, when the
+/// owner gave none, the status every target gets (`owner_unreachable` when the delivery was not
+/// made, `owner_timeout` when it may have been).
+pub(super) type LinkAnswer = Result<Vec<DeliveryStatus>, DeliveryStatus>;
+
 /// The links to every owner this node has sent to lately.
 pub(super) struct OwnerLinks {
     shared: Arc<Shared>,
@@ -35,8 +45,7 @@ pub(super) struct OwnerLinks {
 struct Shared {
     links: Mutex<HashMap<NodeId, Link>>,
     next_generation: AtomicU64,
-    nats: Client,
-    subjects: Subjects,
+    bus: Bus,
     timeout: Duration,
     /// Deliveries forwarded, and the requests that carried them.
     counters: (metrics::Counter, metrics::Counter),
@@ -47,6 +56,8 @@ struct Shared {
 struct Link {
     generation: u64,
     queue: mpsc::UnboundedSender<Pending>,
+    /// Bytes of the deliveries in `queue` (bounded by [`MAX_QUEUED_BYTES`]).
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 /// One delivery waiting for its link.
@@ -54,13 +65,12 @@ struct Pending {
     /// A framed `DeliverHeader` and its payload.
     record: Vec<u8>,
     targets: usize,
-    answer: oneshot::Sender<Vec<DeliveryStatus>>,
+    answer: oneshot::Sender<LinkAnswer>,
 }
 
 impl OwnerLinks {
     pub(super) fn new(
-        nats: Client,
-        subjects: Subjects,
+        bus: Bus,
         timeout: Duration,
         counters: (metrics::Counter, metrics::Counter),
         stop: CancellationToken,
@@ -69,8 +79,7 @@ impl OwnerLinks {
             shared: Arc::new(Shared {
                 links: Mutex::new(HashMap::new()),
                 next_generation: AtomicU64::new(0),
-                nats,
-                subjects,
+                bus,
                 timeout,
                 counters,
                 stop,
@@ -79,16 +88,16 @@ impl OwnerLinks {
     }
 
     /// Hands one framed delivery of `targets` keys to the link to `node`, at once (deliveries
-    /// to one owner go out in the order of these calls). The answer: its statuses in target
-    /// order, or a closed channel when the owner did not answer (gone, timed out, or an
-    /// unreadable answer).
+    /// to one owner go out in the order of these calls). The answer comes on the returned
+    /// channel; a closed channel means the delivery was not made.
     pub(super) fn send(
         &self,
         node: &NodeId,
         record: Vec<u8>,
         targets: usize,
-    ) -> oneshot::Receiver<Vec<DeliveryStatus>> {
+    ) -> oneshot::Receiver<LinkAnswer> {
         let (answer, answered) = oneshot::channel();
+        let size = record.len();
         let mut pending = Pending {
             record,
             targets,
@@ -97,9 +106,17 @@ impl OwnerLinks {
         // A link that just ended (idle) refuses the delivery; a fresh one takes it.
         for _ in 0..2 {
             let link = self.shared.link(node);
+            let queued = link.queued_bytes.fetch_add(size, Ordering::AcqRel);
+            if queued > 0 && queued + size > MAX_QUEUED_BYTES {
+                link.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                debug!(%node, queued, "too much waiting for this owner; delivery refused");
+                let _ = pending.answer.send(Err(DeliveryStatus::OwnerUnreachable));
+                break;
+            }
             match link.queue.send(pending) {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(refused)) => {
+                    link.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                     self.shared.forget(node, link.generation);
                     pending = refused;
                 }
@@ -125,9 +142,17 @@ impl Shared {
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (queue, deliveries) = mpsc::unbounded_channel();
-        let link = Link { generation, queue };
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let link = Link {
+            generation,
+            queue,
+            queued_bytes: queued_bytes.clone(),
+        };
         links.insert(node.clone(), link.clone());
-        tokio::spawn(self.clone().run(node.clone(), generation, deliveries));
+        tokio::spawn(
+            self.clone()
+                .run(node.clone(), generation, deliveries, queued_bytes),
+        );
         link
     }
 
@@ -144,13 +169,15 @@ impl Shared {
         node: NodeId,
         generation: u64,
         mut deliveries: mpsc::UnboundedReceiver<Pending>,
+        queued_bytes: Arc<AtomicUsize>,
     ) {
-        let subject = self.subjects.deliver(raft_id(&node));
+        let subject = self.bus.subjects().deliver(raft_id(&node));
         // A delivery that did not fit in the previous request leads the next.
         let mut carried: Option<Pending> = None;
         loop {
             if let Some(first) = carried.take() {
                 let batch = fill(first, &mut deliveries, &mut carried);
+                release(&queued_bytes, &batch);
                 self.send(&node, &subject, batch).await;
                 continue;
             }
@@ -171,44 +198,72 @@ impl Shared {
                 }
             };
             let batch = fill(first, &mut deliveries, &mut carried);
+            release(&queued_bytes, &batch);
             self.send(&node, &subject, batch).await;
         }
     }
 
-    /// One request carrying `batch`; each delivery gets its own statuses, or none if the owner
-    /// did not answer.
+    /// One request carrying `batch`; each delivery gets its own statuses, or the status that
+    /// says why the owner gave none.
     async fn send(&self, node: &NodeId, subject: &str, batch: Vec<Pending>) {
         self.counters.0.increment(batch.len() as u64);
         self.counters.1.increment(1);
         let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
-        let request = async_nats::Request::new()
-            .payload(encode_records(&records).into())
-            .timeout(Some(self.timeout));
-        let answers = match self.nats.send_request(subject.to_owned(), request).await {
-            Ok(reply) => wire::decode::<Vec<Vec<DeliveryStatus>>>(&reply.payload)
-                .ok()
-                .filter(|answers| answers.len() == batch.len()),
+        let answer = self
+            .bus
+            .request(subject.to_owned(), &encode_records(&records), self.timeout)
+            .await;
+        let answers = match answer {
+            Ok(reply) => match wire::decode::<Vec<Vec<DeliveryStatus>>>(&reply) {
+                Ok(answers) if answers.len() == batch.len() => Ok(answers),
+                Ok(_) => Err("an answer with the wrong number of deliveries".to_owned()),
+                Err(err) => Err(err.to_string()),
+            }
+            .map_err(|reason| {
+                self.bus
+                    .reject(SubjectKind::Reply, RejectReason::Malformed, &reason);
+                // The owner answered, so it did act on the deliveries: what it did is unknown.
+                DeliveryStatus::OwnerTimeout
+            }),
             Err(err) => {
-                // No responders means the node is gone: answered at once, not after a timeout.
-                let reason = if err.kind() == RequestErrorKind::NoResponders {
-                    "no responders"
-                } else {
-                    "timed out or failed"
-                };
-                debug!(%node, reason, deliveries = batch.len(), "owner unreachable");
-                None
+                debug!(%node, reason = %err, deliveries = batch.len(), "owner did not answer");
+                Err(match err {
+                    // Nothing was delivered: nobody listens (the node is gone), the request
+                    // was never sent, or NATS refused it as too large.
+                    RequestError::NoResponders | RequestError::TooLarge => {
+                        DeliveryStatus::OwnerUnreachable
+                    }
+                    // The owner may have delivered and its answer got lost or came too late.
+                    RequestError::TimedOut | RequestError::Failed(_) => {
+                        DeliveryStatus::OwnerTimeout
+                    }
+                })
             }
         };
-        let Some(answers) = answers else {
-            // Dropping the senders tells every waiting delivery the owner did not answer.
-            return;
-        };
-        for (pending, statuses) in batch.into_iter().zip(answers) {
-            if statuses.len() == pending.targets {
-                let _ = pending.answer.send(statuses);
+        match answers {
+            Ok(answers) => {
+                for (pending, statuses) in batch.into_iter().zip(answers) {
+                    let answer = if statuses.len() == pending.targets {
+                        Ok(statuses)
+                    } else {
+                        Err(DeliveryStatus::OwnerTimeout)
+                    };
+                    let _ = pending.answer.send(answer);
+                }
+            }
+            Err(status) => {
+                for pending in batch {
+                    let _ = pending.answer.send(Err(status));
+                }
             }
         }
     }
+}
+
+/// The bytes of a batch taken off the queue no longer count against its bound.
+fn release(queued_bytes: &AtomicUsize, batch: &[Pending]) {
+    let bytes: usize = batch.iter().map(|p| p.record.len()).sum();
+    queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
 }
 
 /// `first` and whatever else is waiting, within [`MAX_BATCH`] and [`MAX_BATCH_BYTES`] (so

@@ -2,48 +2,79 @@
 //! everything queued while the previous write was in flight and commits it as one raft entry,
 //! so a connect storm costs a few raft round trips, not one per client. Writes go out one at
 //! a time, in order, so a session's unregister can never overtake its registration.
+//!
+//! Each registration is answered by its own outcome: committed (with the log index, which
+//! orders it against registrations of the same key on other nodes), or refused, when the
+//! directory skipped it. Unregistrations are retried until they are applied, or until the
+//! cluster declares this node down (which purges them all anyway).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand};
 use oort_common::{Epoch, SessionKey};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
 
-use super::Inner;
+use super::control::Control;
+use super::core::Core;
 use crate::RouterError;
 
 /// Bytes of session keys per raft entry, so one append of `max_payload_entries` entries stays
 /// well below NATS's 1 MiB maximum payload.
 pub(crate) const MAX_BATCH_BYTES: usize = 48 * 1024;
 
-enum Job {
-    Register(SessionKey, Epoch, oneshot::Sender<Result<(), RouterError>>),
-    Unregister(SessionKey, Epoch),
+/// Registrations waiting at most; beyond, a connect is refused at once (503) rather than queued
+/// without bound.
+const MAX_WAITING: usize = 16_384;
+
+/// Pause before retrying unregistrations that could not be committed.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+type Outcome = Result<u64, RouterError>;
+
+struct Job {
+    key: SessionKey,
+    epoch: Epoch,
+    done: oneshot::Sender<Outcome>,
 }
 
-/// The queue of pending registrations.
+/// The queues of pending registrations and unregistrations.
 pub(crate) struct Registrar {
-    jobs: mpsc::UnboundedSender<Job>,
-    pending: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    registers: mpsc::Sender<Job>,
+    pending: Mutex<Option<mpsc::Receiver<Job>>>,
+    /// Unregistrations not yet committed. Bounded by the sessions this node held: each one
+    /// ends once.
+    unregisters: Mutex<VecDeque<(SessionKey, Epoch)>>,
+    unregister_added: Notify,
 }
 
 impl Registrar {
     pub(crate) fn new() -> Self {
-        let (jobs, pending) = mpsc::unbounded_channel();
+        let (registers, pending) = mpsc::channel(MAX_WAITING);
         Self {
-            jobs,
-            pending: std::sync::Mutex::new(Some(pending)),
+            registers,
+            pending: Mutex::new(Some(pending)),
+            unregisters: Mutex::new(VecDeque::new()),
+            unregister_added: Notify::new(),
         }
     }
 
-    /// Queues a registration and waits for its commit.
-    pub(crate) async fn register(&self, key: SessionKey, epoch: Epoch) -> Result<(), RouterError> {
+    /// Queues a registration and waits for its commit; returns the log index it was committed
+    /// at.
+    pub(crate) async fn register(&self, key: SessionKey, epoch: Epoch) -> Outcome {
         let (done, committed) = oneshot::channel();
-        self.jobs
-            .send(Job::Register(key, epoch, done))
-            .map_err(|_| RouterError::Unavailable("the router is stopping".into()))?;
+        self.registers
+            .try_send(Job { key, epoch, done })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => {
+                    RouterError::Unavailable("too many registrations waiting".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    RouterError::Unavailable("the router is stopping".into())
+                }
+            })?;
         committed
             .await
             .map_err(|_| RouterError::Unavailable("the router stopped".into()))?
@@ -51,14 +82,48 @@ impl Registrar {
 
     /// Queues an unregistration; it is committed in the next batch.
     pub(crate) fn unregister(&self, key: SessionKey, epoch: Epoch) {
-        let _ = self.jobs.send(Job::Unregister(key, epoch));
+        self.lock_unregisters().push_back((key, epoch));
+        self.unregister_added.notify_one();
+    }
+
+    fn lock_unregisters(&self) -> std::sync::MutexGuard<'_, VecDeque<(SessionKey, Epoch)>> {
+        self.unregisters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes queued unregistrations, up to one batch.
+    fn take_unregisters(&self) -> Vec<(SessionKey, Epoch)> {
+        let mut queue = self.lock_unregisters();
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        while bytes < MAX_BATCH_BYTES {
+            let Some(entry) = queue.pop_front() else {
+                break;
+            };
+            bytes += entry.0.as_str().len() + 16;
+            batch.push(entry);
+        }
+        batch
+    }
+
+    /// Puts back unregistrations that failed, ahead of newer ones.
+    fn put_back(&self, failed: Vec<(SessionKey, Epoch)>) {
+        let mut queue = self.lock_unregisters();
+        for entry in failed.into_iter().rev() {
+            queue.push_front(entry);
+        }
+    }
+
+    /// Forgets every queued unregistration: the directory purged this node's sessions.
+    pub(crate) fn clear_unregisters(&self) {
+        self.lock_unregisters().clear();
     }
 }
 
 /// Starts the committing task.
-pub(super) fn start(inner: Arc<Inner>) {
-    let pending = inner
-        .registrar
+pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Registrar>) {
+    let pending = registrar
         .pending
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -68,67 +133,92 @@ pub(super) fn start(inner: Arc<Inner>) {
         loop {
             let first = tokio::select! {
                 job = pending.recv() => job,
-                () = inner.stop.cancelled() => None,
+                () = registrar.unregister_added.notified() => None,
+                () = core.stop.cancelled() => return,
             };
-            let Some(first) = first else { return };
-            let mut registers = Vec::new();
-            let mut waiters = Vec::new();
-            let mut unregisters = Vec::new();
+            let mut jobs = Vec::new();
             let mut bytes = 0;
-            let mut take = |job: Job, bytes: &mut usize| match job {
-                Job::Register(key, epoch, done) => {
-                    *bytes += key.as_str().len() + 16;
-                    registers.push((key, epoch));
-                    waiters.push(done);
-                }
-                Job::Unregister(key, epoch) => {
-                    *bytes += key.as_str().len() + 16;
-                    unregisters.push((key, epoch));
-                }
-            };
-            take(first, &mut bytes);
+            if let Some(first) = first {
+                bytes += first.key.as_str().len() + 16;
+                jobs.push(first);
+            }
             while bytes < MAX_BATCH_BYTES {
-                match pending.try_recv() {
-                    Ok(job) => take(job, &mut bytes),
-                    Err(_) => break,
-                }
+                let Ok(job) = pending.try_recv() else { break };
+                bytes += job.key.as_str().len() + 16;
+                jobs.push(job);
             }
-            if !registers.is_empty() {
-                let command = DirectoryCommand::Register {
-                    node: inner.node.clone(),
-                    sessions: registers,
-                };
-                let outcome = commit(&inner, command).await;
-                for waiter in waiters {
-                    let _ = waiter.send(outcome.clone());
-                }
+            if !jobs.is_empty() {
+                commit_registrations(&core, &control, jobs).await;
             }
+            let unregisters = registrar.take_unregisters();
             if !unregisters.is_empty() {
                 let command = DirectoryCommand::Unregister {
-                    node: inner.node.clone(),
-                    sessions: unregisters,
+                    node: core.node.clone(),
+                    sessions: unregisters.clone(),
                 };
-                if let Err(err) = commit(&inner, command).await {
-                    // The entries stay until this node is declared down or the keys are
-                    // registered again; sends to them are answered by this node as unknown.
-                    warn!(error = %err, "unregistrations were not committed");
+                if let Err(err) = commit(&core, &control, command).await {
+                    warn!(error = %err, count = unregisters.len(), "unregistrations not committed; retrying");
+                    registrar.put_back(unregisters);
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_PAUSE) => {}
+                        () = core.stop.cancelled() => return,
+                    }
+                }
+                if !registrar.lock_unregisters().is_empty() {
+                    // More are waiting: come round again without waiting for a new one.
+                    registrar.unregister_added.notify_one();
                 }
             }
         }
     });
 }
 
-async fn commit(inner: &Inner, command: DirectoryCommand) -> Result<(), RouterError> {
+/// Commits one batch of registrations and answers each by its own outcome.
+async fn commit_registrations(core: &Core, control: &Control, jobs: Vec<Job>) {
+    let sessions = jobs
+        .iter()
+        .map(|job| (job.key.clone(), job.epoch))
+        .collect();
+    let command = DirectoryCommand::Register {
+        node: core.node.clone(),
+        sessions,
+    };
+    match commit(core, control, command).await {
+        Ok((refused, index)) => {
+            for (position, job) in jobs.into_iter().enumerate() {
+                let outcome = if refused.contains(&(position as u32)) {
+                    Err(RouterError::Unavailable(
+                        "the directory refused the registration (this node is not up in it)".into(),
+                    ))
+                } else {
+                    Ok(index)
+                };
+                let _ = job.done.send(outcome);
+            }
+        }
+        Err(err) => {
+            for job in jobs {
+                let _ = job.done.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// Commits `command` at the leader; returns the refused positions and the log index.
+async fn commit(
+    core: &Core,
+    control: &Control,
+    command: DirectoryCommand,
+) -> Result<(Vec<u32>, u64), RouterError> {
     let started = Instant::now();
-    let outcome = match inner.call_leader(ControlRequest::Write(command)).await {
-        Ok(ControlResponse::Written(_)) => Ok(()),
+    let outcome = match control.call_leader(ControlRequest::Write(command)).await {
+        Ok(ControlResponse::Written { response, index }) => Ok((response.refused, index)),
         Ok(other) => Err(RouterError::Unavailable(format!(
             "directory write refused: {other:?}"
         ))),
         Err(err) => Err(err),
     };
-    inner
-        .metrics
+    core.metrics
         .commit_seconds
         .record(started.elapsed().as_secs_f64());
     outcome

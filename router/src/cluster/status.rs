@@ -1,13 +1,12 @@
 //! The cluster as one node sees it, for `GET /v1/cluster`.
 
-use std::sync::atomic::Ordering;
-
 use oort_common::NodeId;
 use oort_common::cluster::raft_id;
 use openraft::ServerState;
 use serde::Serialize;
 
-use super::Inner;
+use super::core::Core;
+use super::peers::PeerTable;
 
 /// The cluster from this node's point of view.
 #[derive(Clone, Debug, Serialize)]
@@ -62,11 +61,12 @@ pub struct MemberStatus {
     pub sessions: u64,
 }
 
-pub(super) fn build(inner: &Inner) -> ClusterStatus {
+pub(super) fn build(core: &Core, peers: &PeerTable, ready: bool) -> ClusterStatus {
+    let inner = core;
     let metrics = inner.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let directory_nodes = inner.directory.nodes();
-    let seen = inner.peers().last_seen();
+    let seen = peers.last_seen();
     let applied_here = metrics.last_applied.map(|log| log.index);
     let timeout = inner.config.node_timeout.0;
     let member = |name: &NodeId, role: &'static str| {
@@ -125,9 +125,7 @@ pub(super) fn build(inner: &Inner) -> ClusterStatus {
         cluster: inner.config.name.clone(),
         node: inner.node.to_string(),
         role,
-        ready: inner.nats_connected.load(Ordering::Acquire)
-            && inner.node_up.load(Ordering::Acquire)
-            && metrics.current_leader.is_some(),
+        ready,
         leader: metrics
             .current_leader
             .and_then(|id| inner.member_name(id))

@@ -15,28 +15,53 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use oort_common::cluster::{DirectoryCommand, DirectoryResponse, Owner};
+use oort_common::cluster::{
+    DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, Owner,
+};
 use oort_common::wire::{self, DecodeError};
 use oort_common::{NodeId, SessionKey};
 use openraft::storage::RaftStateMachine;
 use openraft::storage::SnapshotSignature;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use super::LogStore;
 use super::log::{DbError, OpenError};
 use crate::cluster::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::directory::{Directory, NodeRecord};
+use crate::directory::Directory;
 
-/// The replicated state; also exactly what a snapshot's data encodes.
-#[derive(Default, Serialize, Deserialize)]
+/// Applied commands, with their log index, as the router hears of them.
+pub type AppliedSender = Sender<(u64, DirectoryCommand)>;
+
+/// The replicated state. A snapshot's data is its `DirectorySnapshot` form.
+#[derive(Default)]
 struct State {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     directory: Directory,
+}
+
+impl State {
+    fn encode(&self) -> Vec<u8> {
+        let mut snapshot = DirectorySnapshot {
+            last_applied: self.last_applied,
+            last_membership: self.last_membership.clone(),
+            ..DirectorySnapshot::default()
+        };
+        self.directory.to_snapshot(&mut snapshot);
+        wire::encode(&snapshot)
+    }
+
+    fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let snapshot: DirectorySnapshot = wire::decode_snapshot(data)?;
+        Ok(Self {
+            last_applied: snapshot.last_applied,
+            last_membership: snapshot.last_membership.clone(),
+            directory: Directory::from_snapshot(snapshot),
+        })
+    }
 }
 
 /// Why building, installing or loading a snapshot failed. Kept small inside this module and turned
@@ -115,7 +140,7 @@ impl Shared {
         let (data, last_applied, last_membership) = {
             let state = self.read();
             (
-                wire::encode(&*state),
+                state.encode(),
                 state.last_applied,
                 state.last_membership.clone(),
             )
@@ -161,7 +186,7 @@ impl Shared {
         meta: SnapshotMeta,
         data: Vec<u8>,
     ) -> Result<(), SnapshotError> {
-        let state: State = wire::decode(&data)?;
+        let state = State::decode(&data)?;
         if state.last_applied != meta.last_log_id || state.last_membership != meta.last_membership {
             return Err(SnapshotError::Mismatch);
         }
@@ -189,8 +214,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct StateMachine {
     shared: Arc<Shared>,
-    /// Told every applied `Normal` command, after it is applied.
-    applied: Option<UnboundedSender<DirectoryCommand>>,
+    /// Told every applied `Normal` command and its index, after it is applied. Bounded: a
+    /// listener that falls behind slows applying down rather than buffering without end.
+    applied: Option<AppliedSender>,
     /// Where snapshots are persisted; `None` keeps them in memory only.
     store: Option<LogStore>,
 }
@@ -199,7 +225,7 @@ impl StateMachine {
     /// An empty state machine whose snapshots live in memory only. Such a node cannot restart
     /// once its log has been purged (the purged entries would be gone for good): a node that
     /// keeps its log across restarts uses [`StateMachine::open`].
-    pub fn new(applied: Option<UnboundedSender<DirectoryCommand>>) -> Self {
+    pub fn new(applied: Option<AppliedSender>) -> Self {
         Self {
             shared: Arc::default(),
             applied,
@@ -209,10 +235,7 @@ impl StateMachine {
 
     /// A state machine that persists its snapshots in `store`, starting from the last one saved
     /// there (or empty); openraft then re-applies the committed log after it.
-    pub async fn open(
-        store: &LogStore,
-        applied: Option<UnboundedSender<DirectoryCommand>>,
-    ) -> Result<Self, OpenError> {
+    pub async fn open(store: &LogStore, applied: Option<AppliedSender>) -> Result<Self, OpenError> {
         let machine = Self {
             shared: Arc::default(),
             applied,
@@ -267,6 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         for entry in entries {
+            let index = entry.log_id.index;
             let (response, command) = {
                 let mut state = self.shared.write();
                 state.last_applied = Some(entry.log_id);
@@ -285,7 +309,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(response);
             if let (Some(command), Some(listener)) = (command, &self.applied) {
                 // A closed channel means the router is stopping; the directory is still right.
-                let _ = listener.send(command);
+                let _ = listener.send((index, command)).await;
             }
         }
         Ok(responses)

@@ -158,7 +158,7 @@ async fn a_reopened_log_store_has_the_same_vote_entries_and_committed_id() {
 
 #[tokio::test]
 async fn a_snapshot_installed_elsewhere_answers_the_same_owners() {
-    let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (applied_tx, mut applied_rx) = tokio::sync::mpsc::channel(64);
     let mut leader = StateMachine::new(Some(applied_tx));
     let responses = leader.apply(directory_entries()).await.unwrap();
     assert_eq!(
@@ -173,7 +173,7 @@ async fn a_snapshot_installed_elsewhere_answers_the_same_owners() {
     let normal: Vec<_> = directory_entries()
         .into_iter()
         .filter_map(|entry| match entry.payload {
-            EntryPayload::Normal(command) => Some(command),
+            EntryPayload::Normal(command) => Some((entry.log_id.index, command)),
             _ => None,
         })
         .collect();

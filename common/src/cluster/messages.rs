@@ -1,0 +1,142 @@
+//! Oort's own messages between nodes: announcements, control requests, deliveries and
+//! broadcasts.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DirectoryCommand, DirectoryResponse, Owner};
+use crate::{DeliveryMode, Epoch, FrameKind, NodeId, SessionKey};
+
+/// A node's periodic announcement on `oort.<cluster>.hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender.
+    pub node: NodeId,
+    /// Its first epoch in this run (tells restarts apart).
+    pub incarnation: Epoch,
+    /// True when the sender belongs to an initialized raft cluster.
+    pub in_cluster: bool,
+    /// The leader as the sender knows it.
+    pub leader: Option<NodeId>,
+    /// The sender's raft term.
+    pub term: u64,
+    /// The last log index the sender applied (to show each node's lag).
+    pub applied: u64,
+    /// The sender is shutting down and should be removed at once.
+    pub leaving: bool,
+}
+
+/// A request to one node's control subject, `oort.<cluster>.ctl.<raft_id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// May `candidate` initialize a cluster whose voters are `members`? A node grants this to
+    /// one candidate only, and never once it knows of a cluster.
+    BootstrapGrant {
+        /// Who asks.
+        candidate: NodeId,
+        /// The proposed voters.
+        members: Vec<NodeId>,
+    },
+    /// Add `node` as a learner (sent to the leader).
+    Join {
+        /// The new node.
+        node: NodeId,
+    },
+    /// Remove `node` now: it is shutting down (sent to the leader). A voter is replaced by a
+    /// caught-up learner in the same membership change.
+    Leave {
+        /// The leaving node.
+        node: NodeId,
+        /// The run of the node that leaves, so that a late or repeated request cannot remove
+        /// a later run of the same node.
+        incarnation: Epoch,
+    },
+    /// Commit this command (sent to the leader by a follower).
+    Write(DirectoryCommand),
+    /// Owners of these keys, read linearizably (sent to the leader).
+    Lookup {
+        /// The keys.
+        keys: Vec<SessionKey>,
+    },
+    /// Is anyone there? Answered at once; a node uses it to notice that the leader is gone
+    /// (NATS answers "no responders" as soon as the leader's connection is gone).
+    Ping,
+}
+
+/// The answer to a [`ControlRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResponse {
+    /// Bootstrap grant or refusal.
+    Grant(bool),
+    /// Join, leave or ping done.
+    Done,
+    /// The write committed at log index `index`.
+    Written {
+        /// What applying it did.
+        response: DirectoryResponse,
+        /// The log index it was committed at.
+        index: u64,
+    },
+    /// Owners, in request order.
+    Owners(Vec<Option<Owner>>),
+    /// This node is not the leader; try `leader`.
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// The request failed.
+    Failed(String),
+}
+
+/// One delivery to sessions one node holds. Deliveries for one owner travel together on
+/// `oort.<cluster>.deliver.<raft_id>`, each framed ([`super::encode_framed`], the payload after
+/// the header, so it is never re-encoded) and the frames joined by [`super::encode_records`];
+/// the answer is a `Vec<Vec<DeliveryStatus>>`, one list per delivery in target order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverHeader {
+    /// The backend request this delivery serves, for the owner's logs.
+    pub request_id: String,
+    /// Sessions the receiving node is believed to hold.
+    pub targets: Vec<SessionKey>,
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// Plain message, or last word and close.
+    pub mode: DeliveryMode,
+}
+
+/// A message for every session of the cluster, on `oort.<cluster>.broadcast`; the payload
+/// follows the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastHeader {
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// The node the broadcast came in through.
+    pub origin: NodeId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    #[test]
+    fn commands_round_trip() {
+        let command = DirectoryCommand::Register {
+            node: NodeId::from("n1"),
+            sessions: vec![
+                (SessionKey::from("a"), Epoch(1)),
+                (SessionKey::from("b"), Epoch(2)),
+            ],
+        };
+        assert_eq!(
+            wire::decode::<DirectoryCommand>(&wire::encode(&command)).unwrap(),
+            command
+        );
+        let request = ControlRequest::Lookup {
+            keys: vec![SessionKey::from("k")],
+        };
+        assert_eq!(
+            wire::decode::<ControlRequest>(&wire::encode(&request)).unwrap(),
+            request
+        );
+    }
+}
