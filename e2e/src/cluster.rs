@@ -193,6 +193,11 @@ impl TestCluster {
             .collect()
     }
 
+    /// The cluster's name (its NATS subjects are `oort.<name>.*`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A running node.
     pub fn node(&self, name: &str) -> &Node {
         &self.nodes[name]

@@ -18,5 +18,5 @@ mod stats;
 pub mod telemetry;
 
 pub use callback::SetupError;
-pub use server::{Gateway, Listener, Listeners};
+pub use server::{Gateway, Listener, Listeners, RouterFailed};
 pub use state::StartError;

@@ -109,7 +109,7 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
         let gateway = Gateway::start(config.clone()).await?;
         let listeners = Listeners::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "oort starting");
-        gateway.run(listeners, shutdown_signal()).await;
+        gateway.run(listeners, shutdown_signal()).await?;
         Ok(())
     })
 }

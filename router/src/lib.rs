@@ -154,6 +154,14 @@ impl Router {
         }
     }
 
+    /// Resolves with the reason if the router fails for good; never, single node.
+    pub async fn failed(&self) -> String {
+        match self {
+            Self::Local(_) => std::future::pending().await,
+            Self::Cluster(router) => router.failed().await,
+        }
+    }
+
     /// Leaves the cluster (the leader removes this node and purges its sessions at once), then
     /// stops. Nothing to do single node.
     pub async fn leave(&self) {

@@ -7,6 +7,8 @@
 
 mod directory;
 mod framing;
+#[cfg(test)]
+mod hostile_input_tests;
 mod messages;
 pub mod raft;
 

@@ -70,7 +70,7 @@ pub async fn run(
             },
             shutdown,
         )
-        .await;
+        .await?;
     Ok(())
 }
 

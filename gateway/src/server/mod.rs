@@ -9,7 +9,7 @@ use std::sync::Arc;
 use oort_common::config::Config;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use listener::Listener;
 
@@ -75,8 +75,10 @@ impl Gateway {
 
     /// Serves until `shutdown` fires, then drains: readiness goes false, listeners stop
     /// accepting, requests in flight finish, every client gets Close 1001 after its queued
-    /// messages, and close callbacks are sent, all within `shutdown_grace_period`.
-    pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) {
+    /// messages, and close callbacks are sent, all within `shutdown_grace_period`. If the
+    /// cluster router fails for good first, it drains the same way and returns the reason, so
+    /// that the process exits with an error and is restarted.
+    pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RouterFailed> {
         let state = self.state;
         let (client_routes, api_routes) = api::routes(&state, listeners.api.is_some());
         let client_routes = match self.extra_client_routes {
@@ -91,13 +93,26 @@ impl Gateway {
             log_listener("api", &listener);
             spawn_serve(&http, listener, routes, &stop_accepting);
         }
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = state.drain_requested.cancelled() => info!("drain requested over the API"),
-        }
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            () = state.drain_requested.cancelled() => {
+                info!("drain requested over the API");
+                Ok(())
+            }
+            reason = state.router.failed() => {
+                error!(%reason, "the cluster router failed; draining and exiting");
+                Err(RouterFailed(reason))
+            }
+        };
         drain(&state, &http, &stop_accepting).await;
+        outcome
     }
 }
+
+/// The cluster router stopped for good (its raft failed); the node must be restarted.
+#[derive(Debug, thiserror::Error)]
+#[error("the cluster router failed: {0}")]
+pub struct RouterFailed(pub String);
 
 fn log_listener(name: &str, listener: &Listener) {
     match listener.local_addr() {

@@ -22,7 +22,7 @@ pub struct TestGateway {
     /// The recording callback backend.
     pub backend: TestBackend,
     shutdown: CancellationToken,
-    run: Option<JoinHandle<()>>,
+    run: Option<JoinHandle<Result<(), oort_gateway::RouterFailed>>>,
 }
 
 /// A config for tests: every callback points at `backend`, no pings, short timeouts.
@@ -111,7 +111,8 @@ impl TestGateway {
             tokio::time::timeout(Duration::from_secs(30), run)
                 .await
                 .expect("drain finished in time")
-                .expect("gateway task");
+                .expect("gateway task")
+                .expect("a single node's router never fails");
         }
     }
 }

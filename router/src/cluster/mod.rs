@@ -19,8 +19,9 @@ mod membership;
 mod network;
 mod owner_link;
 mod peers;
-mod raft_checks;
+pub(crate) mod raft_checks;
 mod registrar;
+mod snapshot_receiver;
 mod status;
 pub mod store;
 pub mod types;
@@ -294,6 +295,20 @@ impl ClusterRouter {
     /// applied (so the directory has caught up at least to our own joining), and not leaving.
     pub fn is_ready(&self) -> bool {
         self.core.nats.is_connected() && self.membership.is_up() && self.core.leader().is_some()
+    }
+
+    /// Resolves if this node's raft stops for good (a storage failure, say): the node can no
+    /// longer serve the cluster, and the gateway exits so that it is restarted.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.core.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_owned();
+            }
+        }
     }
 
     /// A view of the cluster for `/v1/cluster`.

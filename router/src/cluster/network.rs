@@ -4,7 +4,7 @@
 //!
 //! What arrives is checked before openraft sees it (`raft_checks.rs`): openraft trusts its
 //! network, and some well-formed but impossible requests would make it allocate without bound
-//! or stop.
+//! or stop. Snapshot chunks are put together here (`snapshot_receiver.rs`), not by openraft.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use openraft::raft::{
 use super::bus::{Bus, RejectReason, RequestError};
 use super::core::Core;
 use super::raft_checks;
+use super::snapshot_receiver::SnapshotReceiver;
 use super::types::{RaftId, RpcError, TypeConfig};
 
 /// Raft requests served at once; more wait in NATS's buffer.
@@ -157,8 +158,10 @@ pub(crate) async fn serve(core: Arc<Core>) -> Result<(), async_nats::SubscribeEr
         .subscribe(core.bus.subjects().raft(core.raft_id), SubjectKind::Raft)
         .await?;
     let stop = core.stop.clone();
+    let snapshots = Arc::new(SnapshotReceiver::default());
     inbox.serve_concurrently(stop, CONCURRENT_REQUESTS, move |message| {
         let core = core.clone();
+        let snapshots = snapshots.clone();
         async move {
             let Some(reply_to) = message.reply else {
                 return;
@@ -171,7 +174,7 @@ pub(crate) async fn serve(core: Arc<Core>) -> Result<(), async_nats::SubscribeEr
                     return;
                 }
             };
-            if let Err(reason) = raft_checks::check(&request, &core) {
+            if let Err(reason) = raft_checks::check(&request, core.raft_id) {
                 core.bus
                     .reject(SubjectKind::Raft, RejectReason::Invalid, &reason);
                 return;
@@ -184,7 +187,7 @@ pub(crate) async fn serve(core: Arc<Core>) -> Result<(), async_nats::SubscribeEr
                 RaftRequest::Vote(rpc) => RaftReply::Vote(core.raft.vote(rpc).await),
                 RaftRequest::Snapshot(rpc) => {
                     core.last_append.record();
-                    RaftReply::Snapshot(core.raft.install_snapshot(rpc).await)
+                    RaftReply::Snapshot(snapshots.receive(&core, rpc).await)
                 }
             };
             core.bus.answer(reply_to, &wire::encode(&reply)).await;

@@ -210,6 +210,18 @@ impl Shared {
     }
 }
 
+/// Whether `data` is a snapshot this node could install for `meta`: it decodes, says the same
+/// last log id and membership as its metadata, and the membership is one a leader could make.
+/// Checked before a snapshot from another node is handed to raft, since the state machine
+/// failing to install it would stop raft for good.
+pub fn check_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
+    let state = State::decode(data).map_err(|err| err.to_string())?;
+    if state.last_applied != meta.last_log_id || state.last_membership != meta.last_membership {
+        return Err(SnapshotError::Mismatch.to_string());
+    }
+    crate::cluster::raft_checks::check_stored_membership(&state.last_membership)
+}
+
 /// The directory state machine. Clones share the state (openraft's snapshot builder is a clone).
 #[derive(Clone)]
 pub struct StateMachine {
