@@ -5,11 +5,13 @@
 //!
 //! Modules needing outside tools fail with install instructions when a tool is missing:
 //! `demo_browser` (Node.js, `npm ci` in e2e/browser, Debian's chromium) and `autobahn`
-//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md).
+//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and `api_contract`
+//! (schemathesis, installed by scripts/test-prerequisites).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_contract;
 mod autobahn;
 mod cli;
 mod demo_browser;

@@ -77,6 +77,17 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The Cargo target directory these tests were built in (`target/`, or `$CARGO_TARGET_DIR`),
+/// where scripts/test-prerequisites puts the Python tools it installs.
+pub(crate) fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // Test binaries run from <target>/<profile>/deps/.
+    exe.ancestors()
+        .nth(3)
+        .expect("the target directory above <profile>/deps/")
+        .to_owned()
+}
+
 /// Output of a finished process, for failure messages.
 pub(crate) fn describe(output: &std::process::Output) -> String {
     format!(

@@ -64,19 +64,17 @@ fn failure(status: StatusCode, message: &str) -> Response {
 pub(crate) async fn send(
     State(state): State<Arc<AppState>>,
     request_id: Option<Extension<RequestId>>,
-    method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let request_id = request_id.map(|Extension(id)| id).unwrap_or_default();
-    deliver(state, request_id, method, headers, body, DeliveryMode::Send).await
+    deliver(state, request_id, headers, body, DeliveryMode::Send).await
 }
 
 /// `POST {path.close}`: the body is each session's last frame, then the connection closes.
 pub(crate) async fn close(
     State(state): State<Arc<AppState>>,
     request_id: Option<Extension<RequestId>>,
-    method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -86,20 +84,31 @@ pub(crate) async fn close(
         reason: String::new(),
         send_payload: true,
     };
-    deliver(state, request_id, method, headers, body, mode).await
+    deliver(state, request_id, headers, body, mode).await
+}
+
+/// `{path.send}` or `{path.close}` with another method than POST: kuiperbelt's 405 body (the
+/// router adds `Allow: POST`, which kuiperbelt did not send).
+pub(crate) async fn post_required() -> Response {
+    failure(StatusCode::METHOD_NOT_ALLOWED, "required POST method")
+}
+
+/// `{path.ping}` or `{path.stats}` with a method the contract does not list (see
+/// `listed_methods` in the routes), in kuiperbelt's error shape.
+pub(crate) async fn method_not_listed(method: Method) -> Response {
+    failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{method} is not allowed here"),
+    )
 }
 
 async fn deliver(
     state: Arc<AppState>,
     request_id: RequestId,
-    method: Method,
     headers: HeaderMap,
     body: Body,
     mode: DeliveryMode,
 ) -> Response {
-    if method != Method::POST {
-        return failure(StatusCode::METHOD_NOT_ALLOWED, "required POST method");
-    }
     // Each header line is one key; a line is never split on commas (`alice, bob` is one key).
     let targets: Vec<SessionKey> = headers
         .get_all(&state.session_header)
@@ -163,7 +172,7 @@ async fn deliver(
     }
 }
 
-/// `{path.ping}`, any method.
+/// `{path.ping}`, any listed method.
 pub(crate) async fn ping() -> Response {
     (
         StatusCode::OK,
@@ -173,18 +182,22 @@ pub(crate) async fn ping() -> Response {
         .into_response()
 }
 
-/// `{path.stats}`, any method: JSON, or TSV with `format=tsv|txt|text` in the query or a form
-/// body.
+/// `{path.stats}`, any listed method: JSON, or TSV with `format=tsv|txt|text` in the query or
+/// a form body.
 pub(crate) async fn stats(
     State(state): State<Arc<AppState>>,
+    method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let is_form = headers.get(CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes()
-            .starts_with(b"application/x-www-form-urlencoded")
-    });
+    // kuiperbelt read `format` with Go's `FormValue`, which reads a form body only for these.
+    let reads_body = [Method::POST, Method::PUT, Method::PATCH].contains(&method);
+    let is_form = reads_body
+        && headers.get(CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
     let form = if is_form {
         read_body(body, 64 << 10).await.unwrap_or_default()
     } else {

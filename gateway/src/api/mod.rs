@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get, post};
+use axum::routing::{MethodFilter, MethodRouter, any, get, on, post};
 use http::StatusCode;
 
 use crate::connect;
@@ -30,9 +31,11 @@ pub(crate) fn routes(state: &Arc<AppState>, separate_api: bool) -> (Router, Opti
     let client = client_routes(state);
     let api = api_routes(state);
     if separate_api {
+        // The same health routes as on the API listener, with the same request ids and log.
         let health = Router::new()
-            .route("/livez", get(health::livez))
-            .route("/readyz", get(health::readyz));
+            .route("/livez", json_errors(get(health::livez)))
+            .route("/readyz", json_errors(get(health::readyz)))
+            .layer(from_fn_with_state(state.clone(), access_log::access_log));
         (
             client
                 .merge(health)
@@ -65,9 +68,15 @@ fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let paths = &state.config.path;
     let protected = Router::new()
-        .route(&paths.send, any(kuiperbelt::send))
-        .route(&paths.close, any(kuiperbelt::close))
-        .route(&paths.stats, any(kuiperbelt::stats))
+        .route(
+            &paths.send,
+            post(kuiperbelt::send).fallback(kuiperbelt::post_required),
+        )
+        .route(
+            &paths.close,
+            post(kuiperbelt::close).fallback(kuiperbelt::post_required),
+        )
+        .route(&paths.stats, listed_methods(kuiperbelt::stats))
         .route("/v1/send", json_errors(post(v1::send)))
         .route("/v1/send/batch", json_errors(post(v1::send_batch)))
         .route("/v1/close", json_errors(post(v1::close)))
@@ -75,18 +84,38 @@ fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/cluster", json_errors(get(v1::cluster)))
         .route("/v1/broadcast", json_errors(post(v1::broadcast)))
         .route("/v1/drain", json_errors(post(health::drain)))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", json_errors(get(health::metrics)))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     let open = Router::new()
-        .route(&paths.ping, any(kuiperbelt::ping))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz));
+        .route(&paths.ping, listed_methods(kuiperbelt::ping))
+        .route("/livez", json_errors(get(health::livez)))
+        .route("/readyz", json_errors(get(health::readyz)));
     protected
         .merge(open)
         .layer(from_fn_with_state(state.clone(), access_log::access_log))
 }
 
-/// Answers a wrong method with a JSON 405 rather than an empty one.
+/// The methods an OpenAPI 3.0 document can list, except TRACE.
+const LISTED_METHODS: MethodFilter = MethodFilter::GET
+    .or(MethodFilter::HEAD)
+    .or(MethodFilter::POST)
+    .or(MethodFilter::PUT)
+    .or(MethodFilter::DELETE)
+    .or(MethodFilter::PATCH)
+    .or(MethodFilter::OPTIONS);
+
+/// kuiperbelt answered `/ping` and `/stats` whatever the method. Oort answers every method the
+/// contract can list and refuses the others (TRACE, whose meaning is to echo the request;
+/// QUERY, CONNECT, extension methods) with a 405 and `Allow`, as RFC 9110 asks.
+fn listed_methods<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    on(LISTED_METHODS, handler).fallback(kuiperbelt::method_not_listed)
+}
+
+/// Answers a wrong method with a JSON 405 rather than an empty one (axum adds `Allow`).
 fn json_errors(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
     route.fallback(|request: Request| async move {
         ApiError::new(

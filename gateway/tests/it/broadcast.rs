@@ -41,7 +41,11 @@ async fn malformed_broadcasts_are_refused_with_a_reason() {
         (json!({}), "data or data_base64 is required"),
         (json!({ "data": "x", "data_base64": "eA==" }), "not both"),
         (json!({ "data": "x", "sessions": ["a"] }), "unknown field"),
-        (json!({ "data_base64": "/w==" }), "UTF-8"),
+        (
+            json!({ "data_base64": "/w==", "binary": false }),
+            "binary frame",
+        ),
+        (json!({ "data": null }), "null"),
     ];
     for (body, expected) in cases {
         let (status, answer) = post_json(&gateway.api_url(), "/v1/broadcast", &body).await;

@@ -237,7 +237,8 @@ async fn strict_broadcast_true_sends_nothing_to_the_known_key() {
     expect_nothing_before_marker(&gateway, &mut fuga, "fugafuga").await;
 }
 
-/// `proxy_test.go` Ping and reference 6.3: any method, 200, `{"result":"OK"}` as
+/// `proxy_test.go` Ping and reference 6.3: any method (but TRACE and other methods an OpenAPI
+/// document cannot list: see `methods`), 200, `{"result":"OK"}` as
 /// `application/json; charset=utf-8`.
 #[tokio::test]
 async fn ping_answers_ok_to_any_method() {

@@ -123,6 +123,33 @@ async fn closing_connections_counts_close_callbacks_in_flight() {
     assert!(gateway.backend.of_kind(CallbackKind::Close).is_empty());
 }
 
+/// Go's `FormValue` reads a form body only for POST, PUT and PATCH; with another method a
+/// `format` in the body is not seen, and the answer is JSON.
+#[tokio::test]
+async fn stats_reads_a_form_body_only_where_go_did() {
+    let gateway = TestGateway::start(|_| {}).await;
+    for (method, expected_type) in [
+        (reqwest::Method::PUT, "text/plain"),
+        (reqwest::Method::PATCH, "text/plain"),
+        (reqwest::Method::DELETE, "application/json"),
+        (reqwest::Method::GET, "application/json"),
+    ] {
+        let response = http_client()
+            .request(method.clone(), format!("{}/stats", gateway.api_url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("format=tsv")
+            .send()
+            .await
+            .unwrap();
+        let (status, content_type, _) = parts(response).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, expected_type),
+            "{method}"
+        );
+    }
+}
+
 /// Reference 6.4: `format=tsv|txt|text`, in the query or a form body, gives six
 /// `name\tvalue\tunixtime` lines in kuiperbelt's order as `text/plain`; any other format JSON.
 #[tokio::test]

@@ -25,6 +25,7 @@ mod bad_backend;
 mod bad_input;
 mod broadcast;
 mod limits;
+mod methods;
 mod metrics_health;
 mod pings;
 mod shutdown;

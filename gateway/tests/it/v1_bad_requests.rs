@@ -34,7 +34,7 @@ async fn v1_send_refuses_each_malformed_body_with_a_reason() {
     let gateway = TestGateway::start(|_| {}).await;
     let mut client = gateway.connect("target").await;
     let base = gateway.api_url();
-    let cases: [(&str, &[u8], &[&str]); 12] = [
+    let cases: [(&str, &[u8], &[&str]); 16] = [
         (
             "truncated JSON",
             b"{\"sessions\": [",
@@ -42,6 +42,11 @@ async fn v1_send_refuses_each_malformed_body_with_a_reason() {
         ),
         ("not an object", b"[1, 2]", &["invalid type"]),
         ("empty body", b"", &["invalid JSON"]),
+        (
+            "a second value after the object",
+            br#"{"sessions": ["target"], "data": "x"} {}"#,
+            &["invalid JSON", "trailing characters"],
+        ),
         (
             "missing sessions",
             br#"{"data": "x"}"#,
@@ -73,9 +78,24 @@ async fn v1_send_refuses_each_malformed_body_with_a_reason() {
             &["data_base64"],
         ),
         (
-            "non-UTF-8 text",
-            br#"{"sessions": ["target"], "data_base64": "/w=="}"#,
-            &["data_base64", "UTF-8", "binary: true"],
+            "base64 as a text frame",
+            br#"{"sessions": ["target"], "data_base64": "eA==", "binary": false}"#,
+            &["binary", "data_base64", "binary frame"],
+        ),
+        (
+            "base64 without padding",
+            br#"{"sessions": ["target"], "data_base64": "eA"}"#,
+            &["data_base64"],
+        ),
+        (
+            "null instead of leaving data_base64 out",
+            br#"{"sessions": ["target"], "data": "x", "data_base64": null}"#,
+            &["data_base64", "null"],
+        ),
+        (
+            "null strict",
+            br#"{"sessions": ["target"], "data": "x", "strict": null}"#,
+            &["strict", "null"],
         ),
         (
             "unknown field",
@@ -100,7 +120,7 @@ async fn v1_send_refuses_each_malformed_body_with_a_reason() {
     let text = scrape(&base).await;
     assert_eq!(
         metric(&text, r#"oort_errors_total{kind="bad_request"}"#),
-        Some(12.0),
+        Some(16.0),
         "{text}"
     );
     assert_eq!(
@@ -152,6 +172,13 @@ async fn v1_close_refuses_malformed_bodies() {
         (r#"{"sessions": []}"#, "sessions"),
         (r#"{"sessions": ["target"], "code": "1000"}"#, "code"),
         (r#"{"sessions": ["target"], "code": 70000}"#, "code"),
+        (r#"{"sessions": ["target"], "code": null}"#, "code"),
+        (r#"{"sessions": ["target"], "reason": null}"#, "reason"),
+        (r#"{"sessions": ["target"], "data": null}"#, "data"),
+        (
+            r#"{"sessions": ["target"], "data_base64": "eA==", "binary": false}"#,
+            "binary frame",
+        ),
         (
             r#"{"sessions": ["target"], "data": "x", "data_base64": "eA=="}"#,
             "not both",

@@ -66,3 +66,16 @@ fn unix_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test]
+async fn v1_sessions_refuses_a_key_that_is_not_utf8_with_json() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let (status, body) = session_info(&gateway, "%FF").await;
+    assert_eq!(status, 400);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("key:") && error.contains("UTF-8"),
+        "{body}"
+    );
+    gateway.stop().await;
+}

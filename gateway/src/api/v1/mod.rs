@@ -1,0 +1,166 @@
+//! Oort's JSON backend API: `/v1/send`, `/v1/send/batch`, `/v1/close`, `/v1/broadcast`, and
+//! the lookups in `info`. Every delivery answer reports a status for every session. The
+//! contract is docs/openapi.yaml; `request` holds the request bodies and their checks.
+
+mod info;
+mod request;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use http::StatusCode;
+use oort_common::{DeliveryStatus, SessionKey};
+use oort_router::DeliveryRequest;
+use serde::Serialize;
+
+use super::access_log::RequestId;
+use super::error::ApiError;
+use crate::state::AppState;
+pub(crate) use info::{cluster, session};
+use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
+
+#[derive(Serialize)]
+pub(crate) struct SessionResult {
+    session: SessionKey,
+    status: DeliveryStatus,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeliveryAnswer {
+    results: Vec<SessionResult>,
+    ok: usize,
+    failed: usize,
+}
+
+impl DeliveryAnswer {
+    fn new(targets: Vec<SessionKey>, statuses: Vec<DeliveryStatus>) -> Self {
+        let ok = statuses
+            .iter()
+            .filter(|s| **s == DeliveryStatus::Ok)
+            .count();
+        let failed = statuses.len() - ok;
+        let results = targets
+            .into_iter()
+            .zip(statuses)
+            .map(|(session, status)| SessionResult { session, status })
+            .collect();
+        Self {
+            results,
+            ok,
+            failed,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct BatchAnswer {
+    messages: Vec<DeliveryAnswer>,
+    ok: usize,
+    failed: usize,
+}
+
+/// `POST /v1/send`.
+pub(crate) async fn send(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    let request: SendRequest = parse(&state, body).await?;
+    let delivery = request.into_delivery(state.config.strict_broadcast)?;
+    Ok(Json(deliver(&state, delivery, id_of(&request_id)).await))
+}
+
+/// `POST /v1/send/batch`: many messages in one request, each with its own sessions.
+pub(crate) async fn send_batch(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Body,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let request: BatchRequest = parse(&state, body).await?;
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "messages: must hold at least one message",
+        ));
+    }
+    let strict = request.strict.unwrap_or(state.config.strict_broadcast);
+    let mut deliveries = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| message.into_delivery(strict, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut answer = BatchAnswer {
+        messages: Vec::with_capacity(deliveries.len()),
+        ok: 0,
+        failed: 0,
+    };
+    for delivery in &mut deliveries {
+        delivery.request_id = id_of(&request_id).to_owned();
+    }
+    let all_statuses = state.router.deliver_all(&deliveries).await;
+    for (delivery, statuses) in deliveries.into_iter().zip(all_statuses) {
+        let result = answer_of(&state, delivery, statuses);
+        answer.ok += result.ok;
+        answer.failed += result.failed;
+        answer.messages.push(result);
+    }
+    Ok(Json(answer))
+}
+
+/// `POST /v1/close`: an optional last message, then a close frame with `code` and `reason`.
+pub(crate) async fn close(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    let request: CloseRequest = parse(&state, body).await?;
+    let delivery = request.into_delivery()?;
+    Ok(Json(deliver(&state, delivery, id_of(&request_id)).await))
+}
+
+/// `POST /v1/broadcast`: one message to every session of the cluster (one NATS publish; each
+/// node fans out to its own sessions).
+pub(crate) async fn broadcast(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request: BroadcastRequest = parse(&state, body).await?;
+    let payload = request.into_payload()?;
+    match state.router.broadcast(&payload, id_of(&request_id)).await {
+        Ok(sessions) => Ok(Json(
+            serde_json::json!({ "result": "ok", "sessions": sessions }),
+        )),
+        Err(err) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            err.to_string(),
+        )),
+    }
+}
+
+async fn deliver(
+    state: &AppState,
+    mut request: DeliveryRequest,
+    request_id: &str,
+) -> DeliveryAnswer {
+    request.request_id = request_id.to_owned();
+    let statuses = state.router.deliver(&request).await;
+    answer_of(state, request, statuses)
+}
+
+/// The answer to one delivery, counted in the metrics.
+fn answer_of(
+    state: &AppState,
+    request: DeliveryRequest,
+    statuses: Vec<DeliveryStatus>,
+) -> DeliveryAnswer {
+    state.metrics.count_deliveries(&statuses);
+    DeliveryAnswer::new(request.targets, statuses)
+}
+
+fn id_of(request_id: &Option<Extension<RequestId>>) -> &str {
+    request_id
+        .as_ref()
+        .map_or("", |Extension(id)| id.0.as_str())
+}
