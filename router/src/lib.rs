@@ -129,11 +129,11 @@ impl Router {
         }
     }
 
-    /// The node holding `key` according to this node alone (its own replica of the directory,
-    /// asking nobody), or `None` single node, where there is no replica.
+    /// The node holding `key` according to this node alone: its own replica of the directory,
+    /// asking nobody (single node, the session table is the directory).
     pub fn owner_in_replica(&self, key: &str) -> Option<NodeId> {
         match self {
-            Self::Local(_) => None,
+            Self::Local(router) => router.owner(key),
             Self::Cluster(router) => router.owner_in_replica(key).map(|owner| owner.node),
         }
     }

@@ -124,7 +124,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Some(log_id(2, 6)),
             ))),
         ),
-        ("snapshot chunk", wire::encode(&RaftRequest::Snapshot(snapshot))),
+        (
+            "snapshot chunk",
+            wire::encode(&RaftRequest::Snapshot(snapshot)),
+        ),
         ("deliver header", wire::encode(&header)),
         (
             "statuses",

@@ -78,7 +78,11 @@ impl Gateway {
     /// messages, and close callbacks are sent, all within `shutdown_grace_period`. If the
     /// cluster router fails for good first, it drains the same way and returns the reason, so
     /// that the process exits with an error and is restarted.
-    pub async fn run(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RouterFailed> {
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: CancellationToken,
+    ) -> Result<(), RouterFailed> {
         let state = self.state;
         let (client_routes, api_routes) = api::routes(&state, listeners.api.is_some());
         let client_routes = match self.extra_client_routes {

@@ -345,7 +345,9 @@ impl Delivery {
         tokio::spawn(async move {
             let stop = server.core.stop.clone();
             while let Some(message) = requests.next(&stop).await {
-                let answers = server.deliver_batch_here(&message.body);
+                let Some(answers) = server.deliver_batch_here(&message.body) else {
+                    continue;
+                };
                 if let Some(reply_to) = message.reply {
                     server
                         .core
@@ -386,18 +388,26 @@ impl Delivery {
 
 impl Delivery {
     /// Delivers each delivery of a batch another node sent; one status list per delivery (an
-    /// undecodable one gets an empty list, which its sender reads as `owner_timeout`).
-    fn deliver_batch_here(&self, bytes: &Bytes) -> Vec<Vec<DeliveryStatus>> {
+    /// undecodable one gets an empty list, which its sender reads as `owner_timeout`). A batch
+    /// that is not one (no node sends an empty one) gets no answer at all.
+    fn deliver_batch_here(&self, bytes: &Bytes) -> Option<Vec<Vec<DeliveryStatus>>> {
         let records = match decode_records(bytes) {
-            Ok(records) => records,
+            Ok(records) if !records.is_empty() => records,
+            Ok(_) => {
+                let reason = "an empty batch of deliveries";
+                self.core
+                    .bus
+                    .reject(SubjectKind::Deliver, RejectReason::Malformed, &reason);
+                return None;
+            }
             Err(err) => {
                 self.core
                     .bus
                     .reject(SubjectKind::Deliver, RejectReason::Malformed, &err);
-                return Vec::new();
+                return None;
             }
         };
-        records
+        let answers = records
             .iter()
             .map(|record| {
                 let Ok((header, data)) = decode_framed::<DeliverHeader>(record).inspect_err(|err| {
@@ -418,7 +428,8 @@ impl Delivery {
                 }
                 statuses
             })
-            .collect()
+            .collect();
+        Some(answers)
     }
 
     fn deliver_here(&self, header: &DeliverHeader, data: Bytes) -> Vec<DeliveryStatus> {

@@ -100,7 +100,10 @@ fn check_vote(rpc: &VoteRequest<RaftId>, me: RaftId) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn check_snapshot_chunk(rpc: &InstallSnapshotRequest<TypeConfig>, me: RaftId) -> Result<(), Refusal> {
+fn check_snapshot_chunk(
+    rpc: &InstallSnapshotRequest<TypeConfig>,
+    me: RaftId,
+) -> Result<(), Refusal> {
     let term = check_leader_vote(&rpc.vote, me)?;
     if let Some(last) = &rpc.meta.last_log_id {
         check_log_id(last, term, "the snapshot's last log id")?;
@@ -126,7 +129,10 @@ pub(crate) fn check_membership(membership: &Membership<RaftId, NodeInfo>) -> Res
     if configs.is_empty() || configs.len() > 2 || configs.iter().any(|c| c.is_empty()) {
         return Err("a membership with no voters or too many configurations".into());
     }
-    if let Some(voter) = membership.voter_ids().find(|id| membership.get_node(id).is_none()) {
+    if let Some(voter) = membership
+        .voter_ids()
+        .find(|id| membership.get_node(id).is_none())
+    {
         return Err(format!("voter {voter} has no node entry"));
     }
     if let Some((id, _)) = membership
@@ -193,7 +199,13 @@ mod tests {
 
     #[test]
     fn what_a_leader_sends_passes() {
-        assert!(check(&append(3, Some(log_id(3, 4)), vec![blank(3, 5), blank(3, 6)]), ME).is_ok());
+        assert!(
+            check(
+                &append(3, Some(log_id(3, 4)), vec![blank(3, 5), blank(3, 6)]),
+                ME
+            )
+            .is_ok()
+        );
         assert!(check(&append(3, None, vec![blank(0, 0)]), ME).is_ok());
         let membership = Entry {
             log_id: log_id(3, 5),

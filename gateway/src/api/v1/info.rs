@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use oort_common::SessionKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
@@ -25,11 +25,26 @@ struct SessionInfo {
     queued_bytes: usize,
 }
 
+/// `?replica=true`: answer from this node's own replica of the directory.
+#[derive(Deserialize)]
+pub(crate) struct SessionQuery {
+    #[serde(default)]
+    replica: bool,
+}
+
 /// `GET /v1/sessions/{key}`.
 pub(crate) async fn session(
     State(state): State<Arc<AppState>>,
     key: Result<Path<String>, PathRejection>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Response {
+    let replica_only = match query {
+        Ok(Query(query)) => query.replica,
+        Err(rejection) => {
+            return ApiError::bad_request(format!("replica: {}", rejection.body_text()))
+                .into_response();
+        }
+    };
     // A key whose percent-encoding is not UTF-8 can name no session (keys are text).
     let key = match key {
         Ok(Path(key)) => key,
@@ -38,10 +53,17 @@ pub(crate) async fn session(
                 .into_response();
         }
     };
-    let Some(session) = state.registry.get(&key) else {
-        // Not held here: in a cluster another node may hold it (the router answers from its
-        // replica, or asks the leader before saying it does not exist).
-        return match state.router.owner(&key).await {
+    let held_here = state.registry.get(&key);
+    let Some(session) = held_here.filter(|_| !replica_only) else {
+        // Not held here, or the replica alone is asked: in a cluster another node may hold it
+        // (the router answers from its replica, or asks the leader before saying it does not
+        // exist, unless only the replica is asked).
+        let owner = if replica_only {
+            Ok(state.router.owner_in_replica(&key))
+        } else {
+            state.router.owner(&key).await
+        };
+        return match owner {
             Ok(Some(node)) => {
                 Json(serde_json::json!({ "session": key, "node": node })).into_response()
             }
