@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ConfigError, GoDuration, lenient};
+use super::{ConfigError, GoDuration, NatsAuthConfig, NatsTlsConfig, lenient};
 
 /// Cluster settings. Without `nats` the node runs alone, with no NATS and no raft.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,6 +12,10 @@ pub struct ClusterConfig {
     /// NATS server URLs (a list, or one comma-separated string).
     #[serde(deserialize_with = "url_list")]
     pub nats: Vec<String>,
+    /// How this node authenticates to NATS (at most one method).
+    pub nats_auth: NatsAuthConfig,
+    /// TLS to NATS.
+    pub nats_tls: NatsTlsConfig,
     /// Subject prefix (`oort.<name>.*`), so several clusters can share one NATS.
     #[serde(deserialize_with = "lenient::string")]
     pub name: String,
@@ -46,6 +50,8 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             nats: Vec::new(),
+            nats_auth: NatsAuthConfig::default(),
+            nats_tls: NatsTlsConfig::default(),
             name: "oort".into(),
             node_id: String::new(),
             data_dir: String::new(),
@@ -72,18 +78,10 @@ impl ClusterConfig {
             return Ok(());
         }
         for url in &self.nats {
-            let parsed = url::Url::parse(url).map_err(|err| {
-                ConfigError::invalid("cluster.nats", url, format!("not a URL: {err}"))
-            })?;
-            if !matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss") || parsed.host().is_none()
-            {
-                return Err(ConfigError::invalid(
-                    "cluster.nats",
-                    url,
-                    "expected nats://host:port",
-                ));
-            }
+            check_nats_url(url)?;
         }
+        self.nats_auth.validate()?;
+        self.nats_tls.validate()?;
         let subject_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if self.name.is_empty() || !self.name.chars().all(subject_safe) {
             return Err(ConfigError::invalid(
@@ -156,6 +154,27 @@ impl ClusterConfig {
     }
 }
 
+/// `nats://` or `tls://` with a host. The WebSocket transport (`ws://`, `wss://`) is not built
+/// into Oort: NATS servers that offer it also listen for plain NATS clients, and leaving it out
+/// keeps a WebSocket client library out of the binary.
+fn check_nats_url(url: &str) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|err| ConfigError::invalid("cluster.nats", url, format!("not a URL: {err}")))?;
+    match parsed.scheme() {
+        "ws" | "wss" => Err(ConfigError::invalid(
+            "cluster.nats",
+            url,
+            "Oort does not speak NATS over WebSocket; use the server's nats:// or tls:// port",
+        )),
+        "nats" | "tls" if parsed.host().is_some() => Ok(()),
+        _ => Err(ConfigError::invalid(
+            "cluster.nats",
+            url,
+            "expected nats://host:port or tls://host:port",
+        )),
+    }
+}
+
 /// A list of URLs, or one string of comma-separated URLs (what an environment variable gives).
 fn url_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -208,7 +227,19 @@ mod tests {
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.nats")
         );
-        config.nats = vec!["nats://x:1".into()];
+        config.nats = vec!["wss://x:443".into()];
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("cluster.nats") && refused.contains("WebSocket"),
+            "{refused}"
+        );
+        config.nats = vec!["tls://x:1".into()];
+        assert!(config.validate().is_ok());
+        config.nats_tls.key_file = "/tls/tls.key".into();
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.nats_tls.key_file")
+        );
+        config.nats_tls.key_file.clear();
         config.election_timeout = GoDuration::from_millis(100);
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.election_timeout")
