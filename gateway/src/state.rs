@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::HeaderName;
 use oort_common::NodeId;
-use oort_common::config::Config;
+use oort_common::config::{Config, ConfigError, NatsAccess};
 use oort_router::{ClusterSettings, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,13 +54,31 @@ pub enum StartError {
     /// A config value this build cannot use.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// A config value that cannot be used: a file it names, or what the file holds.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The cluster could not be joined (NATS, raft storage).
     #[error("cannot join the cluster")]
-    Cluster(#[from] oort_router::RouterError),
+    Cluster(#[source] oort_router::RouterError),
+}
+
+impl From<oort_router::RouterError> for StartError {
+    fn from(err: oort_router::RouterError) -> Self {
+        match err {
+            oort_router::RouterError::Config { key, value, reason } => {
+                Self::Config(ConfigError::invalid(&key, value, reason))
+            }
+            other => Self::Cluster(other),
+        }
+    }
 }
 
 impl AppState {
-    pub(crate) async fn new(config: Config, hostname: &str) -> Result<Arc<Self>, StartError> {
+    pub(crate) async fn new(
+        config: Config,
+        nats_access: NatsAccess,
+        hostname: &str,
+    ) -> Result<Arc<Self>, StartError> {
         let endpoint = config.effective_endpoint(hostname);
         let session_header =
             HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
@@ -88,6 +106,7 @@ impl AppState {
             };
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
+                nats_access,
                 node: node_id,
                 data_dir,
                 log_deliveries: !config.suppress_access_log,

@@ -8,6 +8,7 @@
 mod control;
 mod deliver;
 mod membership;
+mod nats;
 mod network;
 mod owner_link;
 mod registrar;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use oort_common::cluster::{ControlRequest, ControlResponse, Owner, Subjects, raft_id};
-use oort_common::config::ClusterConfig;
+use oort_common::config::{ClusterConfig, NatsAccess};
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,8 @@ use types::{Raft, RaftId};
 pub struct ClusterSettings {
     /// The `cluster` config section.
     pub config: ClusterConfig,
+    /// The credentials and TLS material it names, read at start.
+    pub nats_access: NatsAccess,
     /// This node's id (the configured one, or the hostname).
     pub node: NodeId,
     /// Where raft keeps its log and vote.
@@ -112,6 +115,7 @@ impl ClusterRouter {
     ) -> Result<Self, RouterError> {
         let ClusterSettings {
             config,
+            nats_access,
             node,
             data_dir,
             log_deliveries,
@@ -119,7 +123,14 @@ impl ClusterRouter {
         let raft_id = raft_id(&node);
         let subjects = Subjects::new(&config.name);
         let nats_connected = Arc::new(AtomicBool::new(false));
-        let nats = connect_nats(&config, &node, nats_connected.clone(), metrics.clone()).await?;
+        let nats = nats::connect(
+            &config,
+            &nats_access,
+            &node,
+            nats_connected.clone(),
+            metrics.clone(),
+        )
+        .await?;
         let log_store = LogStore::open(&data_dir).map_err(|err| {
             RouterError::Unavailable(format!(
                 "cannot open raft storage in {}: {err}",
@@ -317,58 +328,6 @@ impl Inner {
             .find(|(member, _)| **member == id)
             .map(|(_, info)| NodeId::from(info.name.as_str()))
     }
-}
-
-async fn connect_nats(
-    config: &ClusterConfig,
-    node: &NodeId,
-    connected: Arc<AtomicBool>,
-    metrics: ClusterMetrics,
-) -> Result<Client, RouterError> {
-    let options = async_nats::ConnectOptions::new()
-        .name(format!("oort-{node}"))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
-        .request_timeout(Some(config.route_timeout.0))
-        .event_callback(move |event| {
-            let connected = connected.clone();
-            let metrics = metrics.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        connected.store(true, Ordering::Release);
-                        metrics.nats_connects.increment(1);
-                        info!("NATS connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        connected.store(false, Ordering::Release);
-                        metrics.nats_disconnects.increment(1);
-                        warn!("NATS disconnected; reconnecting");
-                    }
-                    async_nats::Event::SlowConsumer(sid) => {
-                        warn!(sid, "NATS slow consumer: messages were dropped")
-                    }
-                    other => info!(event = %other, "NATS event"),
-                }
-            }
-        });
-    let servers = config
-        .nats
-        .iter()
-        .map(|url| url.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| {
-            RouterError::Unavailable(format!("invalid NATS URL in {:?}: {err}", config.nats))
-        })?;
-    async_nats::connect_with_options(servers, options)
-        .await
-        .map_err(|err| {
-            RouterError::Unavailable(format!(
-                "cannot connect to NATS {}: {err}",
-                config.nats.join(",")
-            ))
-        })
 }
 
 fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, RouterError> {
