@@ -94,6 +94,15 @@ impl NatsAuthConfig {
             "nkey_seed_file",
             &self.nkey_seed_file,
         )?;
+        self.check_one_method()?;
+        self.check_user_and_password()?;
+        if !self.nkey_seed.is_empty() {
+            check_nkey_seed(&format!("{SECTION}.nkey_seed"), self.nkey_seed.expose())?;
+        }
+        Ok(())
+    }
+
+    fn check_one_method(&self) -> Result<(), ConfigError> {
         let methods = self.methods_set();
         if let [(first, _), (second, shown), ..] = methods.as_slice() {
             return Err(ConfigError::invalid(
@@ -102,6 +111,10 @@ impl NatsAuthConfig {
                 format!("use one authentication method at a time; {SECTION}.{first} is also set"),
             ));
         }
+        Ok(())
+    }
+
+    fn check_user_and_password(&self) -> Result<(), ConfigError> {
         let has_password = !self.password.is_empty() || !self.password_file.is_empty();
         if !self.user.is_empty() && !has_password {
             return Err(ConfigError::invalid(
@@ -121,9 +134,6 @@ impl NatsAuthConfig {
                 shown,
                 format!("a password needs {SECTION}.user"),
             ));
-        }
-        if !self.nkey_seed.is_empty() {
-            check_nkey_seed(&format!("{SECTION}.nkey_seed"), self.nkey_seed.expose())?;
         }
         Ok(())
     }
