@@ -129,6 +129,34 @@ def expect_scenario(name, documents):
         assert config["cluster"]["bootstrap_expect"] == 3 and config["cluster"]["voters"] == 5, config
     elif name == "bundled-nats":
         assert config["cluster"]["nats"] == ["nats://oort-nats:4222"], config
+    elif name == "nats-auth-tls":
+        for variable, key in [("USER", "user"), ("PASSWORD", "password")]:
+            ref = env[f"OORT_CLUSTER__NATS_AUTH__{variable}"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "oort-nats", "key": key}, ref
+        assert config["cluster"]["nats_tls"] == {
+            "ca_file": "/etc/oort/nats-tls/ca.crt",
+            "cert_file": "/etc/oort/nats-tls/tls.crt",
+            "key_file": "/etc/oort/nats-tls/tls.key",
+        }, config
+        assert "nats_auth" not in config["cluster"], "the password is not in the ConfigMap"
+        volume = next(v for v in pod["volumes"] if v["name"] == "nats-tls")
+        assert volume["secret"]["secretName"] == "oort-nats-tls", volume
+        assert [i["path"] for i in volume["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"], volume
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "nats-tls")
+        assert mount["mountPath"] == "/etc/oort/nats-tls" and mount["readOnly"] is True, mount
+    elif name == "nats-creds":
+        assert config["cluster"]["nats_auth"] == {"credentials_file": "/etc/oort/nats-auth/nats.creds"}, config
+        assert config["cluster"]["nats_tls"] == {"require": True}, config
+        volume = next(v for v in pod["volumes"] if v["name"] == "nats-auth")
+        assert volume["secret"] == {
+            "secretName": "oort-nats-creds",
+            "defaultMode": 0o440,
+            "items": [{"key": "oort.creds", "path": "nats.creds"}],
+        }, volume
+        assert not any(e.startswith("OORT_CLUSTER__NATS_AUTH__") for e in env), env
+    if name not in ("nats-auth-tls", "nats-creds"):
+        assert not any(e.startswith("OORT_CLUSTER__NATS_AUTH__") for e in env), env
+        assert "nats_auth" not in config["cluster"] and "nats_tls" not in config["cluster"], config
 
 
 def check_bad(path):

@@ -13,12 +13,22 @@ use crate::wait::eventually;
 /// Cluster timings short enough for tests (formation in about a second, death after 3 s).
 pub const FAST_TIMINGS: &str = "  heartbeat_interval: 200ms\n  node_timeout: 3s\n  raft_heartbeat: 100ms\n  election_timeout: 600ms\n  route_timeout: 2s\n";
 
+/// What one node adds to the cluster's common settings.
+#[derive(Clone, Debug, Default)]
+pub struct NodeExtras {
+    /// Lines appended to its `cluster:` section (indented two spaces), after the cluster's own.
+    pub cluster_lines: String,
+    /// Environment variables for its process (`OORT_CLUSTER__NATS_AUTH__PASSWORD`, say).
+    pub env: Vec<(String, String)>,
+}
+
 /// One node of a [`TestCluster`].
 pub struct Node {
     /// Its node id.
     pub name: String,
     process: Option<OortProcess>,
     config: TempConfig,
+    env: Vec<(String, String)>,
     /// Its client (and API) address, while running.
     pub addr: Option<SocketAddr>,
 }
@@ -67,7 +77,13 @@ impl TestCluster {
     /// Prepares a cluster on `nats_urls` (no node started yet). `extra` is appended to the
     /// `cluster:` section (indented two spaces), e.g. [`FAST_TIMINGS`].
     pub async fn new(nats_urls: Vec<String>, extra: &str) -> Self {
-        let name = format!("t{:x}", rand::random::<u32>());
+        Self::named(&fresh_cluster_name(), nats_urls, extra).await
+    }
+
+    /// [`TestCluster::new`] with the cluster name chosen by the test (NATS permissions name
+    /// the cluster's subjects, so the server's config needs it first).
+    pub async fn named(name: &str, nats_urls: Vec<String>, extra: &str) -> Self {
+        let name = name.to_owned();
         let data_root = std::env::temp_dir().join(format!("oort-cluster-{name}"));
         std::fs::create_dir_all(&data_root).expect("create the data root");
         Self {
@@ -85,14 +101,25 @@ impl TestCluster {
         }
     }
 
+    /// The cluster's name (its NATS subjects start with `oort.<name>.`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Adds and starts a node with `bootstrap_expect`.
     pub async fn add(&mut self, name: &str, bootstrap_expect: usize) {
+        self.add_with(name, bootstrap_expect, NodeExtras::default())
+            .await;
+    }
+
+    /// Adds and starts a node with `bootstrap_expect` and its own settings.
+    pub async fn add_with(&mut self, name: &str, bootstrap_expect: usize, extras: NodeExtras) {
         let backend = &self.backend;
         let text = format!(
             "listen: 127.0.0.1:0\n{}shutdown_grace_period: 5s\n\
              websocket:\n  ping_interval: 0\n\
              callback:\n  connect: {}\n  establish: {}\n  close: {}\n  receive: {}\n  timeout: 5s\n\
-             cluster:\n  nats: [{}]\n  name: {}\n  node_id: {name}\n  data_dir: {}\n  bootstrap_expect: {bootstrap_expect}\n{}",
+             cluster:\n  nats: [{}]\n  name: {}\n  node_id: {name}\n  data_dir: {}\n  bootstrap_expect: {bootstrap_expect}\n{}{}",
             self.top_level,
             backend.callback_url(CallbackKind::Connect),
             backend.callback_url(CallbackKind::Establish),
@@ -102,11 +129,13 @@ impl TestCluster {
             self.name,
             self.data_root.join(name).display(),
             self.extra,
+            extras.cluster_lines,
         );
         let node = Node {
             name: name.to_owned(),
             process: None,
             config: TempConfig::new(&text),
+            env: extras.env,
             addr: None,
         };
         self.nodes.insert(name.to_owned(), node);
@@ -116,9 +145,14 @@ impl TestCluster {
     /// (Re)starts a node's process with its config and data directory.
     pub async fn start(&mut self, name: &str) {
         let node = self.nodes.get_mut(name).expect("a known node");
+        let env: Vec<(&str, &str)> = node
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         let process = OortProcess::spawn(
             &["--config", node.config.path(), "--log-level", "info"],
-            &[],
+            &env,
         );
         node.addr = Some(process.listen_addr("client", Duration::from_secs(20)).await);
         node.process = Some(process);
@@ -193,11 +227,6 @@ impl TestCluster {
             .collect()
     }
 
-    /// The cluster's name (its NATS subjects are `oort.<name>.*`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// A running node.
     pub fn node(&self, name: &str) -> &Node {
         &self.nodes[name]
@@ -207,6 +236,11 @@ impl TestCluster {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+}
+
+/// A cluster name no other test uses.
+pub fn fresh_cluster_name() -> String {
+    format!("t{:x}", rand::random::<u32>())
 }
 
 impl Drop for TestCluster {

@@ -1,5 +1,6 @@
 //! The test harness shared by Oort's integration and end-to-end tests: a recording callback
-//! backend, WebSocket and HTTP clients, condition waits, and launching `oort` processes.
+//! backend, WebSocket and HTTP clients, condition waits, launching `oort` and `nats-server`
+//! processes, and test certificates.
 //!
 //! Everything binds `127.0.0.1:0`, so tests run in parallel without port clashes.
 
@@ -11,7 +12,9 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod nats;
+pub mod pki;
 pub mod process;
+pub mod temp;
 pub mod wait;
 
 pub use backend::{CallbackKind, Recorded, TestBackend};

@@ -35,14 +35,21 @@ async fn the_chart_renders_valid_manifests_and_refuses_bad_values() {
         "chart checks failed:\n{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for scenario in ["default", "full", "external-nats", "bundled-nats"] {
+    for scenario in [
+        "default",
+        "full",
+        "external-nats",
+        "bundled-nats",
+        "nats-auth-tls",
+        "nats-creds",
+    ] {
         assert!(
             report.contains(&format!("ok   {scenario}:")),
             "{scenario} was checked:\n{report}"
         );
     }
     assert!(
-        report.matches("ok   bad/").count() >= 5,
+        report.matches("ok   bad/").count() >= 8,
         "bad values files were checked:\n{report}"
     );
 }

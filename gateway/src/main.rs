@@ -92,6 +92,15 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
         }
     };
     let config = loaded.config;
+    // The files the NATS settings name are read here, once: a rotated certificate or password
+    // takes effect when the node restarts.
+    let nats_access = match config.cluster.nats_access(&|path| std::fs::read(path)) {
+        Ok(access) => access,
+        Err(err) => {
+            eprintln!("oort: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if let Err(err) = telemetry::init(&config.log.level, config.log.format) {
         eprintln!("oort: {err}");
         return ExitCode::from(EXIT_CONFIG);
@@ -106,7 +115,7 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
         warn!("callback.connect is not set: every client connect will be refused with 500");
     }
     run_async(async move {
-        let gateway = Gateway::start(config.clone()).await?;
+        let gateway = Gateway::start_with_nats(config.clone(), nats_access).await?;
         let listeners = Listeners::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "oort starting");
         gateway.run(listeners, shutdown_signal()).await?;
@@ -154,7 +163,10 @@ fn run_async(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
             error!("{err:#}");
             eprintln!("oort: {err:#}");
             // A value this build cannot use is a configuration error, like any other.
-            if matches!(err.downcast_ref::<StartError>(), Some(StartError::Setup(_))) {
+            if matches!(
+                err.downcast_ref::<StartError>(),
+                Some(StartError::Setup(_) | StartError::Config(_))
+            ) {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::HeaderName;
 use oort_common::NodeId;
-use oort_common::config::Config;
+use oort_common::config::{Config, ConfigError, NatsAccess};
 use oort_router::{ClusterSettings, EpochSource, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,13 +54,31 @@ pub enum StartError {
     /// A config value this build cannot use.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// A config value that cannot be used: a file it names, or what the file holds.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The cluster could not be joined (NATS, raft storage).
     #[error("cannot join the cluster")]
-    Cluster(#[from] oort_router::RouterError),
+    Cluster(#[source] oort_router::RouterError),
+}
+
+impl From<oort_router::RouterError> for StartError {
+    fn from(err: oort_router::RouterError) -> Self {
+        match err {
+            oort_router::RouterError::Config { key, value, reason } => {
+                Self::Config(ConfigError::invalid(&key, value, reason))
+            }
+            other => Self::Cluster(other),
+        }
+    }
 }
 
 impl AppState {
-    pub(crate) async fn new(config: Config, hostname: &str) -> Result<Arc<Self>, StartError> {
+    pub(crate) async fn new(
+        config: Config,
+        nats_access: NatsAccess,
+        hostname: &str,
+    ) -> Result<Arc<Self>, StartError> {
         let endpoint = config.effective_endpoint(hostname);
         let session_header =
             HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
@@ -95,10 +113,10 @@ impl AppState {
             let registry = Arc::new(SessionRegistry::new(limits, epochs.clone()));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
+                nats_access,
                 node: node_id,
                 data_dir,
                 epochs,
-                secret: cluster_secret(&config)?,
                 log_deliveries: !config.suppress_access_log,
             };
             let router = Router::cluster(settings, registry.clone(), metrics.cluster()).await?;
@@ -150,26 +168,4 @@ impl AppState {
     pub(crate) fn is_ready(&self) -> bool {
         !self.is_draining() && self.router.is_ready()
     }
-}
-
-/// The cluster secret, from `cluster.secret` or the file `cluster.secret_file` names.
-fn cluster_secret(config: &Config) -> Result<Option<Vec<u8>>, SetupError> {
-    let cluster = &config.cluster;
-    if !cluster.secret_file.is_empty() {
-        let text = std::fs::read_to_string(&cluster.secret_file).map_err(|err| SetupError {
-            key: "cluster.secret_file".into(),
-            value: cluster.secret_file.clone(),
-            reason: format!("cannot read it: {err}"),
-        })?;
-        let secret = text.trim();
-        if secret.len() < 16 {
-            return Err(SetupError {
-                key: "cluster.secret_file".into(),
-                value: cluster.secret_file.clone(),
-                reason: "the secret in it must have at least 16 characters".into(),
-            });
-        }
-        return Ok(Some(secret.as_bytes().to_vec()));
-    }
-    Ok((!cluster.secret.is_empty()).then(|| cluster.secret.as_bytes().to_vec()))
 }

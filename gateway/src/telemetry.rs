@@ -3,14 +3,20 @@
 use oort_common::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
+/// async-nats logs every connection attempt and event itself, an authentication failure at
+/// error level once a second; the router logs each change of the connection's state once
+/// instead. A filter that names `async_nats` gets the library's own lines back.
+const QUIET_NATS_CLIENT: &str = "async_nats=off";
+
 /// Installs the global subscriber. `level` is a level name or a full filter directive; an
 /// invalid one is an error naming it.
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directive) if !directive.is_empty() => EnvFilter::try_new(&directive),
-        _ => EnvFilter::try_new(level),
-    }
-    .map_err(|err| format!("invalid log level {level:?}: {err}"))?;
+    let directive = match std::env::var("RUST_LOG") {
+        Ok(directive) if !directive.is_empty() => directive,
+        _ => level.to_owned(),
+    };
+    let filter = EnvFilter::try_new(with_quiet_nats_client(&directive))
+        .map_err(|err| format!("invalid log level {directive:?}: {err}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -23,4 +29,27 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
         LogFormat::Text => builder.try_init(),
     };
     installed.map_err(|err| format!("cannot install the logger: {err}"))
+}
+
+fn with_quiet_nats_client(directive: &str) -> String {
+    if directive.contains("async_nats") {
+        directive.to_owned()
+    } else {
+        format!("{directive},{QUIET_NATS_CLIENT}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nats_client_is_quiet_unless_named() {
+        assert_eq!(with_quiet_nats_client("info"), "info,async_nats=off");
+        assert_eq!(
+            with_quiet_nats_client("debug,async_nats=debug"),
+            "debug,async_nats=debug"
+        );
+        assert!(EnvFilter::try_new(with_quiet_nats_client("warn")).is_ok());
+    }
 }

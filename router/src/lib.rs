@@ -34,6 +34,27 @@ pub enum RouterError {
     /// The directory cannot take writes right now (no leader, shutting down).
     #[error("the session directory is unavailable: {0}")]
     Unavailable(String),
+    /// A setting passed validation but cannot be used: a certificate that does not parse, an
+    /// NKey seed with a bad checksum. The value is a path, or `<redacted>` for a secret.
+    #[error("invalid value {value:?} for key `{key}`: {reason}")]
+    Config {
+        /// The config key.
+        key: String,
+        /// What may be shown of its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl RouterError {
+    pub(crate) fn config(key: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// The router a gateway node uses. An enum rather than a trait object: there are exactly two

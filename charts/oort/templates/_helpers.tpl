@@ -97,6 +97,70 @@ count at first install.
     "voters" .Values.cluster.voters
     "node_timeout" .Values.cluster.nodeTimeout)
 }}
+{{- include "oort.natsChecks" . }}
+{{- if .Values.natsAuth.credentialsKey }}
+{{- $_ := set $managed.cluster "nats_auth" (dict "credentials_file" (printf "%s/nats.creds" (include "oort.natsAuthDir" .))) }}
+{{- end }}
+{{- $tls := dict }}
+{{- if .Values.natsTls.require }}{{ $_ := set $tls "require" true }}{{ end }}
+{{- with .Values.natsTls.existingSecret }}
+{{- if $.Values.natsTls.caKey }}{{ $_ := set $tls "ca_file" (printf "%s/ca.crt" (include "oort.natsTlsDir" $)) }}{{ end }}
+{{- if $.Values.natsTls.certKey }}
+{{- $_ := set $tls "cert_file" (printf "%s/tls.crt" (include "oort.natsTlsDir" $)) }}
+{{- $_ := set $tls "key_file" (printf "%s/tls.key" (include "oort.natsTlsDir" $)) }}
+{{- end }}
+{{- end }}
+{{- if $tls }}{{ $_ := set $managed.cluster "nats_tls" $tls }}{{ end }}
 {{- $config := mergeOverwrite (deepCopy (.Values.config | default dict)) $managed }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* Where the NATS .creds file and the NATS TLS files are mounted. */}}
+{{- define "oort.natsAuthDir" -}}/etc/oort/nats-auth{{- end }}
+{{- define "oort.natsTlsDir" -}}/etc/oort/nats-tls{{- end }}
+
+{{/*
+NATS credentials as environment variables, each from a key of natsAuth.existingSecret; Oort
+reads OORT_CLUSTER__NATS_AUTH__* like any other config key.
+*/}}
+{{- define "oort.natsAuthEnv" -}}
+{{- $secret := .Values.natsAuth.existingSecret }}
+{{- range $variable, $key := dict "TOKEN" .Values.natsAuth.tokenKey "USER" .Values.natsAuth.userKey "PASSWORD" .Values.natsAuth.passwordKey "NKEY_SEED" .Values.natsAuth.nkeySeedKey }}
+{{- if $key }}
+- name: OORT_CLUSTER__NATS_AUTH__{{ $variable }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses NATS settings Oort would refuse at start, naming the values to fix. */}}
+{{- define "oort.natsChecks" -}}
+{{- $auth := .Values.natsAuth }}
+{{- $methods := 0 }}
+{{- if $auth.tokenKey }}{{ $methods = add1 $methods }}{{ end }}
+{{- if or $auth.userKey $auth.passwordKey }}{{ $methods = add1 $methods }}{{ end }}
+{{- if $auth.nkeySeedKey }}{{ $methods = add1 $methods }}{{ end }}
+{{- if $auth.credentialsKey }}{{ $methods = add1 $methods }}{{ end }}
+{{- if gt $methods 1 }}
+{{- fail "natsAuth: set one method: tokenKey, userKey with passwordKey, nkeySeedKey or credentialsKey" }}
+{{- end }}
+{{- if and (gt $methods 0) (not $auth.existingSecret) }}
+{{- fail "natsAuth.existingSecret must name the Secret holding the NATS credentials" }}
+{{- end }}
+{{- if ne (empty $auth.userKey) (empty $auth.passwordKey) }}
+{{- fail "natsAuth: userKey and passwordKey go together" }}
+{{- end }}
+{{- $tls := .Values.natsTls }}
+{{- if and (or $tls.caKey $tls.certKey) (not $tls.existingSecret) }}
+{{- fail "natsTls.existingSecret must name the Secret holding the NATS TLS files" }}
+{{- end }}
+{{- if and $tls.existingSecret (not (or $tls.caKey $tls.certKey)) }}
+{{- fail "natsTls.existingSecret is set: name caKey, certKey or both" }}
+{{- end }}
+{{- if ne (empty $tls.certKey) (empty $tls.keyKey) }}
+{{- fail "natsTls: certKey and keyKey go together (mutual TLS)" }}
+{{- end }}
 {{- end }}

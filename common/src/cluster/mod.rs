@@ -127,6 +127,13 @@ impl Subjects {
     pub fn broadcast(&self) -> String {
         format!("{}.broadcast", self.prefix)
     }
+
+    /// The prefix of this cluster's reply subjects, in place of NATS's usual `_INBOX`: answers
+    /// then travel under the cluster's prefix too, so the one permission `oort.<cluster>.>`
+    /// covers all of a node's traffic and no other NATS user can read the answers.
+    pub fn inbox_prefix(&self) -> String {
+        format!("{}.inbox", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ConfigError, GoDuration, lenient};
+use super::{ConfigError, GoDuration, NatsAuthConfig, NatsTlsConfig, Secret, lenient};
 
 /// Cluster settings. Without `nats` the node runs alone, with no NATS and no raft.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,6 +12,10 @@ pub struct ClusterConfig {
     /// NATS server URLs (a list, or one comma-separated string).
     #[serde(deserialize_with = "url_list")]
     pub nats: Vec<String>,
+    /// How this node authenticates to NATS (at most one method).
+    pub nats_auth: NatsAuthConfig,
+    /// TLS to NATS.
+    pub nats_tls: NatsTlsConfig,
     /// Subject prefix (`oort.<name>.*`), so several clusters can share one NATS.
     #[serde(deserialize_with = "lenient::string")]
     pub name: String,
@@ -42,8 +46,7 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// A secret shared by every node: each message between nodes carries a tag made with it,
     /// and messages without a valid one are dropped. Empty: messages are not authenticated.
-    #[serde(deserialize_with = "lenient::string")]
-    pub secret: String,
+    pub secret: Secret,
     /// A file holding the secret (instead of `secret`).
     #[serde(deserialize_with = "lenient::string")]
     pub secret_file: String,
@@ -53,6 +56,8 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             nats: Vec::new(),
+            nats_auth: NatsAuthConfig::default(),
+            nats_tls: NatsTlsConfig::default(),
             name: "oort".into(),
             node_id: String::new(),
             data_dir: String::new(),
@@ -64,7 +69,7 @@ impl Default for ClusterConfig {
             election_timeout: GoDuration::from_millis(500),
             route_timeout: GoDuration::from_secs(3),
             snapshot_every: 10_000,
-            secret: String::new(),
+            secret: Secret::default(),
             secret_file: String::new(),
         }
     }
@@ -81,18 +86,10 @@ impl ClusterConfig {
             return Ok(());
         }
         for url in &self.nats {
-            let parsed = url::Url::parse(url).map_err(|err| {
-                ConfigError::invalid("cluster.nats", url, format!("not a URL: {err}"))
-            })?;
-            if !matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss") || parsed.host().is_none()
-            {
-                return Err(ConfigError::invalid(
-                    "cluster.nats",
-                    url,
-                    "expected nats://host:port",
-                ));
-            }
+            check_nats_url(url)?;
         }
+        self.nats_auth.validate()?;
+        self.nats_tls.validate()?;
         let subject_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if self.name.is_empty() || !self.name.chars().all(subject_safe) {
             return Err(ConfigError::invalid(
@@ -161,12 +158,8 @@ impl ClusterConfig {
                 "set cluster.secret or cluster.secret_file, not both",
             ));
         }
-        if !self.secret.is_empty() && self.secret.len() < 16 {
-            return Err(ConfigError::invalid(
-                "cluster.secret",
-                "(hidden)",
-                "use at least 16 characters (e.g. `openssl rand -hex 32`)",
-            ));
+        if !self.secret.is_empty() {
+            check_cluster_secret("cluster.secret", self.secret.shown(), &self.secret)?;
         }
         if self.snapshot_every == 0 {
             return Err(ConfigError::invalid(
@@ -176,6 +169,43 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A cluster secret long enough to be worth having.
+pub(crate) fn check_cluster_secret(
+    key: &str,
+    shown: &str,
+    secret: &Secret,
+) -> Result<(), ConfigError> {
+    if secret.expose().len() < 16 {
+        return Err(ConfigError::invalid(
+            key,
+            shown,
+            "use at least 16 characters (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    Ok(())
+}
+
+/// `nats://` or `tls://` with a host. The WebSocket transport (`ws://`, `wss://`) is not built
+/// into Oort: NATS servers that offer it also listen for plain NATS clients, and leaving it out
+/// keeps a WebSocket client library out of the binary.
+fn check_nats_url(url: &str) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|err| ConfigError::invalid("cluster.nats", url, format!("not a URL: {err}")))?;
+    match parsed.scheme() {
+        "ws" | "wss" => Err(ConfigError::invalid(
+            "cluster.nats",
+            url,
+            "Oort does not speak NATS over WebSocket; use the server's nats:// or tls:// port",
+        )),
+        "nats" | "tls" if parsed.host().is_some() => Ok(()),
+        _ => Err(ConfigError::invalid(
+            "cluster.nats",
+            url,
+            "expected nats://host:port or tls://host:port",
+        )),
     }
 }
 
@@ -231,7 +261,19 @@ mod tests {
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.nats")
         );
-        config.nats = vec!["nats://x:1".into()];
+        config.nats = vec!["wss://x:443".into()];
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("cluster.nats") && refused.contains("WebSocket"),
+            "{refused}"
+        );
+        config.nats = vec!["tls://x:1".into()];
+        assert!(config.validate().is_ok());
+        config.nats_tls.key_file = "/tls/tls.key".into();
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.nats_tls.key_file")
+        );
+        config.nats_tls.key_file.clear();
         config.election_timeout = GoDuration::from_millis(100);
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "cluster.election_timeout")

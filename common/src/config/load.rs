@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Config, ConfigError, template, validate};
+use super::{Config, ConfigError, REDACTED, template, validate};
 
 /// Environment variables with this prefix override config keys: `OORT_API_TOKEN` sets
 /// `api_token`, and `__` separates nesting levels, as in `OORT_CALLBACK__CONNECT`.
@@ -38,6 +38,8 @@ pub struct Loaded {
 
 /// Builds the configuration from every source.
 pub fn load(sources: &Sources<'_>) -> Result<Loaded, ConfigError> {
+    // Every key Oort knows, with its default: which keys are sections and lists, which are not.
+    let known = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut tree = match sources.file {
         Some(text) => parse_yaml(&template::render(text, sources.lookup_env)?)?,
         None => Map::new(),
@@ -50,16 +52,20 @@ pub fn load(sources: &Sources<'_>) -> Result<Loaded, ConfigError> {
             continue;
         }
         let key = suffix.to_ascii_lowercase().replace("__", ".");
-        set_key(&mut tree, &key, value)?;
+        set_key(&mut tree, &known, &key, value)?;
     }
     for (key, value) in &sources.overrides {
-        set_key(&mut tree, key, value)?;
+        set_key(&mut tree, &known, key, value)?;
     }
-    let warnings = unknown_keys(&tree);
+    let warnings = unknown_keys(&tree, &known);
     let tree = Value::Object(tree);
     let mut config: Config = serde_path_to_error::deserialize(&tree).map_err(|err| {
         let key = err.path().to_string();
-        let value = value_at(&tree, &key).map_or_else(|| "(missing)".to_owned(), |v| v.to_string());
+        let value = if is_secret_key(&key) {
+            REDACTED.to_owned()
+        } else {
+            value_at(&tree, &key).map_or_else(|| "(missing)".to_owned(), |v| v.to_string())
+        };
         ConfigError::Invalid {
             key,
             value,
@@ -84,11 +90,24 @@ fn parse_yaml(text: &str) -> Result<Map<String, Value>, ConfigError> {
 }
 
 /// Sets a dotted key. Values are kept as strings (the deserializers accept strings for every
-/// scalar type); a value starting with `{` or `[` is parsed as YAML so maps can be overridden.
-fn set_key(tree: &mut Map<String, Value>, key: &str, raw: &str) -> Result<(), ConfigError> {
-    let value = if raw.trim_start().starts_with(['{', '[']) {
-        serde_yaml_ng::from_str(raw)
-            .map_err(|err| ConfigError::invalid(key, raw, err.to_string()))?
+/// scalar type); a value starting with `{` or `[` is parsed as YAML so maps and lists can be
+/// overridden, but only for keys that are maps or lists: a password that starts with `[` stays
+/// a password.
+fn set_key(
+    tree: &mut Map<String, Value>,
+    known: &Value,
+    key: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let structured = !matches!(
+        value_at(known, key),
+        Some(Value::String(_) | Value::Number(_) | Value::Bool(_))
+    );
+    let value = if structured && raw.trim_start().starts_with(['{', '[']) {
+        serde_yaml_ng::from_str(raw).map_err(|err| {
+            let shown = if is_secret_key(key) { REDACTED } else { raw };
+            ConfigError::invalid(key, shown, err.to_string())
+        })?
     } else {
         Value::String(raw.to_owned())
     };
@@ -119,6 +138,17 @@ fn set_key(tree: &mut Map<String, Value>, key: &str, raw: &str) -> Result<(), Co
     Ok(())
 }
 
+/// Keys whose values are secrets by their name (`api_token`, `cluster.nats_auth.password`,
+/// ...): an error about such a key shows `<redacted>` instead of the value. A name that only
+/// says where a secret is (`..._file`) is not one.
+fn is_secret_key(key: &str) -> bool {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    !name.ends_with("_file")
+        && ["token", "password", "secret", "seed"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
 fn value_at<'v>(tree: &'v Value, key: &str) -> Option<&'v Value> {
     key.split('.')
         .filter(|part| !part.is_empty())
@@ -127,10 +157,9 @@ fn value_at<'v>(tree: &'v Value, key: &str) -> Option<&'v Value> {
 
 /// Keys present in the input but unknown to Oort, as warnings. kuiperbelt (yaml.v2) silently
 /// ignored them; Oort ignores them too, so a kuiperbelt config never fails, but says so.
-fn unknown_keys(tree: &Map<String, Value>) -> Vec<String> {
-    let known = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+fn unknown_keys(tree: &Map<String, Value>, known: &Value) -> Vec<String> {
     let mut warnings = Vec::new();
-    collect_unknown(tree, &known, "", &mut warnings);
+    collect_unknown(tree, known, "", &mut warnings);
     warnings
 }
 

@@ -10,6 +10,10 @@ mod error;
 mod lenient;
 mod listen;
 mod load;
+mod nats_access;
+mod nats_auth;
+mod nats_tls;
+mod secret;
 mod template;
 mod validate;
 
@@ -22,6 +26,10 @@ pub use duration::{DurationError, GoDuration, parse_go_duration};
 pub use error::ConfigError;
 pub use listen::ListenAddr;
 pub use load::{ENV_PREFIX, Loaded, Sources, load};
+pub use nats_access::{ClientIdentity, NatsAccess, NatsAuth, NatsTls, ReadFile};
+pub use nats_auth::NatsAuthConfig;
+pub use nats_tls::NatsTlsConfig;
+pub use secret::{REDACTED, Secret};
 pub use template::TemplateError;
 
 /// kuiperbelt's default port.

@@ -261,3 +261,31 @@ fn empty_values_fall_back_to_kuiperbelt_defaults() {
     assert_eq!(config.origin_policy, OriginPolicy::None);
     assert_eq!(config.path.connect, "/connect");
 }
+
+/// NATS credentials come from files and variables like every key, and are never shown: not by
+/// `Debug`, not when serialized (`oort check-config --print`), not in errors.
+#[test]
+fn nats_credentials_load_from_variables_and_are_never_shown() {
+    let file = "cluster:\n  nats: tls://nats.example:4222\n  nats_auth:\n    user: oort\n  nats_tls:\n    ca_file: /tls/ca.crt\n";
+    // A password that starts with `[` is a password, not a YAML list.
+    let loaded = load_text(file, &[("OORT_CLUSTER__NATS_AUTH__PASSWORD", "[hunter2")]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let cluster = &loaded.config.cluster;
+    assert_eq!(cluster.nats_auth.user, "oort");
+    assert_eq!(cluster.nats_auth.password.expose(), "[hunter2");
+    assert_eq!(cluster.nats_tls.ca_file, "/tls/ca.crt");
+    let printed = serde_json::to_string_pretty(&loaded.config).unwrap();
+    let debugged = format!("{:?}", loaded.config);
+    for shown in [&printed, &debugged] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+    let error = load_text(
+        "cluster:\n  nats: nats://n:4222\n  nats_auth:\n    token: [hunter2, x]\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("cluster.nats_auth.token"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}

@@ -16,6 +16,7 @@ mod core;
 mod deliver;
 mod leader_watch;
 mod membership;
+mod nats;
 mod network;
 mod owner_link;
 mod peers;
@@ -31,9 +32,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::Client;
 use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand, Owner, Subjects};
-use oort_common::config::ClusterConfig;
+use oort_common::config::{ClusterConfig, NatsAccess};
 use oort_common::envelope::Sealer;
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 use tokio::sync::mpsc;
@@ -62,14 +62,14 @@ const APPLIED_QUEUE: usize = 1024;
 pub struct ClusterSettings {
     /// The `cluster` config section.
     pub config: ClusterConfig,
+    /// The credentials and TLS material it names, read at start.
+    pub nats_access: NatsAccess,
     /// This node's id (the configured one, or the hostname).
     pub node: NodeId,
     /// Where raft keeps its log and vote.
     pub data_dir: PathBuf,
     /// Registration epochs (persisted beside the raft data).
     pub epochs: Arc<EpochSource>,
-    /// The cluster secret that authenticates every message between nodes, if any.
-    pub secret: Option<Vec<u8>>,
     /// Log each delivery this node makes for another node (with its request id), as the
     /// access log does for API requests.
     pub log_deliveries: bool,
@@ -114,17 +114,25 @@ impl ClusterRouter {
     ) -> Result<Self, RouterError> {
         let ClusterSettings {
             config,
+            nats_access,
             node,
             data_dir,
             epochs,
-            secret,
             log_deliveries,
         } = settings;
         let raft_id = oort_common::cluster::raft_id(&node);
         let subjects = Subjects::new(&config.name);
         let nats_state = Arc::new(NatsState::default());
-        let nats = connect_nats(&config, &node, nats_state.clone(), metrics.clone()).await?;
-        let sealer = Sealer::new(secret.as_deref(), &config.name);
+        let nats = nats::connect(
+            &config,
+            &nats_access,
+            &node,
+            nats_state.clone(),
+            metrics.clone(),
+        )
+        .await?;
+        let secret = nats_access.cluster_secret.as_ref();
+        let sealer = Sealer::new(secret.map(|s| s.expose().as_bytes()), &config.name);
         let bus = bus::Bus::new(nats.clone(), subjects, sealer, metrics.rejected.clone());
         let log_store = LogStore::open(&data_dir).map_err(|err| {
             RouterError::Unavailable(format!(
@@ -376,58 +384,6 @@ async fn watch_applied(
             _ => {}
         }
     }
-}
-
-async fn connect_nats(
-    config: &ClusterConfig,
-    node: &NodeId,
-    state: Arc<NatsState>,
-    metrics: ClusterMetrics,
-) -> Result<Client, RouterError> {
-    let options = async_nats::ConnectOptions::new()
-        .name(format!("oort-{node}"))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
-        .request_timeout(Some(config.route_timeout.0))
-        .event_callback(move |event| {
-            let state = state.clone();
-            let metrics = metrics.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        state.set_connected(true);
-                        metrics.nats_connects.increment(1);
-                        info!("NATS connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        state.set_connected(false);
-                        metrics.nats_disconnects.increment(1);
-                        warn!("NATS disconnected; reconnecting");
-                    }
-                    async_nats::Event::SlowConsumer(sid) => {
-                        warn!(sid, "NATS slow consumer: messages were dropped")
-                    }
-                    other => info!(event = %other, "NATS event"),
-                }
-            }
-        });
-    let servers = config
-        .nats
-        .iter()
-        .map(|url| url.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| {
-            RouterError::Unavailable(format!("invalid NATS URL in {:?}: {err}", config.nats))
-        })?;
-    async_nats::connect_with_options(servers, options)
-        .await
-        .map_err(|err| {
-            RouterError::Unavailable(format!(
-                "cannot connect to NATS {}: {err}",
-                config.nats.join(",")
-            ))
-        })
 }
 
 fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, RouterError> {
