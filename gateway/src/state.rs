@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::callback::{CallbackClient, SetupError};
+use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SessionRegistry};
 use crate::stats::Stats;
@@ -60,7 +61,8 @@ pub enum StartError {
 }
 
 impl AppState {
-    pub(crate) async fn new(config: Config, hostname: &str) -> Result<Arc<Self>, StartError> {
+    pub(crate) async fn new(config: Config, host: &Host) -> Result<Arc<Self>, StartError> {
+        let hostname = host.hostname.as_str();
         let endpoint = config.effective_endpoint(hostname);
         let session_header =
             HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
@@ -68,13 +70,13 @@ impl AppState {
                 value: config.session_header.clone(),
                 reason: err.to_string(),
             })?;
-        let callbacks = CallbackClient::new(&config, &endpoint)?;
+        let metrics = Metrics::new();
+        let callbacks = CallbackClient::new(&config, &endpoint, host, &metrics)?;
         let registry = Arc::new(SessionRegistry::new(QueueLimits {
             max_messages: config.queue_max_messages(),
             max_bytes: config.queue.max_bytes,
             slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
         }));
-        let metrics = Metrics::new();
         let node_id = if config.cluster.node_id.is_empty() {
             NodeId::from(hostname)
         } else {

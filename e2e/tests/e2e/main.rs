@@ -13,6 +13,8 @@
 mod autobahn;
 mod cli;
 mod demo_browser;
+mod environment;
+mod https_callbacks;
 mod shutdown;
 mod support;
 mod unix_socket;

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 pub use listener::Listener;
 
 use crate::api;
+use crate::host::Host;
 use crate::sessions::CloseCommand;
 use crate::state::{AppState, StartError};
 
@@ -55,12 +56,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds a gateway from a validated configuration: single node, or joining the cluster
-    /// `cluster.nats` names. Fails on values that validation could not judge alone (an https
-    /// callback in a build without TLS, say) and when the cluster's storage cannot be opened.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
-        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
-        let state = AppState::new(config, &hostname).await?;
+    /// Builds a gateway from a validated configuration and what the binary learnt about the
+    /// host: single node, or joining the cluster `cluster.nats` names. Fails on values that
+    /// validation could not judge alone (an unusable `callback.ca_file`, say) and when the
+    /// cluster's storage cannot be opened.
+    pub async fn start(config: Config, host: &Host) -> Result<Self, StartError> {
+        let state = AppState::new(config, host).await?;
         Ok(Self {
             state,
             extra_client_routes: None,
