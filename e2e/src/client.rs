@@ -12,9 +12,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::wait::TIMEOUT;
 
+/// Where every reqwest client of the harness starts. reqwest is built with
+/// `rustls-no-provider` (the gateway needs https with ring), and a client built the ordinary
+/// way would panic looking for a process-wide crypto provider; this one is handed a rustls
+/// config naming ring. It trusts no roots: the harness speaks plain http.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "this is the one place the harness's reqwest clients start"
+    )]
+    let builder = reqwest::Client::builder();
+    builder.tls_backend_preconfigured(tls)
+}
+
 /// An HTTP client for the backend API (no pooling surprises: fresh connections are cheap here).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client_builder()
         .timeout(TIMEOUT)
         .build()
         .expect("HTTP client")

@@ -94,7 +94,7 @@ impl TestCluster {
             data_root,
             extra: extra.to_owned(),
             top_level: "suppress_access_log: true\n".to_owned(),
-            http: reqwest::Client::builder()
+            http: crate::http_client_builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("HTTP client"),

@@ -18,5 +18,5 @@ pub mod temp;
 pub mod wait;
 
 pub use backend::{CallbackKind, Recorded, TestBackend};
-pub use client::{WsClient, http_client};
+pub use client::{WsClient, http_client, http_client_builder};
 pub use wait::{TIMEOUT, eventually};

@@ -228,7 +228,7 @@ async fn scaling_three_to_five_to_three_keeps_membership_and_routing() {
         nats: nats.url(),
         backend: TestBackend::start().await,
         pods: BTreeMap::new(),
-        http: reqwest::Client::new(),
+        http: oort_e2e::http_client(),
     };
     statefulset.scale_to(3).await;
     statefulset.check_routing("at-three").await;

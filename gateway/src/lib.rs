@@ -10,13 +10,16 @@ mod callback;
 mod connect;
 mod connection;
 pub mod demo;
+mod host;
 mod metrics;
 mod server;
 mod sessions;
 mod state;
 mod stats;
 pub mod telemetry;
+pub mod tls;
 
 pub use callback::SetupError;
+pub use host::Host;
 pub use server::{Gateway, Listener, Listeners, RouterFailed};
 pub use state::StartError;

@@ -1,4 +1,8 @@
 //! `oort`: parse the command line, load the configuration, bind, serve, drain.
+//!
+//! This is the only part of Oort that reads the process environment (variables, the hostname,
+//! the temporary directory) and files (the config, `callback.ca_file`, the platform's root
+//! certificates); everything below it takes values.
 
 mod cli;
 mod drain;
@@ -7,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use oort_common::config::{self, Config, ConfigError, Loaded, Sources};
-use oort_gateway::{Gateway, Listeners, StartError, demo, telemetry};
+use oort_gateway::{Gateway, Host, Listeners, StartError, demo, telemetry};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -20,9 +26,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
     match cli.command {
         Some(Command::CheckConfig { file, print }) => check_config(&file, print),
-        Some(Command::Drain { url, timeout_secs }) => run_async(async move {
-            drain::request(&url, std::time::Duration::from_secs(timeout_secs)).await
-        }),
+        Some(Command::Drain { url, timeout_secs }) => {
+            let mut roots = RootCertStore::empty();
+            if url.starts_with("https:") {
+                // No logger runs here: a store that cannot be read shows as the request's own
+                // certificate error.
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+            let request = drain::DrainRequest {
+                url: &url,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                token: std::env::var("OORT_API_TOKEN")
+                    .ok()
+                    .filter(|token| !token.is_empty()),
+                roots,
+            };
+            run_async(drain::request(request))
+        }
         Some(Command::Demo {
             port,
             host,
@@ -30,15 +50,28 @@ fn main() -> ExitCode {
             node_id,
             bootstrap_expect,
         }) => {
-            if let Err(err) = telemetry::init("info", config::LogFormat::Text) {
+            if let Err(err) =
+                telemetry::init("info", rust_log().as_deref(), config::LogFormat::Text)
+            {
                 eprintln!("oort: {err}");
             }
             let cluster = nats.map(|nats| demo::DemoCluster {
                 nats,
                 node_id,
                 bootstrap_expect,
+                data_dir: std::env::temp_dir().join(format!(
+                    "oort-demo-{}-{}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                )),
             });
-            run_async(async move { demo::run(&host, port, cluster, shutdown_signal()).await })
+            let machine = Host {
+                hostname: hostname(),
+                ..Host::default()
+            };
+            run_async(
+                async move { demo::run(&host, port, cluster, &machine, shutdown_signal()).await },
+            )
         }
         None => run_gateway(&cli.run),
     }
@@ -49,9 +82,12 @@ fn check_config(file: &std::path::Path, print: bool) -> ExitCode {
         config: Some(file.to_owned()),
         ..RunArgs::default()
     };
-    match load_config(&args) {
+    match load_config(&args).and_then(|loaded| check_callback_ca(&loaded.config).map(|()| loaded)) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for warning in loaded.config.unsafe_settings() {
                 eprintln!("warning: {warning}");
             }
             if print {
@@ -101,11 +137,21 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(err) = telemetry::init(&config.log.level, config.log.format) {
+    let callback_ca_pem = match read_callback_ca(&config) {
+        Ok(pem) => pem,
+        Err(err) => {
+            eprintln!("oort: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(err) = telemetry::init(&config.log.level, rust_log().as_deref(), config.log.format) {
         eprintln!("oort: {err}");
         return ExitCode::from(EXIT_CONFIG);
     }
     for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    for warning in config.unsafe_settings() {
         warn!("{warning}");
     }
     if args.gops_addr.is_some() {
@@ -114,8 +160,20 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
     if config.callback.connect.is_empty() {
         warn!("callback.connect is not set: every client connect will be refused with 500");
     }
+    let machine = Host {
+        hostname: hostname(),
+        // Reading the platform's store costs a few milliseconds and some memory, for nothing
+        // when every callback is plain http.
+        platform_roots: if config.callback.uses_https() {
+            platform_roots()
+        } else {
+            Vec::new()
+        },
+        callback_ca_pem,
+        nats_access,
+    };
     run_async(async move {
-        let gateway = Gateway::start_with_nats(config.clone(), nats_access).await?;
+        let gateway = Gateway::start(config.clone(), &machine).await?;
         let listeners = Listeners::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "oort starting");
         gateway.run(listeners, shutdown_signal()).await?;
@@ -144,6 +202,52 @@ fn load_config(args: &RunArgs) -> Result<Loaded, ConfigError> {
         env_vars: std::env::vars().collect(),
         overrides,
     })
+}
+
+/// The contents of `callback.ca_file`, when it is set.
+fn read_callback_ca(config: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
+    let path = &config.callback.ca_file;
+    if path.is_empty() {
+        return Ok(None);
+    }
+    std::fs::read(path).map(Some).map_err(|err| {
+        ConfigError::invalid(
+            "callback.ca_file",
+            path,
+            format!("cannot read the file: {err}"),
+        )
+    })
+}
+
+/// `check-config` reads and parses `callback.ca_file` as a start would, so a wrong path or a
+/// file that holds no certificate is caught before a deploy.
+fn check_callback_ca(config: &Config) -> Result<(), ConfigError> {
+    let pem = read_callback_ca(config)?;
+    oort_gateway::tls::callback_roots(&[], &config.callback.ca_file, pem.as_deref())
+        .map(drop)
+        .map_err(|err| ConfigError::invalid(&err.key, &err.value, err.reason))
+}
+
+/// The platform's trusted root certificates (what `SSL_CERT_FILE`, `SSL_CERT_DIR` or the
+/// system's store hold); what cannot be read is logged and skipped.
+fn platform_roots() -> Vec<CertificateDer<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for err in &found.errors {
+        warn!(error = %err, "cannot read some of the platform's root certificates");
+    }
+    if found.certs.is_empty() {
+        warn!("no platform root certificates found: https callbacks trust only callback.ca_file");
+    }
+    found.certs
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// `RUST_LOG`, which wins over `log.level` (the `tracing` convention).
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG").ok()
 }
 
 fn run_async(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {

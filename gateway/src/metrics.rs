@@ -107,6 +107,10 @@ pub(crate) struct Metrics {
     pub messages_received: Counter,
     /// Frames written to clients.
     pub messages_sent: Counter,
+    /// Callbacks sent and not yet answered.
+    pub callbacks_in_flight: Gauge,
+    /// Callbacks waiting for a turn under `callback.max_concurrency`.
+    pub callbacks_waiting: Gauge,
     deliveries: [Counter; DeliveryStatus::ALL.len()],
     /// Messages refused because a session's queue was full.
     queue_overflows: Counter,
@@ -172,6 +176,14 @@ impl Metrics {
             "Backend callback latency.",
         );
         r.describe(
+            "oort_callbacks_in_flight",
+            "Backend callbacks sent and not yet answered (at most callback.max_concurrency).",
+        );
+        r.describe(
+            "oort_callbacks_waiting",
+            "Backend callbacks waiting for a turn under callback.max_concurrency.",
+        );
+        r.describe(
             "oort_cluster_deliveries_forwarded_total",
             "Deliveries forwarded to the nodes owning their sessions.",
         );
@@ -189,6 +201,8 @@ impl Metrics {
             sessions: r.gauge("oort_sessions", &[]),
             messages_received: r.counter("oort_messages_received_total", &[]),
             messages_sent: r.counter("oort_messages_sent_total", &[]),
+            callbacks_in_flight: r.gauge("oort_callbacks_in_flight", &[]),
+            callbacks_waiting: r.gauge("oort_callbacks_waiting", &[]),
             deliveries: DeliveryStatus::ALL
                 .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
             queue_overflows: r.counter("oort_queue_overflows_total", &[]),

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::HeaderName;
 use oort_common::NodeId;
-use oort_common::config::{Config, ConfigError, NatsAccess};
+use oort_common::config::{Config, ConfigError};
 use oort_router::{ClusterSettings, EpochSource, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::callback::{CallbackClient, SetupError};
+use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SessionRegistry};
 use crate::stats::Stats;
@@ -74,11 +75,8 @@ impl From<oort_router::RouterError> for StartError {
 }
 
 impl AppState {
-    pub(crate) async fn new(
-        config: Config,
-        nats_access: NatsAccess,
-        hostname: &str,
-    ) -> Result<Arc<Self>, StartError> {
+    pub(crate) async fn new(config: Config, host: &Host) -> Result<Arc<Self>, StartError> {
+        let hostname = host.hostname.as_str();
         let endpoint = config.effective_endpoint(hostname);
         let session_header =
             HeaderName::try_from(config.session_header.as_str()).map_err(|err| SetupError {
@@ -86,13 +84,13 @@ impl AppState {
                 value: config.session_header.clone(),
                 reason: err.to_string(),
             })?;
-        let callbacks = CallbackClient::new(&config, &endpoint)?;
+        let metrics = Metrics::new();
+        let callbacks = CallbackClient::new(&config, &endpoint, host, &metrics)?;
         let limits = QueueLimits {
             max_messages: config.queue_max_messages(),
             max_bytes: config.queue.max_bytes,
             slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
         };
-        let metrics = Metrics::new();
         let node_id = if config.cluster.node_id.is_empty() {
             NodeId::from(hostname)
         } else {
@@ -113,7 +111,7 @@ impl AppState {
             let registry = Arc::new(SessionRegistry::new(limits, epochs.clone()));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
-                nats_access,
+                nats_access: host.nats_access.clone(),
                 node: node_id,
                 data_dir,
                 epochs,

@@ -1,4 +1,5 @@
-//! Logging: `tracing` with an `EnvFilter` (from `RUST_LOG`, else `log.level`), as text or JSON.
+//! Logging: `tracing` with an `EnvFilter` (from `RUST_LOG`, which the binary passes in, else
+//! `log.level`), as text or JSON.
 
 use oort_common::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -8,15 +9,18 @@ use tracing_subscriber::EnvFilter;
 /// instead. A filter that names `async_nats` gets the library's own lines back.
 const QUIET_NATS_CLIENT: &str = "async_nats=off";
 
-/// Installs the global subscriber. `level` is a level name or a full filter directive; an
-/// invalid one is an error naming it.
-pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
-    let directive = match std::env::var("RUST_LOG") {
-        Ok(directive) if !directive.is_empty() => directive,
-        _ => level.to_owned(),
-    };
-    let filter = EnvFilter::try_new(with_quiet_nats_client(&directive))
-        .map_err(|err| format!("invalid log level {directive:?}: {err}"))?;
+/// Installs the global subscriber. `rust_log` (the `RUST_LOG` variable), when set and not
+/// empty, wins over `level`; either is a level name or a full filter directive, and an invalid
+/// one is an error naming it.
+pub fn init(level: &str, rust_log: Option<&str>, format: LogFormat) -> Result<(), String> {
+    let directive = rust_log.filter(|directive| !directive.is_empty());
+    let filter =
+        EnvFilter::try_new(with_quiet_nats_client(directive.unwrap_or(level))).map_err(|err| {
+            match directive {
+                Some(directive) => format!("invalid RUST_LOG {directive:?}: {err}"),
+                None => format!("invalid log level {level:?}: {err}"),
+            }
+        })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

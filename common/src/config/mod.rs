@@ -15,6 +15,7 @@ mod nats_auth;
 mod nats_tls;
 mod secret;
 mod template;
+mod unsafe_settings;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,10 @@ pub const DEFAULT_PORT: &str = "9180";
 pub const DEFAULT_SESSION_HEADER: &str = "X-Kuiperbelt-Session";
 /// Used for `callback.timeout: 0`: kuiperbelt waits forever there; Oort bounds every wait.
 pub const DEFAULT_CALLBACK_TIMEOUT: GoDuration = GoDuration::from_secs(30);
+/// `callback.max_concurrency`: callbacks one node keeps in flight at most. High enough that a
+/// healthy backend never makes a callback wait, low enough that a drain of 100k sessions does
+/// not open 100k connections to the backend at once.
+pub const DEFAULT_CALLBACK_MAX_CONCURRENCY: usize = 512;
 /// Per-session queue length when neither `queue.max_messages` nor `send_queue_size` is set.
 pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
 
@@ -209,7 +214,7 @@ impl Config {
 }
 
 /// Backend callback URLs. An empty URL disables that callback.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CallbackConfig {
     /// Authenticates a connecting client and names its session key.
@@ -226,6 +231,45 @@ pub struct CallbackConfig {
     pub receive: String,
     /// Bounds each callback, including reading its answer (0: Oort's 30s bound).
     pub timeout: GoDuration,
+    /// A PEM file of CA certificates trusted for https callbacks, besides the platform's roots.
+    #[serde(deserialize_with = "lenient::string")]
+    pub ca_file: String,
+    /// Callbacks of all four kinds in flight at once on this node; more wait for a turn.
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_concurrency: usize,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            connect: String::new(),
+            establish: String::new(),
+            close: String::new(),
+            receive: String::new(),
+            timeout: GoDuration::ZERO,
+            ca_file: String::new(),
+            max_concurrency: DEFAULT_CALLBACK_MAX_CONCURRENCY,
+        }
+    }
+}
+
+impl CallbackConfig {
+    /// The callback URLs with their keys, unset ones included.
+    pub fn urls(&self) -> [(&'static str, &str); 4] {
+        [
+            ("callback.connect", &self.connect),
+            ("callback.establish", &self.establish),
+            ("callback.close", &self.close),
+            ("callback.receive", &self.receive),
+        ]
+    }
+
+    /// True when any callback goes over https, so trusted roots are needed.
+    pub fn uses_https(&self) -> bool {
+        self.urls()
+            .iter()
+            .any(|(_, url)| url::Url::parse(url).is_ok_and(|url| url.scheme() == "https"))
+    }
 }
 
 /// kuiperbelt's `origin_policy`. An empty value means `none`, as in kuiperbelt.

@@ -174,7 +174,7 @@ fn environment_and_cli_override_the_file_in_that_order() {
 
 #[test]
 fn errors_name_the_key_and_the_value() {
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 10] = [
         (
             "callback:\n  timeout: 5 seconds\n",
             "callback.timeout",
@@ -192,6 +192,11 @@ fn errors_name_the_key_and_the_value() {
         ("path:\n  send: /connect\n", "path.send", "/connect"),
         ("session_header: \"X Bad\"\n", "session_header", "X Bad"),
         ("port: http\n", "port", "http"),
+        (
+            "callback:\n  max_concurrency: 0\n",
+            "callback.max_concurrency",
+            "0",
+        ),
     ];
     for (text, key, value) in cases {
         match load_text(text, &[]) {
@@ -288,4 +293,25 @@ fn nats_credentials_load_from_variables_and_are_never_shown() {
     .to_string();
     assert!(error.contains("cluster.nats_auth.token"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn callback_ca_file_and_max_concurrency_load_with_their_defaults() {
+    let defaults = load_text("", &[]).unwrap().config;
+    assert_eq!(defaults.callback.ca_file, "");
+    assert_eq!(
+        defaults.callback.max_concurrency,
+        DEFAULT_CALLBACK_MAX_CONCURRENCY
+    );
+    assert!(!defaults.callback.uses_https());
+    let config = load_text(
+        "callback:\n  connect: HTTPS://backend/connect\n  ca_file: /etc/oort/ca.pem\n  \
+         max_concurrency: \"64\"\n",
+        &[],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.callback.ca_file, "/etc/oort/ca.pem");
+    assert_eq!(config.callback.max_concurrency, 64);
+    assert!(config.callback.uses_https());
 }

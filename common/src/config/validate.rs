@@ -47,13 +47,14 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn check_callbacks(config: &Config) -> Result<(), ConfigError> {
-    let callbacks = [
-        ("callback.connect", &config.callback.connect),
-        ("callback.establish", &config.callback.establish),
-        ("callback.close", &config.callback.close),
-        ("callback.receive", &config.callback.receive),
-    ];
-    for (key, value) in callbacks {
+    if config.callback.max_concurrency == 0 {
+        return Err(ConfigError::invalid(
+            "callback.max_concurrency",
+            config.callback.max_concurrency,
+            "must be above 0",
+        ));
+    }
+    for (key, value) in config.callback.urls() {
         if value.is_empty() {
             continue;
         }

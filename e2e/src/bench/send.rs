@@ -93,7 +93,7 @@ async fn phase(
     receivers: &Receivers,
     options: &SendOptions,
 ) -> anyhow::Result<SendReport> {
-    let http = reqwest::Client::builder()
+    let http = crate::http_client_builder()
         .pool_max_idle_per_host(options.concurrency)
         .build()?;
     let requests = Arc::new(AtomicU64::new(0));

@@ -67,7 +67,7 @@ impl Target {
             urls.push(format!("http://{addr}"));
             processes.push((process, config));
         }
-        let http = reqwest::Client::new();
+        let http = crate::http_client_builder().build()?;
         eventually(Duration::from_secs(60), "every node ready", || async {
             for url in &urls {
                 let response = http.get(format!("{url}/readyz")).send().await.ok()?;

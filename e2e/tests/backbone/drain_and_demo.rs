@@ -72,7 +72,7 @@ async fn the_demo_chat_spans_two_nodes() {
     };
     let (first, second) = (start_demo("demo-a"), start_demo("demo-b"));
     let (a, b) = (demo_address(&first).await, demo_address(&second).await);
-    let http = reqwest::Client::new();
+    let http = oort_e2e::http_client();
     eventually(CONVERGE, "both demo nodes ready", || async {
         for addr in [&a, &b] {
             http.get(format!("http://{addr}/readyz"))

@@ -39,7 +39,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let running = stop.clone();
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = oort_e2e::http_client();
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut outcomes = Vec::new();
             let mut turn = 0;
@@ -141,7 +141,7 @@ async fn sends_recover_after_the_leader_is_killed() {
     cluster.wait_converged(2, 2, CONVERGE).await;
     let (sends, failures, window) = load.finish().await;
     eprintln!("leader kill: {sends} sends, {failures} failed (window {window:?})");
-    let http = reqwest::Client::new();
+    let http = oort_e2e::http_client();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let recovered = v1_send_at(&http, &apis[0], &key_refs, "after")
         .await
@@ -180,7 +180,7 @@ async fn sends_recover_after_a_nats_cluster_server_dies() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     servers[0].kill().await;
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let http = reqwest::Client::new();
+    let http = oort_e2e::http_client();
     eventually(
         CONVERGE,
         "sends to every node's session to succeed again",

@@ -339,3 +339,57 @@ async fn running_with_an_invalid_config_exits_64() {
         }
     }
 }
+
+/// Part of the warning about a backend API open to every client.
+const OPEN_API_WARNING: &str = "served on the public client listener without a token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_warns_about_an_open_backend_api_and_still_exits_0() {
+    let open = TempConfig::new("listen: 127.0.0.1:0\n");
+    let output = run_oort(&["check-config", open.path()], &[], TIMEOUT).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches(OPEN_API_WARNING).count(), 1, "{stderr}");
+    assert!(stderr.contains("`api_listen`") && stderr.contains("`api_token`"));
+    for closed in [
+        "listen: 127.0.0.1:0\napi_token: s3cret\n",
+        "listen: 127.0.0.1:0\napi_listen: 127.0.0.1:0\n",
+    ] {
+        let config = TempConfig::new(closed);
+        let output = run_oort(&["check-config", config.path()], &[], TIMEOUT).await;
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains(OPEN_API_WARNING), "{closed}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_backend_api_is_warned_about_once_at_start() {
+    let open = TempConfig::new("listen: 127.0.0.1:0\n");
+    let oort = OortProcess::spawn(&["--config", open.path()], &[]);
+    let warning = oort.wait_for_line(OPEN_API_WARNING, TIMEOUT).await;
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    // The warnings come before the listeners: once the listener is logged, every one is in.
+    oort.listen_addr("client", TIMEOUT).await;
+    let count = oort
+        .logs()
+        .iter()
+        .filter(|line| line.contains(OPEN_API_WARNING))
+        .count();
+    assert_eq!(count, 1);
+
+    let with_token = TempConfig::new("listen: 127.0.0.1:0\n");
+    let oort = OortProcess::spawn(
+        &["--config", with_token.path()],
+        &[("OORT_API_TOKEN", "s3cret")],
+    );
+    oort.listen_addr("client", TIMEOUT).await;
+    assert!(
+        !oort
+            .logs()
+            .iter()
+            .any(|line| line.contains(OPEN_API_WARNING)),
+        "{}",
+        oort.logs().join("\n")
+    );
+}

@@ -15,6 +15,8 @@ mod api_contract;
 mod autobahn;
 mod cli;
 mod demo_browser;
+mod environment;
+mod https_callbacks;
 mod shutdown;
 mod support;
 mod unix_socket;

@@ -6,11 +6,13 @@
 //! configured one; `proxy_set_header` is applied; `X-Kuiperbelt-Endpoint` is appended.
 
 mod error;
+mod exchange;
+mod slots;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use oort_common::config::Config;
@@ -19,7 +21,9 @@ use reqwest::Url;
 
 pub(crate) use error::CallbackError;
 
-use crate::metrics::{CallbackKind, ErrorKind, Metrics};
+use crate::host::Host;
+use crate::metrics::{CallbackKind, Metrics};
+use slots::CallbackSlots;
 
 /// Headers the connect callback must not see, besides every `Sec-WebSocket-*`: the upgrade
 /// handshake itself, and framing headers that belong to the client's hop.
@@ -84,6 +88,7 @@ pub(crate) struct CallbackClient {
     timeout: Duration,
     max_body: usize,
     last_rotation: AtomicU64,
+    slots: CallbackSlots,
 }
 
 /// A config value that passed validation but still cannot be used by this build.
@@ -110,19 +115,18 @@ fn parse_url(key: &str, value: &str) -> Result<Option<Url>, SetupError> {
     if value.is_empty() {
         return Ok(None);
     }
-    let url = Url::parse(value).map_err(|err| setup_error(key, value, err))?;
-    if url.scheme() == "https" {
-        return Err(setup_error(
-            key,
-            value,
-            "https callbacks need Oort built with TLS support; use http:// on the internal network",
-        ));
-    }
-    Ok(Some(url))
+    Url::parse(value)
+        .map(Some)
+        .map_err(|err| setup_error(key, value, err))
 }
 
 impl CallbackClient {
-    pub(crate) fn new(config: &Config, endpoint: &str) -> Result<Self, SetupError> {
+    pub(crate) fn new(
+        config: &Config,
+        endpoint: &str,
+        host: &Host,
+        metrics: &Metrics,
+    ) -> Result<Self, SetupError> {
         let urls = Urls {
             connect: parse_url("callback.connect", &config.callback.connect)?,
             establish: parse_url("callback.establish", &config.callback.establish)?,
@@ -148,7 +152,13 @@ impl CallbackClient {
         }
         let endpoint = HeaderValue::try_from(endpoint)
             .map_err(|err| setup_error("endpoint", endpoint, err))?;
-        let http = reqwest::Client::builder()
+        let roots = crate::tls::callback_roots(
+            &host.platform_roots,
+            &config.callback.ca_file,
+            host.callback_ca_pem.as_deref(),
+        )?;
+        let http = crate::tls::client_builder(roots)
+            .map_err(|err| setup_error("callback", "", err))?
             .pool_max_idle_per_host(128)
             .pool_idle_timeout(Duration::from_secs(10))
             .connect_timeout(config.callback_timeout())
@@ -165,6 +175,11 @@ impl CallbackClient {
             timeout: config.callback_timeout(),
             max_body: config.limits.max_callback_body,
             last_rotation: AtomicU64::new(0),
+            slots: CallbackSlots::new(
+                config.callback.max_concurrency,
+                metrics.callbacks_in_flight.clone(),
+                metrics.callbacks_waiting.clone(),
+            ),
         })
     }
 
@@ -326,91 +341,5 @@ impl CallbackClient {
                 }
             }
         }
-    }
-
-    async fn expect_ok(
-        &self,
-        kind: CallbackKind,
-        request: reqwest::RequestBuilder,
-        metrics: &Metrics,
-    ) -> Result<(), CallbackError> {
-        let status = self
-            .exchange(kind, request, metrics, |response, _| response.status())
-            .await?;
-        if status == StatusCode::OK {
-            Ok(())
-        } else {
-            metrics.count_error(ErrorKind::CallbackFailed);
-            Err(CallbackError::Status {
-                callback: kind.as_str(),
-                status,
-            })
-        }
-    }
-
-    /// Sends the request and reads the whole body, all within the callback timeout (so the
-    /// timeout also covers a slow body, unlike kuiperbelt's).
-    async fn exchange<T>(
-        &self,
-        kind: CallbackKind,
-        mut request: reqwest::RequestBuilder,
-        metrics: &Metrics,
-        finish: impl FnOnce(&reqwest::Response, Bytes) -> T,
-    ) -> Result<T, CallbackError> {
-        if self.rotation_due() {
-            request = request.header(header::CONNECTION, "close");
-        }
-        let started = Instant::now();
-        let callback = kind.as_str();
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let mut response = request
-                .send()
-                .await
-                .map_err(|err| CallbackError::Transport {
-                    callback,
-                    message: error::describe(&err),
-                })?;
-            let mut body = BytesMut::new();
-            while let Some(chunk) =
-                response
-                    .chunk()
-                    .await
-                    .map_err(|err| CallbackError::Transport {
-                        callback,
-                        message: error::describe(&err),
-                    })?
-            {
-                if body.len() + chunk.len() > self.max_body {
-                    return Err(CallbackError::BodyTooLarge {
-                        callback,
-                        limit: self.max_body,
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(finish(&response, body.freeze()))
-        })
-        .await
-        .unwrap_or(Err(CallbackError::Timeout {
-            callback,
-            timeout: self.timeout,
-        }));
-        metrics.observe_callback(kind, started.elapsed().as_secs_f64());
-        if outcome.is_err() {
-            metrics.count_error(ErrorKind::CallbackFailed);
-        }
-        outcome
-    }
-
-    fn rotation_due(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_rotation.load(Ordering::Relaxed);
-        now >= last + CONNECTION_ROTATION_SECS
-            && self
-                .last_rotation
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 }

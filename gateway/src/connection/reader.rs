@@ -50,15 +50,20 @@ pub(super) async fn read_loop(
         };
         session.touch();
         state.metrics.messages_received.increment(1);
+        if !has_receive {
+            continue;
+        }
+        // Frames behind this one (a pong among them) wait until the callback ends; the pinger
+        // does not count that time against the client.
+        let _busy = session.reader_busy();
         // Boxed: an idle connection's task should not carry an HTTP request's state.
-        if has_receive
-            && let Err(err) = Box::pin(state.callbacks.receive(
-                &session.key,
-                kind,
-                data,
-                &state.metrics,
-            ))
-            .await
+        if let Err(err) = Box::pin(state.callbacks.receive(
+            &session.key,
+            kind,
+            data,
+            &state.metrics,
+        ))
+        .await
         {
             warn!(error = %err, "receive callback failed; the message is dropped");
         }

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
 use crate::metrics::ErrorKind;
-use crate::sessions::{CloseCause, Next, Session};
+use crate::sessions::{CloseCause, CloseCommand, Next, Session};
 use crate::state::AppState;
 
 /// Frames written before one flush.
@@ -69,8 +69,9 @@ pub(super) async fn write_loop(
                 }
                 match pinger.tick(&session) {
                     PingAction::Send => {
-                        if write_bounded(&mut sink, vec![Message::Ping(Bytes::new())], write_timeout).await.is_err() {
-                            return WriterEnd::silent(CloseCause::ConnectionLost);
+                        let ping = vec![Message::Ping(Bytes::new())];
+                        if let Err(err) = write_bounded(&mut sink, ping, write_timeout).await {
+                            return Box::pin(write_failed(err, &mut sink, &session, &state)).await;
                         }
                     }
                     PingAction::PeerDead => {
@@ -90,17 +91,8 @@ pub(super) async fn write_loop(
                         state.metrics.messages_sent.increment(count);
                         session.touch();
                     }
-                    Err(WriteError::TimedOut) => {
-                        debug!(?write_timeout, "a write stalled; the client is too slow");
-                        return WriterEnd::silent(CloseCause::SlowConsumer);
-                    }
-                    Err(WriteError::Closed) => {
-                        return WriterEnd::silent(CloseCause::ConnectionLost);
-                    }
-                    Err(WriteError::Failed) => {
-                        state.stats.message_error();
-                        state.metrics.count_error(ErrorKind::WriteFailed);
-                        return WriterEnd::silent(CloseCause::ConnectionLost);
+                    Err(err) => {
+                        return Box::pin(write_failed(err, &mut sink, &session, &state)).await;
                     }
                 }
             }
@@ -113,6 +105,38 @@ pub(super) async fn write_loop(
                     sent_close: close.code.is_some(),
                 };
             }
+        }
+    }
+}
+
+/// Ends the connection after a failed write. A stalled one means a slow consumer: once its
+/// queue is dropped (sends now answer `closed`), it gets close 1013 if the socket drains within
+/// the close timeout; tungstenite writes out what it still holds of earlier frames first.
+async fn write_failed(
+    err: WriteError,
+    sink: &mut Sink,
+    session: &Session,
+    state: &AppState,
+) -> WriterEnd {
+    match err {
+        WriteError::TimedOut => {
+            debug!(
+                timeout = ?state.config.queue.slow_consumer_timeout.0,
+                "a write stalled; the client is too slow"
+            );
+            let close = CloseCommand::slow_consumer();
+            session.queue.close(close.clone(), true);
+            let code = close.code.unwrap_or(1013);
+            WriterEnd {
+                cause: CloseCause::SlowConsumer,
+                sent_close: send_close(sink, code, &close.reason, state).await,
+            }
+        }
+        WriteError::Closed => WriterEnd::silent(CloseCause::ConnectionLost),
+        WriteError::Failed => {
+            state.stats.message_error();
+            state.metrics.count_error(ErrorKind::WriteFailed);
+            WriterEnd::silent(CloseCause::ConnectionLost)
         }
     }
 }
@@ -159,8 +183,9 @@ fn classify(err: axum::Error) -> WriteError {
     }
 }
 
-/// Sends a close frame, bounded by the close timeout; the peer may already be gone.
-async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) {
+/// Sends a close frame, bounded by the close timeout; the peer may already be gone. Returns
+/// whether the frame went out.
+async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) -> bool {
     // RFC 6455 limits the reason to 123 bytes; cut at a character boundary.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -170,11 +195,14 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) 
         code,
         reason: reason[..end].into(),
     };
-    let _ = tokio::time::timeout(
-        state.config.websocket.close_timeout.0,
-        sink.send(Message::Close(Some(frame))),
+    matches!(
+        tokio::time::timeout(
+            state.config.websocket.close_timeout.0,
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await,
+        Ok(Ok(()))
     )
-    .await;
 }
 
 /// Sleeps until the pinger is due or the session may have reached its idle timeout.
@@ -205,6 +233,10 @@ enum PingAction {
 
 /// Server pings: one every `interval`; a ping unanswered after `pong_timeout` means the peer is
 /// gone (a half-open TCP connection that would otherwise live forever).
+///
+/// Time the reader spends waiting for receive callbacks does not count towards `pong_timeout`:
+/// the reader takes one frame at a time, so a pong that arrives behind a message sits unread
+/// until that message's callback has ended, however promptly the client answered.
 struct Pinger {
     interval: Option<Duration>,
     pong_timeout: Duration,
@@ -212,6 +244,8 @@ struct Pinger {
     /// When the oldest unanswered ping must have been answered. Kept apart from `next_ping`
     /// so a pong_timeout longer than the interval does not stretch the interval.
     pong_deadline: Option<Instant>,
+    /// The reader's busy time already added to `pong_deadline`.
+    credited_busy: Duration,
 }
 
 impl Pinger {
@@ -222,6 +256,7 @@ impl Pinger {
             pong_timeout,
             next_ping,
             pong_deadline: None,
+            credited_busy: Duration::ZERO,
         }
     }
 
@@ -236,11 +271,20 @@ impl Pinger {
 
     fn tick(&mut self, session: &Session) -> PingAction {
         let now = Instant::now();
-        if self.pong_deadline.is_some_and(|deadline| now >= deadline) {
-            if session.awaiting_pong() {
-                return PingAction::PeerDead;
+        if let Some(deadline) = self.pong_deadline
+            && now >= deadline
+        {
+            if !session.awaiting_pong() {
+                self.pong_deadline = None;
+            } else {
+                let busy = session.reader_busy_time();
+                let uncredited = busy.saturating_sub(self.credited_busy);
+                if uncredited.is_zero() {
+                    return PingAction::PeerDead;
+                }
+                self.credited_busy = busy;
+                self.pong_deadline = Some(deadline + uncredited);
             }
-            self.pong_deadline = None;
         }
         if now < self.next_ping {
             return PingAction::Wait;
@@ -248,6 +292,7 @@ impl Pinger {
         // A ping sent while an older one is unanswered does not move that one's deadline.
         if !session.awaiting_pong() || self.pong_deadline.is_none() {
             self.pong_deadline = Some(now + self.pong_timeout);
+            self.credited_busy = session.reader_busy_time();
         }
         self.next_ping = now + self.interval.unwrap_or_default();
         session.ping_sent();

@@ -25,13 +25,15 @@ pub(crate) struct Chat {
 }
 
 impl Chat {
-    pub(crate) fn new(gateway_api: &str) -> Arc<Self> {
-        Arc::new(Self {
+    /// The chat, talking to the gateway's API at `gateway_api` (plain http on loopback).
+    pub(crate) fn new(gateway_api: &str) -> anyhow::Result<Arc<Self>> {
+        let http = crate::tls::client_builder(rustls::RootCertStore::empty())?.build()?;
+        Ok(Arc::new(Self {
             names: Mutex::default(),
             pending: Mutex::default(),
-            http: reqwest::Client::new(),
+            http,
             broadcast_url: format!("{gateway_api}/v1/broadcast"),
-        })
+        }))
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {

@@ -4,6 +4,7 @@
 mod backend;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::response::Html;
 use axum::routing::get;
@@ -12,11 +13,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::{Gateway, Listener, Listeners};
+use crate::{Gateway, Host, Listener, Listeners};
 
 const PAGE: &str = include_str!("page.html");
 
-/// Runs the demo on `host:port` until `shutdown` fires.
 /// Cluster settings for a demo node (see `oort demo --help`).
 pub struct DemoCluster {
     /// NATS URLs.
@@ -25,6 +25,8 @@ pub struct DemoCluster {
     pub node_id: Option<String>,
     /// How many demo nodes form the cluster.
     pub bootstrap_expect: usize,
+    /// Where this node keeps its raft data (the binary picks a fresh temporary directory).
+    pub data_dir: PathBuf,
 }
 
 /// Runs the demo on `host:port` until `shutdown` fires, alone or as a cluster node.
@@ -32,6 +34,7 @@ pub async fn run(
     host: &str,
     port: u16,
     cluster: Option<DemoCluster>,
+    machine: &Host,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::Tcp {
@@ -45,7 +48,7 @@ pub async fn run(
         .ok_or_else(|| anyhow::anyhow!("the demo needs a TCP listener"))?;
     let backend_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let backend_addr = backend_listener.local_addr()?;
-    let chat = backend::Chat::new(&format!("http://{}", loopback(gateway_addr)));
+    let chat = backend::Chat::new(&format!("http://{}", loopback(gateway_addr)))?;
     let backend_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let serve = axum::serve(backend_listener, backend::routes(chat))
@@ -54,7 +57,7 @@ pub async fn run(
             tracing::error!(error = %err, "demo backend failed");
         }
     });
-    let gateway = Gateway::start(demo_config(backend_addr, cluster))
+    let gateway = Gateway::start(demo_config(backend_addr, cluster), machine)
         .await?
         .with_client_routes(axum::Router::new().route("/", get(|| async { Html(PAGE) })));
     info!(
@@ -95,14 +98,7 @@ fn demo_config(backend: SocketAddr, cluster: Option<DemoCluster>) -> Config {
         config.cluster.name = "oort-demo".into();
         config.cluster.node_id = cluster.node_id.unwrap_or_default();
         config.cluster.bootstrap_expect = cluster.bootstrap_expect.max(1);
-        config.cluster.data_dir = std::env::temp_dir()
-            .join(format!(
-                "oort-demo-{}-{}",
-                std::process::id(),
-                rand::random::<u32>()
-            ))
-            .display()
-            .to_string();
+        config.cluster.data_dir = cluster.data_dir.display().to_string();
     }
     config.callback.connect = format!("http://{backend}/connect");
     config.callback.establish = format!("http://{backend}/establish");

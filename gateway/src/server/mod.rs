@@ -6,7 +6,7 @@ mod serve;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use oort_common::config::{Config, NatsAccess};
+use oort_common::config::Config;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 pub use listener::Listener;
 
 use crate::api;
+use crate::host::Host;
 use crate::sessions::CloseCommand;
 use crate::state::{AppState, StartError};
 
@@ -55,29 +56,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds a gateway from a validated configuration: single node, or joining the cluster
-    /// `cluster.nats` names. Fails on values that validation could not judge alone (an https
-    /// callback in a build without TLS, say) and when the cluster's storage cannot be opened.
-    /// NATS credentials must be inline: a config naming a file for them is refused (the
-    /// binary reads such files and calls [`Gateway::start_with_nats`]).
-    pub async fn start(config: Config) -> Result<Self, StartError> {
-        let nats_access = config.cluster.nats_access(&|path| {
-            Err(std::io::Error::other(format!(
-                "{} was not read: this caller reads no files (Gateway::start_with_nats)",
-                path.display()
-            )))
-        })?;
-        Self::start_with_nats(config, nats_access).await
-    }
-
-    /// [`Gateway::start`] with the NATS credentials and TLS material the configuration names,
-    /// already read (`ClusterConfig::nats_access`).
-    pub async fn start_with_nats(
-        config: Config,
-        nats_access: NatsAccess,
-    ) -> Result<Self, StartError> {
-        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
-        let state = AppState::new(config, nats_access, &hostname).await?;
+    /// Builds a gateway from a validated configuration and what the binary learnt about the
+    /// host: single node, or joining the cluster `cluster.nats` names. Fails on values that
+    /// validation could not judge alone (an unusable `callback.ca_file`, say) and when the
+    /// cluster's storage cannot be opened.
+    pub async fn start(config: Config, host: &Host) -> Result<Self, StartError> {
+        let state = AppState::new(config, host).await?;
         Ok(Self {
             state,
             extra_client_routes: None,

@@ -6,7 +6,7 @@ mod registry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use axum::extract::ws::Message;
@@ -127,6 +127,18 @@ impl CloseCommand {
     }
 }
 
+/// Marks the reader busy with a receive callback until dropped (also when the callback is
+/// abandoned because the connection ended).
+pub(crate) struct ReaderBusy<'a>(&'a Session);
+
+impl Drop for ReaderBusy<'_> {
+    fn drop(&mut self) {
+        let session = self.0;
+        let total = session.reader_busy_ms(session.clock_ms());
+        session.reader_busy.store(total << 1, Ordering::Release);
+    }
+}
+
 /// The payload size of a data frame, as counted against queue bounds.
 pub(crate) fn message_size(message: &Message) -> usize {
     match message {
@@ -156,6 +168,12 @@ pub(crate) struct Session {
     /// Where the router committed this registration (a raft log index; 0 single node, or
     /// while pending), which orders it against registrations of the key on other nodes.
     committed_at: AtomicU64,
+    /// The reader's time in receive callbacks, in one word so the writer never reads half an
+    /// update: the lowest bit says whether a callback is running; the rest is the milliseconds
+    /// of finished callbacks when none is, and that total minus the running one's start (on
+    /// the `clock_ms` clock) when one is, so that adding the clock gives the total so far.
+    /// Only the reader writes it.
+    reader_busy: AtomicI64,
 }
 
 impl Session {
@@ -170,6 +188,7 @@ impl Session {
             clock_origin: Instant::now(),
             awaiting_pong: AtomicBool::new(false),
             committed_at: AtomicU64::new(0),
+            reader_busy: AtomicI64::new(0),
         })
     }
 
@@ -182,6 +201,34 @@ impl Session {
     /// The router committed the registration at `index`.
     pub(crate) fn set_committed_at(&self, index: u64) {
         self.committed_at.store(index, Ordering::Release);
+    }
+
+    /// Milliseconds since `clock_origin` (2^62 of them is 146 million years).
+    fn clock_ms(&self) -> i64 {
+        i64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(i64::MAX >> 2)
+    }
+
+    /// The reader is about to wait for a receive callback: frames behind this one, a pong
+    /// among them, stay unread until it ends.
+    pub(crate) fn reader_busy(&self) -> ReaderBusy<'_> {
+        let now = self.clock_ms();
+        let total = self.reader_busy_ms(now);
+        self.reader_busy
+            .store(((total - now) << 1) | 1, Ordering::Release);
+        ReaderBusy(self)
+    }
+
+    /// How long the reader has spent in receive callbacks so far, the current one included.
+    pub(crate) fn reader_busy_time(&self) -> std::time::Duration {
+        let total = self.reader_busy_ms(self.clock_ms());
+        std::time::Duration::from_millis(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// The reader's total time in receive callbacks at `now`, in milliseconds.
+    fn reader_busy_ms(&self, now: i64) -> i64 {
+        let state = self.reader_busy.load(Ordering::Acquire);
+        let value = state >> 1;
+        if state & 1 == 1 { now + value } else { value }
     }
 
     /// Where the router committed the registration.
@@ -209,5 +256,34 @@ impl Session {
     pub(crate) fn last_activity(&self) -> Instant {
         self.clock_origin
             + std::time::Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn reader_busy_time_counts_only_time_inside_callbacks() {
+        let session = Session::new(SessionKey::from("busy"), Epoch(1), None);
+        assert_eq!(session.reader_busy_time(), Duration::ZERO);
+        let spell = Duration::from_millis(30);
+        {
+            let _busy = session.reader_busy();
+            std::thread::sleep(spell);
+            assert!(session.reader_busy_time() >= spell, "counted while running");
+        }
+        let after_one = session.reader_busy_time();
+        assert!(after_one >= spell, "{after_one:?}");
+        // Idle time is not counted.
+        std::thread::sleep(spell);
+        assert_eq!(session.reader_busy_time(), after_one);
+        {
+            let _busy = session.reader_busy();
+            std::thread::sleep(spell);
+        }
+        assert!(session.reader_busy_time() >= after_one + spell);
     }
 }

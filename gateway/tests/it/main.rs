@@ -24,6 +24,7 @@ mod auth_and_listeners;
 mod bad_backend;
 mod bad_input;
 mod broadcast;
+mod callback_concurrency;
 mod limits;
 mod methods;
 mod metrics_health;

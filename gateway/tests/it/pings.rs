@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use oort_common::config::GoDuration;
-use oort_e2e::backend::CallbackKind;
+use oort_e2e::backend::{CallbackKind, Hold};
 use oort_e2e::{TIMEOUT, http_client};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -169,5 +169,46 @@ async fn a_pong_timeout_longer_than_the_interval_keeps_the_interval_and_the_dead
         pings += 1;
     }
     assert!(pings >= 4, "only {pings} pings before the drop");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_receive_callback_slower_than_the_pong_timeout_does_not_drop_an_answering_client() {
+    // The reader takes one frame at a time: while it waits for the receive callback, the
+    // client's pongs sit unread behind the message. That time is not the client's fault.
+    let gateway = TestGateway::start(pings_every(100, 250)).await;
+    let _slow = gateway
+        .backend
+        .hold(CallbackKind::Receive, Hold::For(Duration::from_secs(1)));
+    let mut client = gateway.connect("patient").await;
+    client.send_text("slow to handle").await;
+    client.send_text("next").await;
+    // The second message reaches the backend once the first callback ended, after a second of
+    // pings; a message sent then proves the connection survived them. The client reads (and so
+    // answers pings) all along.
+    let marker = async {
+        gateway
+            .backend
+            .wait_for(CallbackKind::Receive, "patient", 2, TIMEOUT)
+            .await;
+        assert_eq!(
+            send(&gateway, &["patient"], "still here").await.status(),
+            200
+        );
+    };
+    let (received, ()) = tokio::join!(client.recv_text(), marker);
+    assert_eq!(received, "still here");
+    assert!(
+        gateway
+            .backend
+            .for_session(CallbackKind::Close, "patient")
+            .is_empty()
+    );
+    let text = scrape(&gateway.api_url()).await;
+    assert_eq!(
+        metric(&text, r#"oort_session_closes_total{cause="pong_timeout"}"#),
+        Some(0.0),
+        "{text}"
+    );
     gateway.stop().await;
 }

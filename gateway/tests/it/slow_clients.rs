@@ -1,5 +1,6 @@
 //! Slow clients: a bounded per-session queue answers `queue_full` instead of blocking the
-//! sender, a client stuck past `queue.slow_consumer_timeout` is closed, and nobody else waits.
+//! sender, a client stuck past `queue.slow_consumer_timeout` is closed (with 1013 if it reads
+//! again), and nobody else waits.
 //!
 //! The slow client is a raw socket that completes the handshake and never reads, with a small
 //! receive buffer, so the kernel buffers fill and the gateway's writes stall.
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use oort_common::config::{Config, GoDuration};
 use oort_e2e::backend::CallbackKind;
-use oort_e2e::{TIMEOUT, WsClient};
+use oort_e2e::{TIMEOUT, WsClient, eventually};
 use serde_json::json;
 
 use crate::api::{json_of, metric, pairs, post_json, scrape, session_info, statuses};
@@ -194,5 +195,49 @@ async fn a_slow_client_never_delays_a_healthy_one() {
     let mut newcomer = WsClient::connect(&gateway.ws_url("key=newcomer&first=hi")).await;
     assert_eq!(newcomer.recv_text().await, "hi");
     assert!(started.elapsed() < Duration::from_millis(500));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_write_ends_with_close_1013_when_the_client_reads_again() {
+    let gateway = TestGateway::start(|config| {
+        small_queue(GoDuration::from_secs(1))(config);
+        // The close frame may wait this long for the client to read again.
+        config.websocket.close_timeout = GoDuration::from_secs(10);
+    })
+    .await;
+    let mut slow = connect_slow(&gateway, "stalled").await;
+    // The queue is full and the writer is stuck in a write the client does not read.
+    fill(&gateway, "stalled").await;
+    // Past the slow-consumer timeout the writer gives up on that write and drops the queue;
+    // nothing is sent meanwhile, so the queue cannot have closed itself instead.
+    eventually(
+        TIMEOUT,
+        "the writer to give up on the stalled write",
+        || async {
+            let (status, info) = session_info(&gateway, "stalled").await;
+            (status == 404 || info["queued_messages"] == 0).then_some(())
+        },
+    )
+    .await;
+    // Reading again lets the rest of the stalled frames out, then the close frame.
+    let close = raw::read_close(&mut slow.stream).await;
+    assert_eq!(
+        close,
+        Some((1013, "client too slow to keep up".to_owned())),
+        "the close frame after the stalled write"
+    );
+    slow.write(&raw::client_frame(0x8, &1013u16.to_be_bytes(), true))
+        .await;
+    gateway
+        .backend
+        .wait_for(CallbackKind::Close, "stalled", 1, TIMEOUT)
+        .await;
+    let text = scrape(&gateway.api_url()).await;
+    assert_eq!(
+        metric(&text, r#"oort_session_closes_total{cause="slow_consumer"}"#),
+        Some(1.0),
+        "{text}"
+    );
     gateway.stop().await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use oort_common::config::{Config, GoDuration, ListenAddr};
 use oort_e2e::backend::CallbackKind;
 use oort_e2e::{TestBackend, WsClient};
-use oort_gateway::{Gateway, Listener, Listeners};
+use oort_gateway::{Gateway, Host, Listener, Listeners};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +40,14 @@ pub fn test_config(backend: &TestBackend) -> Config {
     config
 }
 
+/// The host a test gateway believes it runs on (tests set `endpoint`, and trust no roots).
+pub fn test_host() -> Host {
+    Host {
+        hostname: "test-host".into(),
+        ..Host::default()
+    }
+}
+
 impl TestGateway {
     /// Starts a gateway with the test config, adjusted by `configure`.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
@@ -68,7 +76,9 @@ impl TestGateway {
             Some(Listener::bind(&loopback).await.expect("bind API listener"))
         };
         let api_addr = api.as_ref().and_then(Listener::tcp_addr);
-        let gateway = Gateway::start(config).await.expect("valid test config");
+        let gateway = Gateway::start(config, &test_host())
+            .await
+            .expect("valid test config");
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(gateway.run(Listeners { client, api }, shutdown.clone()));
         Self {

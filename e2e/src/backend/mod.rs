@@ -16,20 +16,27 @@
 //! Establish, close and receive answer 200, except for session keys starting with
 //! `establish-fail` (establish answers 500) or `receive-fail` (receive answers 500).
 //! With [`TestBackend::echo_to`] set, every received message is sent back to its session
-//! through the gateway's `/send`, keeping its frame type.
+//! through the gateway's `/send`, keeping its frame type. [`TestBackend::hold`] makes
+//! establish, close or receive requests wait (and counts how many wait at once), and
+//! [`TestBackend::start_tls`] serves the same callbacks over HTTPS.
 
-use std::collections::HashMap;
+mod handlers;
+mod hold;
+mod tls;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use tokio::sync::Notify;
+
+use handlers::{close, connect, establish, receive};
+
+pub use hold::{HeldCallbacks, Hold};
 
 /// Which callback a request was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,46 +82,114 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     recorded: Mutex<Vec<Recorded>>,
     changed: Notify,
     echo_to: Mutex<Option<String>>,
     session_header: Mutex<String>,
+    holds: Mutex<Vec<HeldCallbacks>>,
     http: reqwest::Client,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            recorded: Mutex::default(),
+            changed: Notify::new(),
+            echo_to: Mutex::default(),
+            session_header: Mutex::new("X-Kuiperbelt-Session".to_owned()),
+            holds: Mutex::default(),
+            http: crate::http_client(),
+        }
+    }
+
+    /// Holds the request if the test asked for requests of `kind` to be held.
+    async fn hold_if_asked(&self, kind: CallbackKind) {
+        let held = self
+            .holds
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|held| held.kind() == kind)
+            .cloned();
+        if let Some(held) = held {
+            held.hold().await;
+        }
+    }
 }
 
 /// A running callback backend.
 #[derive(Clone)]
 pub struct TestBackend {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
 }
 
 impl TestBackend {
     /// Starts a backend on `127.0.0.1:0`; it stops with the test's runtime.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind the test backend");
+        let listener = Self::bind().await;
         let addr = listener.local_addr().expect("backend address");
-        let shared = Arc::new(Shared::default());
-        *shared.session_header.lock().unwrap() = "X-Kuiperbelt-Session".to_owned();
-        let app = Router::new()
+        let shared = Arc::new(Shared::new());
+        let app = Self::routes(&shared);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            scheme: "http",
+            shared,
+        }
+    }
+
+    /// Starts a backend serving HTTPS on `127.0.0.1:0` with `tls` (its certificate must name
+    /// the IP address 127.0.0.1); it stops with the test's runtime.
+    pub async fn start_tls(tls: rustls::ServerConfig) -> Self {
+        let listener = tls::TlsListener::new(Self::bind().await, tls);
+        let addr = axum::serve::Listener::local_addr(&listener).expect("backend address");
+        let shared = Arc::new(Shared::new());
+        let app = Self::routes(&shared);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            scheme: "https",
+            shared,
+        }
+    }
+
+    async fn bind() -> tokio::net::TcpListener {
+        tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the test backend")
+    }
+
+    fn routes(shared: &Arc<Shared>) -> Router {
+        Router::new()
             .route("/connect", any(connect))
             .route("/establish", any(establish))
             .route("/close", any(close))
             .route("/receive", any(receive))
-            .with_state(shared.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared }
+            .with_state(shared.clone())
     }
 
-    /// The backend's base URL.
+    /// The backend's base URL (`http://` or `https://`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Holds every later establish, close or receive request as `hold` says (connects take
+    /// `delay_ms` instead). One hold per kind; a second call for a kind adds nothing.
+    pub fn hold(&self, kind: CallbackKind, hold: Hold) -> HeldCallbacks {
+        let mut holds = self.shared.holds.lock().unwrap();
+        if let Some(held) = holds.iter().find(|held| held.kind() == kind) {
+            return held.clone();
+        }
+        let held = HeldCallbacks::new(kind, hold);
+        holds.push(held.clone());
+        held
     }
 
     /// The URL of one callback.
@@ -206,147 +281,4 @@ impl TestBackend {
             }
         }
     }
-}
-
-fn record(
-    shared: &Shared,
-    kind: CallbackKind,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) {
-    shared.recorded.lock().unwrap().push(Recorded {
-        kind,
-        method,
-        uri,
-        headers,
-        body,
-    });
-    shared.changed.notify_waiters();
-}
-
-fn session_of(shared: &Shared, headers: &HeaderMap) -> String {
-    let header = shared.session_header.lock().unwrap().clone();
-    headers
-        .get(header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn connect(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    record(&shared, CallbackKind::Connect, method, uri, headers, body);
-    let params: HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    if let Some(delay) = params.get("delay_ms").and_then(|v| v.parse().ok()) {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    if let Some(status) = params.get("status").and_then(|v| v.parse::<u16>().ok()) {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = params.get("body").cloned().unwrap_or_default();
-        return (status, [("Content-Type", "text/plain")], body).into_response();
-    }
-    let mut response = params
-        .get("first")
-        .cloned()
-        .unwrap_or_default()
-        .into_response();
-    let response_headers = response.headers_mut();
-    response_headers.remove("content-type");
-    if params.contains_key("binary") {
-        response_headers.insert("content-type", "application/octet-stream".parse().unwrap());
-    }
-    if !params.contains_key("nokey") {
-        let key = match params.get("key").map(String::as_str) {
-            // Tools that open many connections to one URL (Autobahn|Testsuite) need distinct
-            // sessions.
-            Some("auto") => format!("auto-{:016x}", rand::random::<u64>()),
-            Some(key) => key.to_owned(),
-            None => "default".to_owned(),
-        };
-        let header = shared.session_header.lock().unwrap().clone();
-        response_headers.insert(
-            axum::http::HeaderName::try_from(header).unwrap(),
-            key.parse().unwrap(),
-        );
-    }
-    if let Some(protocol) = params.get("protocol") {
-        response_headers.insert("sec-websocket-protocol", protocol.parse().unwrap());
-    }
-    response
-}
-
-async fn establish(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let key = session_of(&shared, &headers);
-    record(&shared, CallbackKind::Establish, method, uri, headers, body);
-    if key.starts_with("establish-fail") {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    }
-}
-
-async fn close(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    record(&shared, CallbackKind::Close, method, uri, headers, body);
-    StatusCode::OK
-}
-
-async fn receive(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let key = session_of(&shared, &headers);
-    let content_type = headers.get("content-type").cloned();
-    record(
-        &shared,
-        CallbackKind::Receive,
-        method,
-        uri,
-        headers,
-        body.clone(),
-    );
-    if key.starts_with("receive-fail") {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    let echo_to = shared.echo_to.lock().unwrap().clone();
-    if let Some(gateway) = echo_to {
-        let header = shared.session_header.lock().unwrap().clone();
-        let mut request = shared
-            .http
-            .post(format!("{gateway}/send"))
-            .header(header, key)
-            .body(body);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        if let Err(err) = request.send().await {
-            eprintln!("test backend: echo failed: {err}");
-        }
-    }
-    StatusCode::OK
 }

@@ -1,0 +1,115 @@
+//! One callback exchange: a turn under `callback.max_concurrency`, the request, the whole answer,
+//! all within the callback timeout, with its metrics.
+
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use http::header;
+
+use super::{CONNECTION_ROTATION_SECS, CallbackClient, CallbackError, error};
+use crate::metrics::{CallbackKind, ErrorKind, Metrics};
+
+impl CallbackClient {
+    /// Exchanges `request` and expects 200.
+    pub(super) async fn expect_ok(
+        &self,
+        kind: CallbackKind,
+        request: reqwest::RequestBuilder,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let status = self
+            .exchange(kind, request, metrics, |response, _| response.status())
+            .await?;
+        if status == StatusCode::OK {
+            Ok(())
+        } else {
+            metrics.count_error(ErrorKind::CallbackFailed);
+            Err(CallbackError::Status {
+                callback: kind.as_str(),
+                status,
+            })
+        }
+    }
+
+    /// Waits for a turn under `callback.max_concurrency`, then sends the request and reads the
+    /// whole body. Connect, establish and receive callbacks do all of it within the callback
+    /// timeout (which so also covers a slow body, unlike kuiperbelt's); a close callback may
+    /// wait for its turn as long as it takes, since the shutdown grace period bounds a drain,
+    /// and then has the whole timeout for its request.
+    pub(super) async fn exchange<T>(
+        &self,
+        kind: CallbackKind,
+        mut request: reqwest::RequestBuilder,
+        metrics: &Metrics,
+        finish: impl FnOnce(&reqwest::Response, Bytes) -> T,
+    ) -> Result<T, CallbackError> {
+        let callback = kind.as_str();
+        let turn_deadline =
+            (kind != CallbackKind::Close).then(|| tokio::time::Instant::now() + self.timeout);
+        let Some(_slot) = self.slots.take(turn_deadline).await else {
+            metrics.count_error(ErrorKind::CallbackFailed);
+            return Err(CallbackError::NoTurn {
+                callback,
+                timeout: self.timeout,
+                limit: self.slots.limit(),
+            });
+        };
+        let deadline = turn_deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout);
+        if self.rotation_due() {
+            request = request.header(header::CONNECTION, "close");
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout_at(deadline, async {
+            let mut response = request
+                .send()
+                .await
+                .map_err(|err| CallbackError::Transport {
+                    callback,
+                    message: error::describe(&err),
+                })?;
+            let mut body = BytesMut::new();
+            while let Some(chunk) =
+                response
+                    .chunk()
+                    .await
+                    .map_err(|err| CallbackError::Transport {
+                        callback,
+                        message: error::describe(&err),
+                    })?
+            {
+                if body.len() + chunk.len() > self.max_body {
+                    return Err(CallbackError::BodyTooLarge {
+                        callback,
+                        limit: self.max_body,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(finish(&response, body.freeze()))
+        })
+        .await
+        .unwrap_or(Err(CallbackError::Timeout {
+            callback,
+            timeout: self.timeout,
+        }));
+        metrics.observe_callback(kind, started.elapsed().as_secs_f64());
+        if outcome.is_err() {
+            metrics.count_error(ErrorKind::CallbackFailed);
+        }
+        outcome
+    }
+
+    fn rotation_due(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_rotation.load(Ordering::Relaxed);
+        now >= last + CONNECTION_ROTATION_SECS
+            && self
+                .last_rotation
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
