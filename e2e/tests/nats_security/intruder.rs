@@ -5,6 +5,7 @@
 use futures_util::{FutureExt, StreamExt};
 use oort_common::NodeId;
 use oort_common::cluster::{BroadcastHeader, encode_framed};
+use oort_common::envelope::Sealer;
 use oort_common::payload::FrameKind;
 use oort_e2e::cluster::FAST_TIMINGS;
 use oort_e2e::{TIMEOUT, WsClient};
@@ -31,14 +32,16 @@ async fn another_nats_user_can_neither_forge_nor_read_the_clusters_messages() {
     // NATS's usual reply subjects: the nodes' answers do not travel there.
     let mut inboxes = intruder.subscribe("_INBOX.>").await.unwrap();
     let mut marker = intruder.subscribe("app.marker").await.unwrap();
-    // A well-formed broadcast, as a node would publish it.
-    let forged = encode_framed(
+    // A well-formed broadcast, as a node of a cluster without `cluster.secret` publishes it.
+    let subject = format!("oort.{name}.broadcast");
+    let body = encode_framed(
         &BroadcastHeader {
             kind: FrameKind::Text,
             origin: NodeId::from("n2"),
         },
         b"forged",
     );
+    let forged = Sealer::new(None, &name).seal(subject.as_bytes(), &body).0;
     intruder
         .publish(format!("oort.{name}.broadcast"), forged.clone().into())
         .await
