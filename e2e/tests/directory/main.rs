@@ -6,6 +6,7 @@
 
 mod failures;
 mod formation;
+mod quorum;
 mod sessions;
 
 use std::time::Duration;
@@ -100,3 +101,48 @@ pub async fn members(cluster: &TestCluster, node: &str) -> Vec<(String, String)>
 
 /// Keeps the TIMEOUT import meaningful for modules that bound single waits.
 pub const STEP: Duration = TIMEOUT;
+
+/// `GET /v1/sessions/{key}?replica=true` on `node`: the owner according to that node's own
+/// replica of the directory, asking no other node.
+pub async fn owner_in_replica(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
+    let url = format!(
+        "{}/v1/sessions/{key}?replica=true",
+        cluster.node(node).api_url()
+    );
+    let response = cluster
+        .http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET /v1/sessions");
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(
+        response.status(),
+        200,
+        "GET /v1/sessions/{key}?replica=true on {node}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    body["node"].as_str().map(str::to_owned)
+}
+
+/// `/v1/send` of `data` to `keys` through `node`: the per-session statuses, in order.
+pub async fn v1_send(cluster: &TestCluster, node: &str, keys: &[&str], data: &str) -> Vec<String> {
+    let body = serde_json::json!({ "sessions": keys, "data": data });
+    let response = cluster
+        .http()
+        .post(format!("{}/v1/send", cluster.node(node).api_url()))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /v1/send");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    answer["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
