@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod chat;
 pub mod clients;
+pub mod failover;
 pub mod fanout;
 pub mod idle;
 pub mod idle_workers;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::send::{self, SendOptions};
-use oort_e2e::bench::{backend, chat, fanout, idle_workers, target::Target};
+use oort_e2e::bench::{backend, chat, failover, fanout, idle_workers, target::Target};
 use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
@@ -104,6 +104,12 @@ enum Scenario {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Failover: a three-node cluster (default timings, its own nats-server) per run, the
+    /// leader SIGKILLed, the time until a connect through a survivor succeeds.
+    Failover {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
     Smoke,
@@ -149,6 +155,13 @@ async fn main() -> anyhow::Result<()> {
     {
         return idle_workers::worker(connect_url, *connections, *concurrency, prefix).await;
     }
+    if let Scenario::Failover { runs } = &cli.scenario {
+        // Each run spawns its own cluster: no target, no backend here.
+        let report = serde_json::to_value(failover::run(*runs, &cli.extra_config).await?)?;
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{report}");
+        return Ok(());
+    }
     let backend = backend::start(&cli.backend_listen).await?;
     eprintln!("callback backend on http://{backend}");
     let target = match (cli.connect_url, cli.api_url) {
@@ -182,7 +195,9 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             };
             vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
-        Scenario::IdleWorker { .. } => anyhow::bail!("idle-worker runs on its own"),
+        Scenario::IdleWorker { .. } | Scenario::Failover { .. } => {
+            anyhow::bail!("this scenario runs on its own")
+        }
         Scenario::Storm {
             connections,
             concurrency,
