@@ -7,6 +7,7 @@
 mod failover;
 mod failures;
 mod formation;
+mod keys;
 mod quorum;
 mod sessions;
 

@@ -61,8 +61,13 @@ impl Control {
                 let Some(reply_to) = message.reply else {
                     return;
                 };
+                let timeout = control.core.config.route_timeout.0;
                 let response = match wire::decode::<ControlRequest>(&message.body) {
-                    Ok(request) => control.handle(request).await,
+                    // The caller gives up after the route timeout; so does the work for it.
+                    Ok(request) => match tokio::time::timeout(timeout, control.handle(request)).await {
+                        Ok(response) => response,
+                        Err(_) => ControlResponse::Failed("timed out".into()),
+                    },
                     Err(err) => {
                         control.core.bus.reject(
                             SubjectKind::Control,
@@ -336,7 +341,10 @@ impl Control {
         loop {
             let leader = self.wait_for_leader(deadline).await?;
             let response = if leader == core.raft_id {
-                Ok(self.handle(request.clone()).await)
+                // Bounded: a leader that lost its quorum cannot commit, and would wait forever.
+                tokio::time::timeout_at(deadline, self.handle(request.clone()))
+                    .await
+                    .map_err(|_| RouterError::Unavailable("the write did not commit in time".into()))
             } else {
                 tokio::select! {
                     answer = self.call(leader, &request) => answer,

@@ -48,6 +48,26 @@ impl Core {
         self.leader() == Some(self.raft_id)
     }
 
+    /// A leader is known, and if it is this node, a quorum acknowledged it lately: openraft
+    /// keeps a leader that lost its quorum in office (it cannot commit anything), so its
+    /// readiness must not rest on the title alone.
+    pub(crate) fn has_working_leader(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        match metrics.current_leader {
+            None => false,
+            Some(leader) if leader == self.raft_id => {
+                // openraft's lease is election_timeout_max (twice election_timeout); a quorum
+                // that stayed silent for two leases is gone.
+                let lease = self.config.election_timeout.0 * 2;
+                let silent = lease * 2;
+                metrics
+                    .millis_since_quorum_ack
+                    .is_some_and(|ms| u128::from(ms) < silent.as_millis())
+            }
+            Some(_) => true,
+        }
+    }
+
     /// The membership this node's raft has applied.
     pub(crate) fn membership(&self) -> Membership<RaftId, NodeInfo> {
         self.raft

@@ -302,7 +302,7 @@ impl ClusterRouter {
     /// Ready for clients: connected to NATS, a member with a known leader, our `NodeUp`
     /// applied (so the directory has caught up at least to our own joining), and not leaving.
     pub fn is_ready(&self) -> bool {
-        self.core.nats.is_connected() && self.membership.is_up() && self.core.leader().is_some()
+        self.core.nats.is_connected() && self.membership.is_up() && self.core.has_working_leader()
     }
 
     /// Resolves if this node's raft stops for good (a storage failure, say): the node can no
