@@ -8,6 +8,7 @@ mod delivery;
 mod drain_and_demo;
 mod faults;
 mod hostile;
+mod owner_answers;
 
 use std::time::Duration;
 

@@ -34,7 +34,12 @@ async fn a_key_connected_through_two_nodes_at_once_lives_on_exactly_one() {
     let attempts = keys.iter().flat_map(|key| {
         ["n1", "n2"].map(|node| {
             let url = cluster.node(node).ws_url(&format!("key={key}"));
-            async move { (node, WsClient::connect_with(&url, &[]).await.ok().map(|(c, _)| c)) }
+            async move {
+                (
+                    node,
+                    WsClient::connect_with(&url, &[]).await.ok().map(|(c, _)| c),
+                )
+            }
         })
     });
     let mut clients: Vec<(&str, Option<WsClient>)> = join_all(attempts).await;
@@ -48,14 +53,27 @@ async fn a_key_connected_through_two_nodes_at_once_lives_on_exactly_one() {
             continue;
         };
         let marker = format!("only {owner} has {key}");
-        assert_eq!(v1_send(&cluster, "n3", &[key], &marker).await, ["ok"], "{key}");
+        assert_eq!(
+            v1_send(&cluster, "n3", &[key], &marker).await,
+            ["ok"],
+            "{key}"
+        );
         for (node, client) in &mut clients[index * 2..index * 2 + 2] {
-            let Some(client) = client.as_mut() else { continue };
+            let Some(client) = client.as_mut() else {
+                continue;
+            };
             let got = next_text_or_closed(client).await;
             if *node == owner {
-                assert_eq!(got.as_deref(), Some(marker.as_str()), "{key} on its owner {node}");
+                assert_eq!(
+                    got.as_deref(),
+                    Some(marker.as_str()),
+                    "{key} on its owner {node}"
+                );
             } else {
-                assert_eq!(got, None, "{key}: the client on {node} is closed, not a zombie");
+                assert_eq!(
+                    got, None,
+                    "{key}: the client on {node} is closed, not a zombie"
+                );
             }
         }
         for via in ["n1", "n2"] {
@@ -63,7 +81,10 @@ async fn a_key_connected_through_two_nodes_at_once_lives_on_exactly_one() {
             assert_eq!(v1_send(&cluster, via, &[key], &marker).await, ["ok"]);
         }
     }
-    assert!(lost_by_both <= 5, "{lost_by_both} keys had no session at all");
+    assert!(
+        lost_by_both <= 5,
+        "{lost_by_both} keys had no session at all"
+    );
 }
 
 /// A session is connected through n1; then, with no quorum, the same key connects through n1
@@ -83,13 +104,22 @@ async fn a_failed_newer_registration_leaves_the_older_connection_alone() {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 503)
         }
-        other => panic!("the newer connection must be refused, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "the newer connection must be refused, got {:?}",
+            other.map(|_| ())
+        ),
     }
     // Local delivery needs no quorum: the older connection still receives.
-    assert_eq!(v1_send(&cluster, "n1", &["mine"], "still yours").await, ["ok"]);
+    assert_eq!(
+        v1_send(&cluster, "n1", &["mine"], "still yours").await,
+        ["ok"]
+    );
     assert_eq!(older.recv_text().await, "still yours");
     let closes = cluster
         .backend
         .for_session(oort_e2e::CallbackKind::Close, "mine");
-    assert!(closes.is_empty(), "the backend was not told the session closed");
+    assert!(
+        closes.is_empty(),
+        "the backend was not told the session closed"
+    );
 }

@@ -10,6 +10,7 @@ mod formation;
 mod keys;
 mod quorum;
 mod sessions;
+mod upkeep;
 
 use std::time::Duration;
 

@@ -64,10 +64,12 @@ impl Control {
                 let timeout = control.core.config.route_timeout.0;
                 let response = match wire::decode::<ControlRequest>(&message.body) {
                     // The caller gives up after the route timeout; so does the work for it.
-                    Ok(request) => match tokio::time::timeout(timeout, control.handle(request)).await {
-                        Ok(response) => response,
-                        Err(_) => ControlResponse::Failed("timed out".into()),
-                    },
+                    Ok(request) => {
+                        match tokio::time::timeout(timeout, control.handle(request)).await {
+                            Ok(response) => response,
+                            Err(_) => ControlResponse::Failed("timed out".into()),
+                        }
+                    }
                     Err(err) => {
                         control.core.bus.reject(
                             SubjectKind::Control,
@@ -344,7 +346,9 @@ impl Control {
                 // Bounded: a leader that lost its quorum cannot commit, and would wait forever.
                 tokio::time::timeout_at(deadline, self.handle(request.clone()))
                     .await
-                    .map_err(|_| RouterError::Unavailable("the write did not commit in time".into()))
+                    .map_err(|_| {
+                        RouterError::Unavailable("the write did not commit in time".into())
+                    })
             } else {
                 tokio::select! {
                     answer = self.call(leader, &request) => answer,

@@ -35,6 +35,8 @@ pub struct ClusterStatus {
     pub snapshot_bytes: u64,
     /// Sessions registered cluster-wide (this node's replica).
     pub sessions: usize,
+    /// Every node the directory's node table lists, up or down.
+    pub directory_nodes: Vec<String>,
     /// Every member, and nodes heard from that are not members yet.
     pub members: Vec<MemberStatus>,
 }
@@ -137,6 +139,7 @@ pub(super) fn build(core: &Core, peers: &PeerTable, ready: bool) -> ClusterStatu
         purged_index: metrics.purged.map(|log| log.index),
         snapshot_bytes: inner.directory.last_snapshot_bytes(),
         sessions: inner.directory.len(),
+        directory_nodes: directory_nodes.keys().map(ToString::to_string).collect(),
         members,
     }
 }
