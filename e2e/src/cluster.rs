@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::backend::{CallbackKind, TestBackend};
 use crate::process::{OortProcess, TempConfig};
-use crate::wait::eventually;
 
 /// Cluster timings short enough for tests (formation in about a second, death after 3 s).
 pub const FAST_TIMINGS: &str = "  heartbeat_interval: 200ms\n  node_timeout: 3s\n  raft_heartbeat: 100ms\n  election_timeout: 600ms\n  route_timeout: 2s\n";
@@ -193,29 +192,45 @@ impl TestCluster {
     /// Waits until every running node agrees on one leader and each reports `members`
     /// members with `voters` voters, all ready; returns the leader's name.
     pub async fn wait_converged(&self, members: usize, voters: usize, timeout: Duration) -> String {
-        eventually(timeout, "the cluster to converge", || async {
-            let mut leader = None;
-            for name in self.running() {
-                let status = self.status(&name).await?;
-                let this_leader = status["leader"].as_str()?.to_owned();
-                if leader.get_or_insert_with(|| this_leader.clone()) != &this_leader
-                    || status["ready"] != true
-                {
-                    return None;
-                }
-                let listed = status["members"].as_array()?;
-                let member_count = listed
-                    .iter()
-                    .filter(|m| m["role"] == "voter" || m["role"] == "learner")
-                    .count();
-                let voter_count = listed.iter().filter(|m| m["role"] == "voter").count();
-                if member_count != members || voter_count != voters {
-                    return None;
-                }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.converged(members, voters).await {
+                return leader;
             }
-            leader
-        })
-        .await
+            if tokio::time::Instant::now() >= deadline {
+                // What each node says, so a failure explains itself.
+                for name in self.running() {
+                    eprintln!("{name}: {:?}", self.status(&name).await);
+                }
+                panic!("timed out after {timeout:?} waiting for the cluster to converge");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The leader, if every running node agrees on it, is ready, and lists `members` members
+    /// of which `voters` are voters.
+    async fn converged(&self, members: usize, voters: usize) -> Option<String> {
+        let mut leader = None;
+        for name in self.running() {
+            let status = self.status(&name).await?;
+            let this_leader = status["leader"].as_str()?.to_owned();
+            if leader.get_or_insert_with(|| this_leader.clone()) != &this_leader
+                || status["ready"] != true
+            {
+                return None;
+            }
+            let listed = status["members"].as_array()?;
+            let member_count = listed
+                .iter()
+                .filter(|m| m["role"] == "voter" || m["role"] == "learner")
+                .count();
+            let voter_count = listed.iter().filter(|m| m["role"] == "voter").count();
+            if member_count != members || voter_count != voters {
+                return None;
+            }
+        }
+        leader
     }
 
     /// Names of the nodes whose process runs.

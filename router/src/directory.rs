@@ -33,7 +33,17 @@ impl Directory {
                 });
                 record.up = true;
                 record.since = record.since.max(*epoch);
-                0
+                let since = record.since;
+                // Sessions of an earlier run (a crash and a restart within the node timeout)
+                // died with it: the directory stops routing to them.
+                let before = self.sessions.len();
+                self.sessions
+                    .retain(|_, owner| owner.node != *node || owner.epoch >= since);
+                let purged = (before - self.sessions.len()) as u64;
+                if let Some(record) = self.nodes.get_mut(node) {
+                    record.sessions = record.sessions.saturating_sub(purged);
+                }
+                purged
             }
             DirectoryCommand::NodeDown { node } => self.purge(node),
             DirectoryCommand::ForgetNode { node } => {
@@ -277,6 +287,34 @@ mod tests {
             "an earlier run's epoch is refused"
         );
         assert_eq!(register(&mut directory, "a", "new-run", 101), 1);
+    }
+
+    #[test]
+    fn a_node_coming_up_again_drops_what_its_earlier_run_held() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        register(&mut directory, "a", "before-the-crash", 5);
+        register(&mut directory, "a", "also", 6);
+        // Restarted within the node timeout: never declared down, up again with a new epoch.
+        let purged = directory
+            .apply(&DirectoryCommand::NodeUp {
+                node: node("a"),
+                epoch: Epoch(100),
+            })
+            .changed;
+        assert_eq!(purged, 2);
+        assert!(directory.owner("before-the-crash").is_none());
+        assert_eq!(directory.nodes()[&node("a")].sessions, 0);
+        let refused = directory.apply(&DirectoryCommand::Register {
+            node: node("a"),
+            sessions: vec![(key("late"), Epoch(7)), (key("fresh"), Epoch(101))],
+        });
+        assert_eq!(
+            refused.refused,
+            [0],
+            "the earlier run's late registration is refused"
+        );
+        assert_eq!(directory.owner("fresh").map(|o| o.epoch), Some(Epoch(101)));
     }
 
     #[test]

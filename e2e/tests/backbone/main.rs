@@ -9,6 +9,7 @@ mod drain_and_demo;
 mod faults;
 mod hostile;
 mod owner_answers;
+mod rolling;
 
 use std::time::Duration;
 

@@ -341,6 +341,11 @@ impl Control {
         let core = &self.core;
         let deadline = tokio::time::Instant::now() + core.config.route_timeout.0 * 2;
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RouterError::Unavailable(
+                    "no leader answered in time".into(),
+                ));
+            }
             let leader = self.wait_for_leader(deadline).await?;
             let response = if leader == core.raft_id {
                 // Bounded: a leader that lost its quorum cannot commit, and would wait forever.
@@ -352,7 +357,8 @@ impl Control {
             } else {
                 tokio::select! {
                     answer = self.call(leader, &request) => answer,
-                    () = self.leader_replaced(leader, deadline) => continue,
+                    // Only a new leader cuts the wait short; at the deadline the loop ends.
+                    true = self.leader_replaced(leader, deadline) => continue,
                 }
             };
             let now = tokio::time::Instant::now();
@@ -382,30 +388,19 @@ impl Control {
 
     /// The current leader, waiting for one until `deadline`.
     async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<RaftId, RouterError> {
-        if let Some(leader) = self.core.leader() {
-            return Ok(leader);
-        }
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let _ = self
-            .core
-            .raft
-            .wait(Some(wait))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
+        self.core
+            .wait_until(deadline, |m| m.current_leader.is_some())
             .await;
         self.core
             .leader()
             .ok_or_else(|| RouterError::Unavailable("no raft leader".into()))
     }
 
-    /// Returns once the leader is no longer `leader`, or at `deadline`.
-    async fn leader_replaced(&self, leader: RaftId, deadline: tokio::time::Instant) {
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let _ = self
-            .core
-            .raft
-            .wait(Some(wait))
-            .metrics(|m| m.current_leader != Some(leader), "another leader")
-            .await;
+    /// Returns once the leader is no longer `leader` (true), or at `deadline` (false).
+    async fn leader_replaced(&self, leader: RaftId, deadline: tokio::time::Instant) -> bool {
+        self.core
+            .wait_until(deadline, |m| m.current_leader != Some(leader))
+            .await
     }
 
     /// One control request to another node, bounded by the route timeout.

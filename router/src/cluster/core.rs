@@ -68,6 +68,28 @@ impl Core {
         }
     }
 
+    /// Waits until `condition` holds for this node's raft metrics, or until `deadline`; returns
+    /// whether it holds. (openraft's own `Raft::wait` formats the whole metrics at every
+    /// change, for each waiter: with hundreds of sends waiting for a new leader, that alone
+    /// kept both cores busy.)
+    pub(crate) async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        condition: impl Fn(&openraft::RaftMetrics<RaftId, NodeInfo>) -> bool,
+    ) -> bool {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if condition(&metrics.borrow_and_update()) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                // The deadline passed, or raft stopped.
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+    }
+
     /// The membership this node's raft has applied.
     pub(crate) fn membership(&self) -> Membership<RaftId, NodeInfo> {
         self.raft

@@ -34,8 +34,13 @@ pub(crate) struct Membership {
     control: Arc<Control>,
     pub peers: Arc<PeerTable>,
     epochs: Arc<EpochSource>,
-    /// Our `NodeUp` is committed and applied here: registrations may flow.
-    node_up: AtomicBool,
+    /// Our `NodeUp` is committed and applied here, and no `NodeDown` came after it:
+    /// registrations may flow. Read on every registration; changed under `up_log`.
+    up: AtomicBool,
+    /// Where our latest `NodeUp` and `NodeDown` are in the log: a `NodeDown` before our
+    /// latest `NodeUp` is history (an earlier run's, applied late), and a `NodeUp` that a later
+    /// `NodeDown` overtook on its way here does not bring the node up.
+    up_log: std::sync::Mutex<UpLog>,
     /// A `NodeUp` attempt is running.
     coming_up: AtomicBool,
     /// Draining: announced as leaving, takes no new registrations.
@@ -57,7 +62,8 @@ impl Membership {
             control,
             peers,
             epochs,
-            node_up: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            up_log: std::sync::Mutex::new(UpLog::default()),
             coming_up: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             elections_enabled: AtomicBool::new(false),
@@ -67,16 +73,39 @@ impl Membership {
 
     /// True once this node is up in the directory (and not leaving).
     pub(crate) fn is_up(&self) -> bool {
-        self.node_up.load(Ordering::Acquire) && !self.is_leaving()
+        self.up.load(Ordering::Acquire) && !self.is_leaving()
     }
 
     pub(crate) fn is_leaving(&self) -> bool {
         self.leaving.load(Ordering::Acquire)
     }
 
-    /// The cluster declared this node down: it must come up again before registering.
-    pub(crate) fn declared_down(&self) {
-        self.node_up.store(false, Ordering::Release);
+    /// The cluster declared this node down at log index `index`: it must come up again before
+    /// registering. Returns false, and changes nothing, for a `NodeDown` older than this node's
+    /// latest `NodeUp` (an earlier run's, applied late).
+    pub(crate) fn declared_down(&self, index: u64) -> bool {
+        let mut log = self.up_log();
+        if index < log.up_index {
+            return false;
+        }
+        log.down_index = log.down_index.max(index);
+        self.up.store(false, Ordering::Release);
+        true
+    }
+
+    /// Our `NodeUp` at log index `index` is applied here.
+    fn came_up(&self, index: u64) -> bool {
+        let mut log = self.up_log();
+        log.up_index = log.up_index.max(index);
+        let up = log.down_index < index;
+        self.up.store(up, Ordering::Release);
+        up
+    }
+
+    fn up_log(&self) -> std::sync::MutexGuard<'_, UpLog> {
+        self.up_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Listens to announcements from now on.
@@ -171,7 +200,7 @@ impl Membership {
                 continue;
             }
             bootstrap_view = None;
-            if !self.node_up.load(Ordering::Acquire) && !self.is_leaving() {
+            if !self.up.load(Ordering::Acquire) && !self.is_leaving() {
                 // Not awaited here: announcing and leader duties must go on while it is retried.
                 self.clone().come_up_in_background();
             }
@@ -340,13 +369,14 @@ impl Membership {
         {
             Ok(ControlResponse::Written { index, .. }) => {
                 // Wait until our own replica applied it, so reads here see it.
-                let _ = core
-                    .raft
-                    .wait(Some(core.config.route_timeout.0))
-                    .applied_index_at_least(Some(index), "our NodeUp")
-                    .await;
-                self.node_up.store(true, Ordering::Release);
-                info!("this node is up in the directory");
+                let deadline = tokio::time::Instant::now() + core.config.route_timeout.0;
+                core.wait_until(deadline, |m| {
+                    m.last_applied.is_some_and(|applied| applied.index >= index)
+                })
+                .await;
+                if self.came_up(index) {
+                    info!("this node is up in the directory");
+                }
             }
             Ok(other) => warn!(answer = ?other, "NodeUp refused"),
             Err(err) => debug!(error = %err, "NodeUp failed; retrying"),
@@ -463,6 +493,13 @@ impl Membership {
         }
         false
     }
+}
+
+/// Log indexes of this node's latest `NodeUp` and `NodeDown`.
+#[derive(Default)]
+struct UpLog {
+    up_index: u64,
+    down_index: u64,
 }
 
 /// Keeps a restarted node from campaigning with a stale log. A node that restarts with its

@@ -141,6 +141,11 @@ impl ClusterRouter {
             ))
         })?;
         let (applied_tx, applied_rx) = mpsc::channel(APPLIED_QUEUE);
+        // Consumed from now on: openraft re-applies the committed log inside `Raft::new`, and a
+        // full channel would stall it there. What it re-applies is history, ignored until the
+        // router exists.
+        let watched = Arc::new(std::sync::OnceLock::new());
+        tokio::spawn(watch_applied(watched.clone(), sessions.clone(), applied_rx));
         // The state machine starts from the snapshot saved beside the log, so a node whose log
         // was purged behind a snapshot restarts without the purged entries.
         let state_machine = StateMachine::open(&log_store, Some(applied_tx))
@@ -196,17 +201,14 @@ impl ClusterRouter {
             registrar,
             delivery,
         };
-        tokio::spawn(router.clone().serve_when_unique(sessions, applied_rx));
+        let _ = watched.set(router.clone());
+        tokio::spawn(router.clone().serve_when_unique());
         info!(node = %node, raft_id, "cluster router started");
         Ok(router)
     }
 
     /// Joins the cluster's traffic once no other process announces this node's id.
-    async fn serve_when_unique(
-        self,
-        sessions: Arc<dyn LocalSessions>,
-        applied: mpsc::Receiver<(u64, DirectoryCommand)>,
-    ) {
+    async fn serve_when_unique(self) {
         self.membership.wait_until_unique().await;
         if self.core.stop.is_cancelled() {
             return;
@@ -230,7 +232,6 @@ impl ClusterRouter {
             self.core.clone(),
             self.membership.clone(),
         ));
-        tokio::spawn(watch_applied(self, sessions, applied));
     }
 
     /// This node's id.
@@ -353,29 +354,35 @@ impl ClusterRouter {
     }
 }
 
-/// Reacts to applied directory commands that concern this node's sessions.
+/// Reacts to applied directory commands that concern this node's sessions. Commands applied
+/// before `router` is set are the committed log replayed at start: history, no session of this
+/// run can be concerned.
 async fn watch_applied(
-    router: ClusterRouter,
+    router: Arc<std::sync::OnceLock<ClusterRouter>>,
     sessions: Arc<dyn LocalSessions>,
     mut applied: mpsc::Receiver<(u64, DirectoryCommand)>,
 ) {
-    let me = router.core.node.clone();
     while let Some((index, command)) = applied.recv().await {
+        let Some(router) = router.get() else {
+            continue;
+        };
+        let me = &router.core.node;
         match command {
             DirectoryCommand::NodeDown { node }
-                if node == me && !router.membership.is_leaving() =>
+                if node == *me
+                    && !router.membership.is_leaving()
+                    && router.membership.declared_down(index) =>
             {
                 // The cluster declared this node dead (a partition, say) and purged its
                 // sessions; their clients must reconnect, and this node must come up again.
                 warn!("the cluster declared this node down: closing every session");
-                router.membership.declared_down();
                 router.registrar.clear_unregisters();
                 sessions.close_all();
             }
             DirectoryCommand::Register {
                 node,
                 sessions: keys,
-            } if node != me => {
+            } if node != *me => {
                 for (key, _) in keys {
                     // The key was registered on another node: the newer registration wins.
                     sessions.superseded(&key, index);
