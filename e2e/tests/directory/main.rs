@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod barrier;
+mod commit;
 mod failures;
 mod formation;
 mod sessions;
+mod stale_unregister;
 
 use std::time::Duration;
 
@@ -38,9 +41,14 @@ pub async fn connect(cluster: &TestCluster, node: &str, key: &str) -> WsClient {
     WsClient::connect(&cluster.node(node).ws_url(&format!("key={key}"))).await
 }
 
-/// `GET /v1/sessions/{key}` on `node`: the owner's name, or `None` for 404.
+/// `GET /v1/sessions/{key}?replica=true` on `node`: the owner according to that node's own
+/// replica of the directory (asking no other node, so a replica that lags, a snapshot that
+/// lacks the entry or a restarted log that lost it shows), or `None` for 404.
 pub async fn owner_seen_by(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let url = format!("{}/v1/sessions/{key}", cluster.node(node).api_url());
+    let url = format!(
+        "{}/v1/sessions/{key}?replica=true",
+        cluster.node(node).api_url()
+    );
     let response = cluster
         .http()
         .get(url)
@@ -55,7 +63,8 @@ pub async fn owner_seen_by(cluster: &TestCluster, node: &str, key: &str) -> Opti
     body["node"].as_str().map(str::to_owned)
 }
 
-/// Waits until every running node says `key` is held by `expected` (`None`: by nobody).
+/// Waits until every running node's replica says `key` is held by `expected` (`None`: by
+/// nobody).
 pub async fn wait_owner_everywhere(cluster: &TestCluster, key: &str, expected: Option<&str>) {
     eventually(
         CONVERGE,

@@ -336,11 +336,29 @@ impl Control {
         loop {
             let leader = self.wait_for_leader(deadline).await?;
             let response = if leader == core.raft_id {
-                Ok(self.handle(request.clone()).await)
+                // A leader that lost its quorum appends but never commits: without a bound, a
+                // registration here would wait (and its client hang) until the quorum is back.
+                match tokio::time::timeout_at(deadline, self.handle(request.clone())).await {
+                    Ok(answer) => Ok(answer),
+                    Err(_) => {
+                        return Err(RouterError::Unavailable(
+                            "not committed in time (no quorum?)".into(),
+                        ));
+                    }
+                }
             } else {
                 tokio::select! {
                     answer = self.call(leader, &request) => answer,
-                    () = self.leader_replaced(leader, deadline) => continue,
+                    () = self.leader_replaced(leader, deadline) => {
+                        // Past the deadline this resolves at once: without this check the
+                        // loop would spin forever, sending and dropping the request.
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(RouterError::Unavailable(
+                                "the leader did not answer in time".into(),
+                            ));
+                        }
+                        continue;
+                    }
                 }
             };
             let now = tokio::time::Instant::now();
