@@ -55,7 +55,9 @@ impl NatsServer {
         Self::spawn(base, extra, vec![client]).await
     }
 
-    /// `count` servers forming one NATS cluster (full mesh of routes).
+    /// `count` servers forming one NATS cluster (full mesh of routes). The servers do not
+    /// tell clients about each other, so a client uses only the servers the test gave it, and
+    /// killing its one server cuts it off.
     pub async fn cluster(count: usize) -> Vec<Self> {
         let mut client_ports: Vec<PortLease> = (0..count).map(|_| reserve_port()).collect();
         let mut route_ports: Vec<PortLease> = (0..count).map(|_| reserve_port()).collect();
@@ -73,7 +75,7 @@ impl NatsServer {
             let route = route_ports.remove(0);
             let text = format!(
                 "server_name: \"{name}-{index}\"\nhost: \"127.0.0.1\"\nport: {}\n\
-                 cluster {{\n  name: \"{name}\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                 cluster {{\n  name: \"{name}\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n  no_advertise: true\n}}\n",
                 client.port,
                 route.port,
                 routes.join(", "),

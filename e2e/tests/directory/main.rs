@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
 mod barrier;
+mod close;
 mod commit;
+mod declared_dead;
 mod failures;
 mod formation;
+mod leave;
 mod sessions;
 mod stale_unregister;
 
