@@ -8,6 +8,8 @@ mod delivery;
 mod drain_and_demo;
 mod faults;
 mod hostile;
+mod ledger;
+mod load;
 
 use std::time::Duration;
 
