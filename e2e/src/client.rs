@@ -69,6 +69,39 @@ impl WsClient {
         Ok((Self { stream }, response))
     }
 
+    /// Connects (`ws://` only) over a socket whose receive buffer is about `bytes` (the kernel
+    /// may round it up), so that what the client does not read soon stays queued at the server
+    /// instead of in the kernel's buffers. Panics on failure.
+    pub async fn connect_with_receive_buffer(url: &str, bytes: u32) -> Self {
+        let request = url.into_client_request().expect("a WebSocket URL");
+        let host = request.uri().host().expect("a host").to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .expect("resolve the host")
+            .next()
+            .expect("an address");
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("a socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+            .await
+            .expect("TCP connect in time")
+            .expect("TCP connect");
+        let (stream, _) = tokio::time::timeout(
+            TIMEOUT,
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("the handshake in time")
+        .unwrap_or_else(|err| panic!("connect to {url} failed: {err}"));
+        Self { stream }
+    }
+
     /// Connects, panicking on failure.
     pub async fn connect(url: &str) -> Self {
         match Self::connect_with(url, &[]).await {

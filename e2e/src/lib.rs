@@ -2,7 +2,8 @@
 //! backend, WebSocket and HTTP clients, condition waits, launching `oort` and `nats-server`
 //! processes, and test certificates.
 //!
-//! Everything binds `127.0.0.1:0`, so tests run in parallel without port clashes.
+//! Everything binds `127.0.0.1:0`, except `nats-server`, which runs on a port reserved for its
+//! whole life (`nats::ports`), so tests run in parallel without port clashes.
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

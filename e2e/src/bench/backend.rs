@@ -27,6 +27,7 @@ static BROADCAST_TO: std::sync::OnceLock<(String, reqwest::Client)> = std::sync:
 /// Makes every received client message a `/v1/broadcast` through `api_url`.
 pub fn broadcast_received_to(api_url: &str) {
     let http = crate::http_client_builder()
+        .timeout(super::REQUEST_TIMEOUT)
         .build()
         .expect("an HTTP client");
     let _ = BROADCAST_TO.set((format!("{api_url}/v1/broadcast"), http));

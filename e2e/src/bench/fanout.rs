@@ -50,7 +50,9 @@ pub async fn run(
         opened.failures
     );
     let receivers = Receivers::start(opened.clients);
-    let http = crate::http_client_builder().build()?;
+    let http = crate::http_client_builder()
+        .timeout(super::REQUEST_TIMEOUT)
+        .build()?;
     let keys: Vec<String> = (0..sessions).map(|i| format!("fan-{i}")).collect();
     let send_body = serde_json::json!({ "sessions": keys, "data": "fan-out" }).to_string();
     let broadcast_body = serde_json::json!({ "data": "broadcast" }).to_string();

@@ -17,6 +17,10 @@ pub mod target;
 
 use std::time::Duration;
 
+/// Bound on any one HTTP request the bench makes. Generous (a send to every one of 100k
+/// sessions on a loaded machine answers well within it), but a request never hangs a run.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Percentiles of a set of durations, in milliseconds.
 #[derive(Debug, serde::Serialize)]
 pub struct Percentiles {

@@ -94,6 +94,7 @@ async fn phase(
     options: &SendOptions,
 ) -> anyhow::Result<SendReport> {
     let http = crate::http_client_builder()
+        .timeout(super::REQUEST_TIMEOUT)
         .pool_max_idle_per_host(options.concurrency)
         .build()?;
     let requests = Arc::new(AtomicU64::new(0));

@@ -67,7 +67,9 @@ impl Target {
             urls.push(format!("http://{addr}"));
             processes.push((process, config));
         }
-        let http = crate::http_client_builder().build()?;
+        let http = crate::http_client_builder()
+            .timeout(super::REQUEST_TIMEOUT)
+            .build()?;
         eventually(Duration::from_secs(60), "every node ready", || async {
             for url in &urls {
                 let response = http.get(format!("{url}/readyz")).send().await.ok()?;

@@ -1,12 +1,14 @@
 //! Real `nats-server` processes for tests: one server, or a cluster of several, each started
-//! from a config file the test can extend (users and permissions, TLS; see [`config`]), whose
-//! log the test can read, and which it can kill and restart on the same port.
+//! from a config file the test can extend (users and permissions, TLS; see [`config`]) and
+//! change while it runs ([`NatsServer::reconfigure`]), whose log the test can read, and which it
+//! can kill and restart on the same port.
 //!
 //! Ports are reserved for each server's lifetime ([`ports`]), so a restart never finds its
 //! port taken by another test.
 
 pub mod config;
 pub mod jwt;
+pub mod node_users;
 mod ports;
 
 use std::process::Stdio;
@@ -29,6 +31,8 @@ pub fn nats_server_binary() -> String {
 pub struct NatsServer {
     child: Option<Child>,
     config_file: String,
+    /// The config without the test's extra part (listeners, routes).
+    base: String,
     logs: Arc<Mutex<Vec<String>>>,
     log_added: Arc<Notify>,
     /// The client port.
@@ -47,11 +51,13 @@ impl NatsServer {
     /// A standalone server whose config file also holds `extra` (see [`config`]).
     pub async fn start_with(extra: &str) -> Self {
         let client = reserve_port();
-        let text = format!("host: \"127.0.0.1\"\nport: {}\n{extra}", client.port);
-        Self::spawn(text, vec![client]).await
+        let base = format!("host: \"127.0.0.1\"\nport: {}\n", client.port);
+        Self::spawn(base, extra, vec![client]).await
     }
 
-    /// `count` servers forming one NATS cluster (full mesh of routes).
+    /// `count` servers forming one NATS cluster (full mesh of routes). The servers do not
+    /// tell clients about each other, so a client uses only the servers the test gave it, and
+    /// killing its one server cuts it off.
     pub async fn cluster(count: usize) -> Vec<Self> {
         let mut client_ports: Vec<PortLease> = (0..count).map(|_| reserve_port()).collect();
         let mut route_ports: Vec<PortLease> = (0..count).map(|_| reserve_port()).collect();
@@ -69,22 +75,26 @@ impl NatsServer {
             let route = route_ports.remove(0);
             let text = format!(
                 "server_name: \"{name}-{index}\"\nhost: \"127.0.0.1\"\nport: {}\n\
-                 cluster {{\n  name: \"{name}\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                 cluster {{\n  name: \"{name}\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n  no_advertise: true\n}}\n",
                 client.port,
                 route.port,
                 routes.join(", "),
             );
-            servers.push(Self::spawn(text, vec![client, route]).await);
+            servers.push(Self::spawn(text, "", vec![client, route]).await);
         }
         servers
     }
 
-    async fn spawn(config: String, ports: Vec<PortLease>) -> Self {
+    async fn spawn(base: String, extra: &str, ports: Vec<PortLease>) -> Self {
         let dir = TempDir::new("nats");
-        let config_file = dir.write("nats.conf", &config).display().to_string();
+        let config_file = dir
+            .write("nats.conf", format!("{base}{extra}"))
+            .display()
+            .to_string();
         let mut server = Self {
             child: None,
             config_file,
+            base,
             logs: Arc::default(),
             log_added: Arc::default(),
             port: ports[0].port,
@@ -182,6 +192,32 @@ impl NatsServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
+    }
+
+    /// Replaces the test's extra part of the config (users and permissions, say) and has the
+    /// running server reload it (SIGHUP); returns once the server logged the reload. A
+    /// subscription the new permissions forbid is removed at once; one they allow again is not
+    /// restored (the client does not know it was removed).
+    pub async fn reconfigure(&mut self, extra: &str) {
+        std::fs::write(&self.config_file, format!("{}{extra}", self.base))
+            .expect("rewrite the nats-server config");
+        let reloads = self.count_lines("Reloaded server configuration") + 1;
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid} failed");
+        self.wait_for_lines(
+            "Reloaded server configuration",
+            reloads,
+            Duration::from_secs(10),
+        )
+        .await;
     }
 
     /// Starts again with the same config (same port).

@@ -129,7 +129,7 @@ async fn a_request_id_is_logged_by_every_node_it_touches() {
         cluster.add(name, 3).await;
     }
     cluster.wait_converged(3, 3, CONVERGE).await;
-    let _client = connect(&cluster, "n2", "traced").await;
+    let mut client = connect(&cluster, "n2", "traced").await;
     let response = cluster
         .http()
         .post(format!("{}/v1/send", cluster.node("n1").api_url()))
@@ -138,7 +138,12 @@ async fn a_request_id_is_logged_by_every_node_it_touches() {
         .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "trace-5309");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["results"][0]["status"], "ok", "{answer}");
+    assert_eq!(client.recv_text().await, "x", "the send crossed to n2");
     for node in ["n1", "n2"] {
         cluster
             .node(node)

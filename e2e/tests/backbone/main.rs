@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cross_node;
 mod delivery;
 mod drain_and_demo;
 mod faults;
 mod hostile;
+mod ledger;
+mod load;
+mod moved;
 mod owner_answers;
 mod rolling;
 

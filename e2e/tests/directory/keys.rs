@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use oort_e2e::WsClient;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{CONVERGE, cluster, connect, owner_in_replica, v1_send};
+use crate::{CONVERGE, cluster, connect, owner_seen_by, v1_send};
 
 /// Whether the client's connection is still open: a send through `via` reaching it proves it
 /// (the caller sends the marker); a close frame or the end of the stream proves it is not.
@@ -45,7 +45,7 @@ async fn a_key_connected_through_two_nodes_at_once_lives_on_exactly_one() {
     let mut clients: Vec<(&str, Option<WsClient>)> = join_all(attempts).await;
     let mut lost_by_both = 0;
     for (index, key) in keys.iter().enumerate() {
-        let owner = owner_in_replica(&cluster, "n3", key).await;
+        let owner = owner_seen_by(&cluster, "n3", key).await;
         let Some(owner) = owner else {
             // Both registrations lost to each other's closing: allowed, and then neither client
             // may still be connected.

@@ -4,12 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
+mod barrier;
+mod close;
+mod commit;
+mod declared_dead;
 mod failover;
 mod failures;
 mod formation;
 mod keys;
+mod leave;
 mod quorum;
 mod sessions;
+mod stale_unregister;
 mod upkeep;
 
 use std::time::Duration;
@@ -42,9 +49,14 @@ pub async fn connect(cluster: &TestCluster, node: &str, key: &str) -> WsClient {
     WsClient::connect(&cluster.node(node).ws_url(&format!("key={key}"))).await
 }
 
-/// `GET /v1/sessions/{key}` on `node`: the owner's name, or `None` for 404.
+/// `GET /v1/sessions/{key}?replica=true` on `node`: the owner according to that node's own
+/// replica of the directory (asking no other node, so a replica that lags, a snapshot that
+/// lacks the entry or a restarted log that lost it shows), or `None` for 404.
 pub async fn owner_seen_by(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let url = format!("{}/v1/sessions/{key}", cluster.node(node).api_url());
+    let url = format!(
+        "{}/v1/sessions/{key}?replica=true",
+        cluster.node(node).api_url()
+    );
     let response = cluster
         .http()
         .get(url)
@@ -59,7 +71,8 @@ pub async fn owner_seen_by(cluster: &TestCluster, node: &str, key: &str) -> Opti
     body["node"].as_str().map(str::to_owned)
 }
 
-/// Waits until every running node says `key` is held by `expected` (`None`: by nobody).
+/// Waits until every running node's replica says `key` is held by `expected` (`None`: by
+/// nobody).
 pub async fn wait_owner_everywhere(cluster: &TestCluster, key: &str, expected: Option<&str>) {
     eventually(
         CONVERGE,
@@ -104,31 +117,6 @@ pub async fn members(cluster: &TestCluster, node: &str) -> Vec<(String, String)>
 
 /// Keeps the TIMEOUT import meaningful for modules that bound single waits.
 pub const STEP: Duration = TIMEOUT;
-
-/// `GET /v1/sessions/{key}?replica=true` on `node`: the owner according to that node's own
-/// replica of the directory, asking no other node.
-pub async fn owner_in_replica(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let url = format!(
-        "{}/v1/sessions/{key}?replica=true",
-        cluster.node(node).api_url()
-    );
-    let response = cluster
-        .http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET /v1/sessions");
-    if response.status() == 404 {
-        return None;
-    }
-    assert_eq!(
-        response.status(),
-        200,
-        "GET /v1/sessions/{key}?replica=true on {node}"
-    );
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    body["node"].as_str().map(str::to_owned)
-}
 
 /// `/v1/send` of `data` to `keys` through `node`: the per-session statuses, in order.
 pub async fn v1_send(cluster: &TestCluster, node: &str, keys: &[&str], data: &str) -> Vec<String> {

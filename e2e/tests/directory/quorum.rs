@@ -228,9 +228,7 @@ async fn a_nats_outage_longer_than_the_node_timeout_purges_nobody() {
     for node in ["n1", "n2", "n3"] {
         let key = format!("k-{node}");
         assert_eq!(
-            crate::owner_in_replica(&cluster, node, &key)
-                .await
-                .as_deref(),
+            crate::owner_seen_by(&cluster, node, &key).await.as_deref(),
             Some(node),
             "{key} was not purged"
         );

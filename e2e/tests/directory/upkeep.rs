@@ -8,7 +8,7 @@ use std::time::Duration;
 use oort_e2e::cluster::NodeExtras;
 use oort_e2e::{WsClient, eventually};
 
-use crate::{CONVERGE, cluster, connect, owner_in_replica, status_field, v1_send};
+use crate::{CONVERGE, cluster, connect, owner_seen_by, status_field, v1_send};
 
 /// A client closes while the cluster has no quorum: its unregistration cannot commit. Once the
 /// quorum is back it is committed anyway, and no replica lists the session any more. Before, a
@@ -31,7 +31,7 @@ async fn an_unregistration_that_failed_is_retried_until_applied() {
     let client = connect(&cluster, holder, "short-lived").await;
     eventually(CONVERGE, "every replica to list the session", || async {
         for node in ["n1", "n2", "n3"] {
-            owner_in_replica(&cluster, node, "short-lived").await?;
+            owner_seen_by(&cluster, node, "short-lived").await?;
         }
         Some(())
     })
@@ -54,10 +54,7 @@ async fn an_unregistration_that_failed_is_retried_until_applied() {
         "the unregistration to reach every replica",
         || async {
             for node in ["n1", "n2", "n3"] {
-                if owner_in_replica(&cluster, node, "short-lived")
-                    .await
-                    .is_some()
-                {
+                if owner_seen_by(&cluster, node, "short-lived").await.is_some() {
                     return None;
                 }
             }

@@ -115,11 +115,13 @@ async fn a_client_ignoring_the_close_handshake_cannot_hold_the_process() {
     backend
         .wait_for(CallbackKind::Close, "polite", 1, TIMEOUT)
         .await;
+    // The close timeout would hold the process for a minute; the wait's bound (12 s) tells
+    // the two apart, and the log line below says the grace period is what ended the drain.
     let status = gateway.process.wait_exit(grace + TIMEOUT).await;
     let elapsed = signalled.elapsed();
     assert_eq!(status.code(), Some(0), "exit status {status}");
     assert!(
-        elapsed < grace + Duration::from_secs(2),
+        elapsed >= grace,
         "the process lived {elapsed:?} after SIGTERM with a {grace:?} grace period"
     );
     assert!(
@@ -147,11 +149,11 @@ async fn a_second_signal_exits_at_once() {
         .process
         .wait_for_line("closing sessions", TIMEOUT)
         .await;
-    let signalled = Instant::now();
+    // The grace period and the close timeout are a minute each: exiting within the wait's
+    // 10 s bound, with status 1 and the line below, is the second signal's doing.
     gateway.process.signal(2);
     let status = gateway.process.wait_exit(TIMEOUT).await;
     assert_eq!(status.code(), Some(1), "exit status {status}");
-    assert!(signalled.elapsed() < Duration::from_secs(5));
     gateway
         .process
         .wait_for_line("second signal", TIMEOUT)

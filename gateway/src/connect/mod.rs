@@ -188,6 +188,9 @@ async fn register(
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&session);
+            // The write may still commit after this answer (a leader that lost its quorum
+            // keeps it in its log); its unregister, queued behind it, removes it then.
+            state.router.unregister(&key, session.epoch);
             warn!(error = %err, "registration failed");
             return Err(Refusal::unavailable(&err.to_string()));
         }

@@ -139,3 +139,23 @@ pub async fn wait_for_metric(base: &str, series: &str, at_least: f64) -> String 
     })
     .await
 }
+
+/// What a test sends after something that must not reach a client: the client's next frame
+/// must be this one. Every delivery is queued before its request is answered, so anything the
+/// earlier requests delivered would come first.
+pub const MARKER: &str = "marker: nothing came before me";
+
+/// Sends [`MARKER`] to `key` through `/v1/send` at `base`, with `token` as the bearer token
+/// when there is one, and checks that the session's queue took it.
+pub async fn send_marker(base: &str, key: &str, token: Option<&str>) {
+    let mut request = http_client()
+        .post(format!("{base}/v1/send"))
+        .body(serde_json::json!({"sessions": [key], "data": MARKER}).to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("POST /v1/send");
+    assert_eq!(response.status(), 200, "the marker's send");
+    let answer = json_of(response).await;
+    assert_eq!(answer["results"][0]["status"], "ok", "the marker: {answer}");
+}

@@ -20,7 +20,7 @@ async fn a_backend_slower_than_callback_timeout_gets_502_and_others_connect_mean
         config.callback.timeout = GoDuration::from_millis(500);
     })
     .await;
-    let url = gateway.ws_url("key=slow&delay_ms=3000");
+    let url = gateway.ws_url("key=slow&delay_ms=30000");
     let started = Instant::now();
     let slow = tokio::spawn(async move {
         let outcome = refused(&url).await;
@@ -39,9 +39,11 @@ async fn a_backend_slower_than_callback_timeout_gets_502_and_others_connect_mean
 
     let ((status, _, body), elapsed) = slow.await.unwrap();
     assert_eq!(status, 502);
+    // The timeout ended it (the body says so): not before it expired, and long before the
+    // backend's answer at 30 s (the client's own 10 s timeout would fail first otherwise).
     assert!(body.contains("timed out"), "{body:?}");
     assert!(
-        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(2500),
+        elapsed >= Duration::from_millis(500),
         "answered after {elapsed:?}"
     );
     assert!(
@@ -127,6 +129,8 @@ async fn a_backend_closing_without_an_answer_gets_502() {
 #[tokio::test]
 async fn a_backend_stalling_inside_its_answer_body_gets_502() {
     let reply = b"HTTP/1.1 200 OK\r\nX-Kuiperbelt-Session: k\r\nContent-Length: 100\r\n\r\npartial";
+    // The backend never finishes its body: only the timeout can end the wait, and the answer
+    // says it did.
     let elapsed = assert_502_from_raw_backend(reply, true, "timed out").await;
-    assert!(elapsed < Duration::from_secs(3));
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
 }

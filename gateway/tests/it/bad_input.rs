@@ -103,7 +103,7 @@ async fn non_http_bytes_on_the_port_get_400_and_others_are_unaffected() {
         .ok();
     let answer = String::from_utf8_lossy(&answer);
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
         "{answer:?}"
     );
     assert_eq!(gateway.backend.of_kind(CallbackKind::Connect).len(), 1);

@@ -101,11 +101,13 @@ async fn new_connects_during_the_drain_never_reach_the_backend() {
     gateway.begin_shutdown();
     wait_until_not_accepting(gateway.addr).await;
     let connects_before = gateway.backend.of_kind(CallbackKind::Connect).len();
+    // The listener is closed (checked above), so the connect is refused at the TCP level, and
+    // only there: anything else means something answered it.
     match WsClient::connect_with(&gateway.ws_url("key=late"), &[]).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 503)
+        Err(tokio_tungstenite::tungstenite::Error::Io(err)) => {
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
         }
-        Err(_) => {} // The listener is closed: refused at the TCP level.
+        Err(other) => panic!("expected a refused TCP connection, got {other}"),
         Ok(_) => panic!("a client connected during the drain"),
     }
     assert_eq!(
@@ -142,9 +144,10 @@ async fn a_connect_waiting_for_the_backend_when_the_drain_starts_does_not_stay()
             assert_eq!(u16::from(frame.code), 1001);
         }
     }
+    // The drain ends because the connection did, not because the 5 s grace period ran out.
     let started = Instant::now();
     gateway.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -163,8 +166,10 @@ async fn stop_returns_within_the_grace_period_when_a_client_never_answers_close(
     let started = Instant::now();
     gateway.stop().await;
     let elapsed = started.elapsed();
+    // Without the grace period the 30 s close timeout would hold the drain; 10 s tells the two
+    // apart with room for a loaded machine.
     assert!(
-        elapsed < Duration::from_millis(1900),
+        elapsed < Duration::from_secs(10),
         "stop took {elapsed:?} with a 1 s grace period"
     );
     // The mute peer was still sent its 1001.
@@ -175,34 +180,41 @@ async fn stop_returns_within_the_grace_period_when_a_client_never_answers_close(
 }
 
 #[tokio::test]
-async fn shutdown_with_a_slow_reader_still_delivers_before_closing() {
-    // A client that reads only after the drain began still gets everything queued for it.
+async fn shutdown_delivers_a_full_queue_before_closing() {
+    // A client that reads only after the drain began, over a small receive buffer so the
+    // kernel takes little: sends fill its queue until one answers queue_full, so the drain
+    // starts with a full queue, and the client still gets every message the queue took.
     let gateway = TestGateway::start(|_| {}).await;
-    let mut client = gateway.connect("late-reader").await;
-    let payload = "p".repeat(32 * 1024);
-    for _ in 0..20 {
-        post_json(
-            &gateway.api_url(),
-            "/v1/send",
-            &json!({"sessions": ["late-reader"], "data": payload}),
-        )
+    let url = gateway.ws_url("key=late-reader");
+    let mut client = WsClient::connect_with_receive_buffer(&url, 4096).await;
+    gateway
+        .backend
+        .wait_for(CallbackKind::Establish, "late-reader", 1, TIMEOUT)
         .await;
+    let payload = |number: usize| format!("{number}-{}", "p".repeat(64 * 1024));
+    let mut accepted = 0;
+    loop {
+        let body = json!({"sessions": ["late-reader"], "data": payload(accepted)});
+        let (status, answer) = post_json(&gateway.api_url(), "/v1/send", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        match answer["results"][0]["status"].as_str() {
+            Some("ok") => accepted += 1,
+            Some("queue_full") => break,
+            other => panic!("message {accepted}: {other:?}"),
+        }
+        assert!(accepted < 1000, "the queue never filled");
     }
     gateway.begin_shutdown();
-    let mut received = 0;
-    loop {
+    for number in 0..accepted {
         match client.next_within(TIMEOUT).await {
-            Some(Ok(Message::Text(text))) => {
-                assert_eq!(text.len(), payload.len());
-                received += 1;
-            }
-            Some(Ok(Message::Close(frame))) => {
-                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001));
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
+            Some(Ok(Message::Text(text))) => assert!(text == payload(number), "message {number}"),
+            other => panic!("message {number} of {accepted}: {other:?}"),
         }
     }
-    assert_eq!(received, 20);
+    let frame = client
+        .closed()
+        .await
+        .expect("a close frame after the queue");
+    assert_eq!(u16::from(frame.code), 1001);
     gateway.stop().await;
 }

@@ -10,7 +10,8 @@ use oort_gateway::{Gateway, Host, Listener, Listeners};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A short window for proving that something did *not* happen.
+/// A window for proving that something periodic (a ping) did *not* happen. Anything a request
+/// could cause is proved absent with a marker sent after it (`api::send_marker`) instead.
 pub const QUIET: Duration = Duration::from_millis(300);
 
 /// A gateway under test, its backend, and how to stop it.
