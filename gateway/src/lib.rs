@@ -12,6 +12,7 @@ mod connection;
 pub mod demo;
 mod host;
 mod metrics;
+mod peer;
 mod server;
 mod sessions;
 mod state;

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::callback::{ConnectAnswer, ConnectForward};
 use crate::connection::{self, Registration};
 use crate::metrics::ErrorKind;
-use crate::server::PeerAddr;
+use crate::peer::PeerAddr;
 use crate::sessions::{CloseCommand, Committed, Session};
 use crate::state::AppState;
 

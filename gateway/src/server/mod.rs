@@ -3,7 +3,6 @@
 mod listener;
 mod serve;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oort_common::config::Config;
@@ -17,10 +16,6 @@ use crate::api;
 use crate::host::Host;
 use crate::sessions::CloseCommand;
 use crate::state::{AppState, StartError};
-
-/// The client's address, as a request extension (none on a unix socket).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PeerAddr(pub Option<SocketAddr>);
 
 /// Where the gateway listens.
 pub struct Listeners {

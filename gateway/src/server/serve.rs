@@ -14,8 +14,8 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use super::PeerAddr;
 use super::listener::Accept;
+use crate::peer::PeerAddr;
 
 /// Largest request head (request line plus headers) accepted. kuiperbelt's `/send` names one
 /// session per header line, so a send to a few thousand sessions is a few hundred KiB of head.
