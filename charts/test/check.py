@@ -139,6 +139,9 @@ def expect_scenario(name, documents):
             "key_file": "/etc/oort/nats-tls/tls.key",
         }, config
         assert "nats_auth" not in config["cluster"], "the password is not in the ConfigMap"
+        ref = env["OORT_CLUSTER__SECRET"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "oort-cluster", "key": "secret"}, ref
+        assert "secret" not in config["cluster"], "the cluster secret is not in the ConfigMap"
         volume = next(v for v in pod["volumes"] if v["name"] == "nats-tls")
         assert volume["secret"]["secretName"] == "oort-nats-tls", volume
         assert [i["path"] for i in volume["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"], volume
@@ -154,6 +157,8 @@ def expect_scenario(name, documents):
             "items": [{"key": "oort.creds", "path": "nats.creds"}],
         }, volume
         assert not any(e.startswith("OORT_CLUSTER__NATS_AUTH__") for e in env), env
+    if name != "nats-auth-tls":
+        assert "OORT_CLUSTER__SECRET" not in env, env
     if name not in ("nats-auth-tls", "nats-creds"):
         assert not any(e.startswith("OORT_CLUSTER__NATS_AUTH__") for e in env), env
         assert "nats_auth" not in config["cluster"] and "nats_tls" not in config["cluster"], config

@@ -120,8 +120,9 @@ count at first install.
 {{- define "oort.natsTlsDir" -}}/etc/oort/nats-tls{{- end }}
 
 {{/*
-NATS credentials as environment variables, each from a key of natsAuth.existingSecret; Oort
-reads OORT_CLUSTER__NATS_AUTH__* like any other config key.
+NATS credentials as environment variables, each from a key of natsAuth.existingSecret, and the
+cluster secret from clusterSecret.existingSecret; Oort reads OORT_CLUSTER__NATS_AUTH__* and
+OORT_CLUSTER__SECRET like any other config key.
 */}}
 {{- define "oort.natsAuthEnv" -}}
 {{- $secret := .Values.natsAuth.existingSecret }}
@@ -132,6 +133,15 @@ reads OORT_CLUSTER__NATS_AUTH__* like any other config key.
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- with .Values.clusterSecret }}
+{{- if .existingSecret }}
+- name: OORT_CLUSTER__SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
 {{- end }}
 {{- end }}
 {{- end }}
