@@ -12,6 +12,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+mod cluster_api;
 pub mod nats;
 pub mod pki;
 pub mod process;

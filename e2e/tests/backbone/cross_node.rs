@@ -113,19 +113,5 @@ async fn v1_send_strict(
     data: &str,
 ) -> Vec<String> {
     let body = serde_json::json!({ "sessions": keys, "data": data, "strict": true });
-    let response = cluster
-        .http()
-        .post(format!("{}/v1/send", cluster.node(node).api_url()))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /v1/send");
-    assert_eq!(response.status(), 200);
-    let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|result| result["status"].as_str().expect("a status").to_owned())
-        .collect()
+    cluster.v1_send_body(node, &body).await
 }

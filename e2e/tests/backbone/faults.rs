@@ -202,12 +202,5 @@ async fn without_nats_nodes_are_not_ready_serve_their_own_sessions_and_recover()
 
 /// The status of `GET /readyz` on `node`.
 async fn readiness(cluster: &TestCluster, node: &str) -> u16 {
-    cluster
-        .http()
-        .get(format!("{}/readyz", cluster.node(node).api_url()))
-        .send()
-        .await
-        .expect("GET /readyz")
-        .status()
-        .as_u16()
+    cluster.status_code(node, "/readyz").await
 }

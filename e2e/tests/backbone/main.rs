@@ -93,24 +93,5 @@ pub async fn v1_send_at(
 /// `GET /v1/sessions/{key}?replica=true` on `node`: the owner according to that node's own
 /// replica of the directory, asking no other node.
 pub async fn owner_in_replica(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let url = format!(
-        "{}/v1/sessions/{key}?replica=true",
-        cluster.node(node).api_url()
-    );
-    let response = cluster
-        .http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET /v1/sessions");
-    if response.status() == 404 {
-        return None;
-    }
-    assert_eq!(
-        response.status(),
-        200,
-        "GET /v1/sessions/{key}?replica=true on {node}"
-    );
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    body["node"].as_str().map(str::to_owned)
+    cluster.owner_in_replica(node, key).await
 }

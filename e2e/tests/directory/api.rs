@@ -9,33 +9,10 @@ pub(crate) async fn v1_send(
     keys: &[&str],
     data: &str,
 ) -> Vec<String> {
-    let body = serde_json::json!({ "sessions": keys, "data": data });
-    let response = cluster
-        .http()
-        .post(format!("{}/v1/send", cluster.node(node).api_url()))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /v1/send");
-    assert_eq!(response.status(), 200, "POST /v1/send through {node}");
-    let answer: serde_json::Value =
-        serde_json::from_slice(&response.bytes().await.expect("the answer")).expect("JSON");
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|result| result["status"].as_str().expect("a status").to_owned())
-        .collect()
+    cluster.v1_send(node, keys, data).await
 }
 
 /// The status of `GET /readyz` on `node`.
 pub(crate) async fn readiness(cluster: &TestCluster, node: &str) -> u16 {
-    cluster
-        .http()
-        .get(format!("{}/readyz", cluster.node(node).api_url()))
-        .send()
-        .await
-        .expect("GET /readyz")
-        .status()
-        .as_u16()
+    cluster.status_code(node, "/readyz").await
 }

@@ -53,22 +53,7 @@ pub async fn connect(cluster: &TestCluster, node: &str, key: &str) -> WsClient {
 /// replica of the directory (asking no other node, so a replica that lags, a snapshot that
 /// lacks the entry or a restarted log that lost it shows), or `None` for 404.
 pub async fn owner_seen_by(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let url = format!(
-        "{}/v1/sessions/{key}?replica=true",
-        cluster.node(node).api_url()
-    );
-    let response = cluster
-        .http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET /v1/sessions");
-    if response.status() == 404 {
-        return None;
-    }
-    assert_eq!(response.status(), 200, "GET /v1/sessions/{key} on {node}");
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    body["node"].as_str().map(str::to_owned)
+    cluster.owner_in_replica(node, key).await
 }
 
 /// Waits until every running node's replica says `key` is held by `expected` (`None`: by
@@ -120,20 +105,5 @@ pub const STEP: Duration = TIMEOUT;
 
 /// `/v1/send` of `data` to `keys` through `node`: the per-session statuses, in order.
 pub async fn v1_send(cluster: &TestCluster, node: &str, keys: &[&str], data: &str) -> Vec<String> {
-    let body = serde_json::json!({ "sessions": keys, "data": data });
-    let response = cluster
-        .http()
-        .post(format!("{}/v1/send", cluster.node(node).api_url()))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /v1/send");
-    let answer: serde_json::Value =
-        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    cluster.v1_send(node, keys, data).await
 }

@@ -12,7 +12,6 @@ mod tls_users;
 
 use std::time::Duration;
 
-use oort_e2e::TIMEOUT;
 use oort_e2e::cluster::{TestCluster, fresh_cluster_name};
 use oort_e2e::nats::NatsServer;
 use oort_e2e::nats::config::{self, Subjects, User};
@@ -115,33 +114,10 @@ impl SecureNats {
 
 /// `/v1/send` through `node`: the per-session statuses.
 pub async fn v1_send(cluster: &TestCluster, node: &str, keys: &[&str], data: &str) -> Vec<String> {
-    let body = serde_json::json!({ "sessions": keys, "data": data });
-    let response = cluster
-        .http()
-        .post(format!("{}/v1/send", cluster.node(node).api_url()))
-        .body(body.to_string())
-        .timeout(TIMEOUT)
-        .send()
-        .await
-        .expect("POST /v1/send");
-    let answer: serde_json::Value =
-        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    cluster.v1_send(node, keys, data).await
 }
 
 /// The status `GET path` answers on `node`.
 pub async fn status_of(cluster: &TestCluster, node: &str, path: &str) -> u16 {
-    cluster
-        .http()
-        .get(format!("{}{path}", cluster.node(node).api_url()))
-        .send()
-        .await
-        .expect("GET")
-        .status()
-        .as_u16()
+    cluster.status_code(node, path).await
 }
