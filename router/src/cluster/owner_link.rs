@@ -106,10 +106,8 @@ impl OwnerLinks {
         // A link that just ended (idle) refuses the delivery; a fresh one takes it.
         for _ in 0..2 {
             let link = self.shared.link(node);
-            let queued = link.queued_bytes.fetch_add(size, Ordering::AcqRel);
-            if queued > 0 && queued + size > MAX_QUEUED_BYTES {
-                link.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                debug!(%node, queued, "too much waiting for this owner; delivery refused");
+            if !admit(&link.queued_bytes, size) {
+                debug!(%node, "too much waiting for this owner; delivery refused");
                 let _ = pending.answer.send(Err(DeliveryStatus::OwnerUnreachable));
                 break;
             }
@@ -260,6 +258,17 @@ impl Shared {
     }
 }
 
+/// Counts `size` more bytes waiting for an owner, unless that would pass [`MAX_QUEUED_BYTES`]
+/// (a delivery larger than the bound is still taken when nothing else waits, and goes alone).
+fn admit(queued_bytes: &AtomicUsize, size: usize) -> bool {
+    let queued = queued_bytes.fetch_add(size, Ordering::AcqRel);
+    if queued > 0 && queued + size > MAX_QUEUED_BYTES {
+        queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
 /// The bytes of a batch taken off the queue no longer count against its bound.
 fn release(queued_bytes: &AtomicUsize, batch: &[Pending]) {
     let bytes: usize = batch.iter().map(|p| p.record.len()).sum();
@@ -308,6 +317,21 @@ mod tests {
             queue.send(pending(*size)).unwrap();
         }
         deliveries
+    }
+
+    #[test]
+    fn what_waits_for_one_owner_is_bounded_in_bytes() {
+        let queued = AtomicUsize::new(0);
+        assert!(admit(&queued, MAX_QUEUED_BYTES - 10));
+        assert!(admit(&queued, 10));
+        assert!(!admit(&queued, 1), "the bound is reached");
+        assert_eq!(queued.load(Ordering::Relaxed), MAX_QUEUED_BYTES);
+        queued.fetch_sub(MAX_QUEUED_BYTES, Ordering::Relaxed);
+        assert!(
+            admit(&queued, MAX_QUEUED_BYTES * 2),
+            "one large delivery alone"
+        );
+        assert!(!admit(&queued, 1));
     }
 
     #[test]

@@ -223,3 +223,42 @@ async fn commit(
         .record(started.elapsed().as_secs_f64());
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn registrations_waiting_are_bounded_and_the_next_is_refused_at_once() {
+        let registrar = Arc::new(Registrar::new());
+        // Nothing commits (no task runs): every registration waits.
+        let mut waiting = Vec::new();
+        for i in 0..MAX_WAITING {
+            let registrar = registrar.clone();
+            waiting.push(tokio::spawn(async move {
+                registrar
+                    .register(SessionKey::from(format!("k{i}")), Epoch(1))
+                    .await
+            }));
+        }
+        // Let every spawned registration queue itself.
+        let queued = async {
+            while registrar.registers.capacity() > 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), queued)
+            .await
+            .expect("every registration queued");
+        let refused = registrar
+            .register(SessionKey::from("one too many"), Epoch(1))
+            .await;
+        assert!(
+            matches!(&refused, Err(RouterError::Unavailable(reason)) if reason.contains("too many")),
+            "{refused:?}"
+        );
+        for task in waiting {
+            task.abort();
+        }
+    }
+}
