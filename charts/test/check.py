@@ -88,6 +88,11 @@ def statefulset(documents):
     return next(d for d in documents if d["kind"] == "StatefulSet")
 
 
+def client_service(documents):
+    return next(d for d in documents if d["kind"] == "Service" and d["spec"]["ports"][0]["name"] == "ws"
+                and d["spec"].get("clusterIP") != "None")
+
+
 def expect_scenario(name, documents):
     """What each values file must produce, beyond being valid."""
     sts = statefulset(documents)
@@ -109,7 +114,15 @@ def expect_scenario(name, documents):
         assert config["cluster"]["bootstrap_expect"] == 3, config
         assert "volumeClaimTemplates" not in sts["spec"], name
         assert "OORT_API_TOKEN" not in env, name
+        # No proxy in front: Oort counts each connection's own address.
+        assert "client_address" not in config, config
+        assert "externalTrafficPolicy" not in client_service(documents)["spec"], name
     elif name == "full":
+        # Behind the Ingress, the controller's X-Forwarded-For is believed from its pods only.
+        assert config["client_address"] == {
+            "header": "X-Forwarded-For",
+            "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+        }, config
         for kind in ["HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Secret", "ServiceMonitor"]:
             assert kind in present, f"full: no {kind}"
         assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
@@ -124,6 +137,14 @@ def expect_scenario(name, documents):
         assert endpoint["bearerTokenSecret"]["key"] == "api-token", monitor
         policy = next(d for d in documents if d["kind"] == "NetworkPolicy")
         assert policy["spec"]["ingress"][1]["ports"] == [{"port": "api"}], policy
+    elif name == "load-balancer":
+        # Clients reach the pods through a cloud load balancer that keeps their addresses,
+        # and a proxy of the operator's own is named.
+        assert client_service(documents)["spec"]["externalTrafficPolicy"] == "Local", name
+        assert config["client_address"] == {
+            "header": "X-Real-IP",
+            "trusted_proxies": ["10.20.0.0/16"],
+        }, config
     elif name == "external-nats":
         assert len(config["cluster"]["nats"]) == 3 and config["cluster"]["name"] == "production", config
         assert config["cluster"]["bootstrap_expect"] == 3 and config["cluster"]["voters"] == 5, config

@@ -114,8 +114,11 @@ impl TestCluster {
     /// Adds and starts a node with `bootstrap_expect` and its own settings.
     pub async fn add_with(&mut self, name: &str, bootstrap_expect: usize, extras: NodeExtras) {
         let backend = &self.backend;
+        // Every client of a test cluster comes from 127.0.0.1, a thousand at once in some
+        // tests, so per-address limits are off here (tests/hostile_clients covers them).
         let text = format!(
             "listen: 127.0.0.1:0\n{}shutdown_grace_period: 5s\n\
+             limits:\n  address_connections: 0\n  address_connect_rate: 0\n\
              websocket:\n  ping_interval: 0\n\
              callback:\n  connect: {}\n  establish: {}\n  close: {}\n  receive: {}\n  timeout: 5s\n\
              cluster:\n  nats: [{}]\n  name: {}\n  node_id: {name}\n  data_dir: {}\n  bootstrap_expect: {bootstrap_expect}\n{}{}",

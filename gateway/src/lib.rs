@@ -5,6 +5,7 @@
 //! calls [`Gateway::run`]. Everything else is here, so tests run real gateways on
 //! `127.0.0.1:0` in-process.
 
+mod admission;
 mod api;
 mod callback;
 mod connect;

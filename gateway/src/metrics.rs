@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder
 use oort_common::DeliveryStatus;
 use oort_router::{ClusterMetrics, ClusterStatus, RejectedCounters};
 
+use crate::admission::RefusalReason;
 use crate::sessions::CloseCause;
 
 /// The backend callbacks, as metric labels.
@@ -80,13 +81,14 @@ impl ErrorKind {
     }
 }
 
-const CLOSE_CAUSES: [CloseCause; 11] = [
+const CLOSE_CAUSES: [CloseCause; 12] = [
     CloseCause::ClientClosed,
     CloseCause::ConnectionLost,
     CloseCause::IdleTimeout,
     CloseCause::PongTimeout,
     CloseCause::SlowConsumer,
     CloseCause::MessageTooBig,
+    CloseCause::MessageRate,
     CloseCause::ProtocolError,
     CloseCause::ClosedByBackend,
     CloseCause::Replaced,
@@ -111,6 +113,12 @@ pub(crate) struct Metrics {
     pub callbacks_in_flight: Gauge,
     /// Callbacks waiting for a turn under `callback.max_concurrency`.
     pub callbacks_waiting: Gauge,
+    /// Connections and requests refused by a protection limit, by limit.
+    pub refusals: [Counter; RefusalReason::ALL.len()],
+    /// Bytes reserved from `limits.handshake_memory`.
+    pub handshake_memory: Gauge,
+    /// Client connections not yet upgraded (or closed) that hold a reservation.
+    pub handshakes: Gauge,
     deliveries: [Counter; DeliveryStatus::ALL.len()],
     /// Messages refused because a session's queue was full.
     queue_overflows: Counter,
@@ -184,6 +192,18 @@ impl Metrics {
             "Backend callbacks waiting for a turn under callback.max_concurrency.",
         );
         r.describe(
+            "oort_refused_total",
+            "Client connections and requests refused by a protection limit, by limit.",
+        );
+        r.describe(
+            "oort_handshake_memory_bytes",
+            "Memory reserved for handshakes in progress (at most limits.handshake_memory).",
+        );
+        r.describe(
+            "oort_handshakes",
+            "Client connections accepted and not yet upgraded or closed.",
+        );
+        r.describe(
             "oort_cluster_deliveries_forwarded_total",
             "Deliveries forwarded to the nodes owning their sessions.",
         );
@@ -203,6 +223,10 @@ impl Metrics {
             messages_sent: r.counter("oort_messages_sent_total", &[]),
             callbacks_in_flight: r.gauge("oort_callbacks_in_flight", &[]),
             callbacks_waiting: r.gauge("oort_callbacks_waiting", &[]),
+            refusals: RefusalReason::ALL
+                .map(|reason| r.counter("oort_refused_total", &[("reason", reason.as_str())])),
+            handshake_memory: r.gauge("oort_handshake_memory_bytes", &[]),
+            handshakes: r.gauge("oort_handshakes", &[]),
             deliveries: DeliveryStatus::ALL
                 .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
             queue_overflows: r.counter("oort_queue_overflows_total", &[]),

@@ -10,6 +10,7 @@ use oort_router::{ClusterSettings, EpochSource, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::callback::{CallbackClient, SetupError};
 use crate::host::Host;
 use crate::metrics::Metrics;
@@ -25,6 +26,9 @@ pub(crate) struct AppState {
     pub router: Router,
     pub callbacks: CallbackClient,
     pub metrics: Metrics,
+    /// What clients may cost before the connect callback accepts them (`limits.*`,
+    /// `client_address.*`).
+    pub admission: Admission,
     pub stats: Arc<Stats>,
     /// Every WebSocket connection task, so shutdown can wait for them (and their close
     /// callbacks).
@@ -86,6 +90,7 @@ impl AppState {
             })?;
         let metrics = Metrics::new();
         let callbacks = CallbackClient::new(&config, &endpoint, host, &metrics)?;
+        let admission = Admission::new(&config, &metrics)?;
         let limits = QueueLimits {
             max_messages: config.queue_max_messages(),
             max_bytes: config.queue.max_bytes,
@@ -132,6 +137,7 @@ impl AppState {
             router,
             callbacks,
             metrics,
+            admission,
             stats: Arc::new(Stats::default()),
             connections: TaskTracker::new(),
             drain_requested: CancellationToken::new(),

@@ -111,8 +111,23 @@ count at first install.
 {{- end }}
 {{- end }}
 {{- if $tls }}{{ $_ := set $managed.cluster "nats_tls" $tls }}{{ end }}
+{{- with (include "oort.trustedProxies" . | fromJsonArray) }}
+{{- $_ := set $managed "client_address" (dict "header" $.Values.clientAddress.header "trusted_proxies" .) }}
+{{- end }}
 {{- $config := mergeOverwrite (deepCopy (.Values.config | default dict)) $managed }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The proxies whose client-address header Oort believes, as a JSON list: the ones named, or
+with the Ingress on, the private ranges its controller's pods live in. */}}
+{{- define "oort.trustedProxies" -}}
+{{- if .Values.clientAddress.trustedProxies -}}
+{{- toJson .Values.clientAddress.trustedProxies -}}
+{{- else if .Values.ingress.enabled -}}
+{{- toJson (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "fc00::/7") -}}
+{{- else -}}
+[]
+{{- end -}}
 {{- end }}
 
 {{/* Where the NATS .creds file and the NATS TLS files are mounted. */}}

@@ -4,10 +4,12 @@
 //!
 //! A kuiperbelt `config.yml` loads unchanged: the same keys, templating and duration syntax.
 
+mod client_address;
 mod cluster;
 mod duration;
 mod error;
 mod lenient;
+mod limits;
 mod listen;
 mod load;
 mod nats_access;
@@ -22,9 +24,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use client_address::{ClientAddressConfig, TrustedProxies};
 pub use cluster::ClusterConfig;
 pub use duration::{DurationError, GoDuration, parse_go_duration};
 pub use error::ConfigError;
+pub use limits::{
+    DEFAULT_HANDSHAKE_MEMORY, HANDSHAKE_OVERHEAD, HANDSHAKE_SILENT_SHARE, LimitsConfig,
+};
 pub use listen::ListenAddr;
 pub use load::{ENV_PREFIX, Loaded, Sources, load};
 pub use nats_access::{ClientIdentity, NatsAccess, NatsAuth, NatsTls, ReadFile};
@@ -43,6 +49,9 @@ pub const DEFAULT_CALLBACK_TIMEOUT: GoDuration = GoDuration::from_secs(30);
 /// healthy backend never makes a callback wait, low enough that a drain of 100k sessions does
 /// not open 100k connections to the backend at once.
 pub const DEFAULT_CALLBACK_MAX_CONCURRENCY: usize = 512;
+/// `callback.connect_concurrency`: twice `callback.max_concurrency`, so a connect storm keeps
+/// the backend busy with a short queue behind it, and anything beyond is refused at once.
+pub const DEFAULT_CONNECT_CONCURRENCY: usize = 2 * DEFAULT_CALLBACK_MAX_CONCURRENCY;
 /// Per-session queue length when neither `queue.max_messages` nor `send_queue_size` is set.
 pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
 
@@ -99,8 +108,10 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Per-session outbound queue bounds.
     pub queue: QueueConfig,
-    /// Size and count limits.
+    /// Size and count limits, and what a client may cost before it is accepted.
     pub limits: LimitsConfig,
+    /// Where a client's address comes from (a trusted proxy's header, or the TCP peer).
+    pub client_address: ClientAddressConfig,
     /// How long a SIGTERM drain may take before the process exits anyway.
     pub shutdown_grace_period: GoDuration,
     /// Logging.
@@ -131,6 +142,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
+            client_address: ClientAddressConfig::default(),
             shutdown_grace_period: GoDuration::from_secs(25),
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
@@ -237,6 +249,14 @@ pub struct CallbackConfig {
     /// Callbacks of all four kinds in flight at once on this node; more wait for a turn.
     #[serde(deserialize_with = "lenient::number")]
     pub max_concurrency: usize,
+    /// Connects at the callback stage at once (in flight, or waiting for a turn under
+    /// `max_concurrency`); more get 503 at once instead of piling up on the backend.
+    #[serde(deserialize_with = "lenient::number")]
+    pub connect_concurrency: usize,
+    /// Connect callbacks started per second at most, with as many at once (0: no limit); more
+    /// get 503 with `Retry-After`.
+    #[serde(deserialize_with = "lenient::number")]
+    pub connect_rate: u32,
 }
 
 impl Default for CallbackConfig {
@@ -249,6 +269,8 @@ impl Default for CallbackConfig {
             timeout: GoDuration::ZERO,
             ca_file: String::new(),
             max_concurrency: DEFAULT_CALLBACK_MAX_CONCURRENCY,
+            connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
+            connect_rate: 0,
         }
     }
 }
@@ -351,6 +373,13 @@ pub struct WebSocketConfig {
     pub read_buffer_size: usize,
     /// How long to wait for the client's answer to a close frame.
     pub close_timeout: GoDuration,
+    /// Client messages (pings included) per second one session may send on average; a
+    /// session that goes beyond it is closed with 1008 (0: no limit).
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_message_rate: u32,
+    /// Client messages a session may send at once before `max_message_rate` applies.
+    #[serde(deserialize_with = "lenient::number")]
+    pub message_burst: u32,
 }
 
 impl Default for WebSocketConfig {
@@ -361,6 +390,8 @@ impl Default for WebSocketConfig {
             max_message_size: 1 << 20,
             read_buffer_size: 512,
             close_timeout: GoDuration::from_secs(3),
+            max_message_rate: 100,
+            message_burst: 200,
         }
     }
 }
@@ -386,36 +417,6 @@ impl Default for QueueConfig {
             max_messages: 0,
             max_bytes: 1 << 20,
             slow_consumer_timeout: GoDuration::from_secs(10),
-        }
-    }
-}
-
-/// Size and count limits.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LimitsConfig {
-    /// Concurrent client connections (0: unlimited); past it, connects get 503 before the
-    /// backend is called.
-    #[serde(deserialize_with = "lenient::number")]
-    pub max_connections: usize,
-    /// Largest `/send`, `/close` or `/v1/*` request body.
-    #[serde(deserialize_with = "lenient::number")]
-    pub max_send_body: usize,
-    /// Largest connect-callback answer body (the first message).
-    #[serde(deserialize_with = "lenient::number")]
-    pub max_callback_body: usize,
-    /// Largest client request body forwarded to the connect callback.
-    #[serde(deserialize_with = "lenient::number")]
-    pub max_connect_body: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 0,
-            max_send_body: 16 << 20,
-            max_callback_body: 1 << 20,
-            max_connect_body: 64 << 10,
         }
     }
 }

@@ -315,3 +315,70 @@ fn callback_ca_file_and_max_concurrency_load_with_their_defaults() {
     assert_eq!(config.callback.max_concurrency, 64);
     assert!(config.callback.uses_https());
 }
+
+#[test]
+fn hostile_client_limits_load_from_the_file_and_from_variables() {
+    let defaults = load_text("", &[]).unwrap().config;
+    assert_eq!(defaults.limits.client_max_head, 16 << 10);
+    assert_eq!(
+        defaults.limits.client_head_timeout.0,
+        Duration::from_secs(10)
+    );
+    assert_eq!(defaults.limits.api_max_head, 512 << 10);
+    assert_eq!(
+        defaults.callback.connect_concurrency,
+        DEFAULT_CONNECT_CONCURRENCY
+    );
+    assert_eq!(defaults.websocket.max_message_rate, 100);
+    assert!(defaults.client_address.trusted_proxies.is_empty());
+    let text = "limits:\n  client_max_head: 8192\n  client_head_timeout: 2s\n  \
+                address_connections: 0\nclient_address:\n  header: X-Forwarded-For\n";
+    let config = load_text(
+        text,
+        &[
+            (
+                "OORT_CLIENT_ADDRESS__TRUSTED_PROXIES",
+                "10.0.0.0/8,fd00::/8",
+            ),
+            ("OORT_WEBSOCKET__MAX_MESSAGE_RATE", "5"),
+            ("OORT_CALLBACK__CONNECT_RATE", "300"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.limits.client_max_head, 8192);
+    assert_eq!(config.limits.client_head_timeout.0, Duration::from_secs(2));
+    assert_eq!(config.limits.address_connections, 0);
+    assert_eq!(
+        config.client_address.trusted_proxies,
+        ["10.0.0.0/8", "fd00::/8"]
+    );
+    assert_eq!(config.websocket.max_message_rate, 5);
+    assert_eq!(config.callback.connect_rate, 300);
+}
+
+#[test]
+fn a_client_address_header_needs_trusted_proxies_except_on_a_unix_socket() {
+    let error = load_text("client_address:\n  header: X-Forwarded-For\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("client_address.header"), "{error}");
+    assert!(error.contains("trusted_proxies"), "{error}");
+    let on_socket = "sock: /tmp/oort.sock\nclient_address:\n  header: X-Real-IP\n";
+    assert!(load_text(on_socket, &[]).is_ok());
+    let error = load_text(
+        "client_address:\n  header: \"bad header\"\n  trusted_proxies: [10.0.0.1]\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("client_address.header"), "{error}");
+    let error = load_text("callback:\n  connect_concurrency: 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("callback.connect_concurrency"), "{error}");
+    let error = load_text("websocket:\n  message_burst: 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("websocket.message_burst"), "{error}");
+}

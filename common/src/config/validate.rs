@@ -35,6 +35,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     check_paths(config)?;
     check_websocket(config)?;
     check_sizes(config)?;
+    config.limits.validate()?;
+    check_client_address(config, &client)?;
     config.cluster.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
@@ -51,6 +53,13 @@ fn check_callbacks(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             "callback.max_concurrency",
             config.callback.max_concurrency,
+            "must be above 0",
+        ));
+    }
+    if config.callback.connect_concurrency == 0 {
+        return Err(ConfigError::invalid(
+            "callback.connect_concurrency",
+            config.callback.connect_concurrency,
             "must be above 0",
         ));
     }
@@ -141,6 +150,13 @@ fn check_websocket(config: &Config) -> Result<(), ConfigError> {
             "must be between 256 and 1048576",
         ));
     }
+    if ws.max_message_rate > 0 && ws.message_burst == 0 {
+        return Err(ConfigError::invalid(
+            "websocket.message_burst",
+            ws.message_burst,
+            "must be above 0 when websocket.max_message_rate is set",
+        ));
+    }
     if ws.max_message_size == 0 {
         return Err(ConfigError::invalid(
             "websocket.max_message_size",
@@ -152,21 +168,38 @@ fn check_websocket(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn check_sizes(config: &Config) -> Result<(), ConfigError> {
-    let positive = [
-        ("queue.max_bytes", config.queue.max_bytes),
-        ("limits.max_send_body", config.limits.max_send_body),
-        ("limits.max_callback_body", config.limits.max_callback_body),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            return Err(ConfigError::invalid(key, value, "must be above 0"));
-        }
+    if config.queue.max_bytes == 0 {
+        return Err(ConfigError::invalid(
+            "queue.max_bytes",
+            config.queue.max_bytes,
+            "must be above 0",
+        ));
     }
     if config.queue.slow_consumer_timeout.is_zero() {
         return Err(ConfigError::invalid(
             "queue.slow_consumer_timeout",
             config.queue.slow_consumer_timeout,
             "must be above 0",
+        ));
+    }
+    Ok(())
+}
+
+/// The header is believed only from trusted proxies; without any, it would be ignored, which is
+/// surely not what was meant. A unix socket's peers are local proxies, so there it may stand
+/// alone.
+fn check_client_address(config: &Config, client: &super::ListenAddr) -> Result<(), ConfigError> {
+    let settings = &config.client_address;
+    let proxies = settings.trusted_proxies()?;
+    if settings.header.is_empty() {
+        return Ok(());
+    }
+    check_header_name("client_address.header", &settings.header)?;
+    if proxies.is_empty() && !matches!(client, super::ListenAddr::Unix(_)) {
+        return Err(ConfigError::invalid(
+            "client_address.header",
+            &settings.header,
+            "set client_address.trusted_proxies too: the header is believed only from them",
         ));
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! Results are JSON on stdout (one object per scenario) and a human summary on stderr. Every
 //! scenario is bounded in connections and time and runs against loopback only.
 
+pub mod attack;
 pub mod backend;
 pub mod chat;
 pub mod clients;

@@ -25,10 +25,39 @@ pub struct Target {
     data_dir: Option<std::path::PathBuf>,
 }
 
+/// Which limits a spawned gateway keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limits {
+    /// The load scenarios: every client comes from this machine's loopback addresses, so the
+    /// per-address limits and the per-session message rate, which are meant for clients on
+    /// the internet, are turned off (through `OORT_*` variables, which `--extra-config` cannot
+    /// override).
+    LoopbackLoad,
+    /// The defaults plus `--extra-config`: what the attack scenarios run against.
+    Configured,
+}
+
+impl Limits {
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::LoopbackLoad => &[
+                ("OORT_LIMITS__ADDRESS_CONNECTIONS", "0"),
+                ("OORT_LIMITS__ADDRESS_CONNECT_RATE", "0"),
+                ("OORT_WEBSOCKET__MAX_MESSAGE_RATE", "0"),
+            ],
+            Self::Configured => &[],
+        }
+    }
+}
+
 impl Target {
     /// Spawns one `oort` with callbacks pointing at `backend`, plus `extra_config` YAML lines.
-    pub async fn spawn(backend: SocketAddr, extra_config: &str) -> anyhow::Result<Self> {
-        let (process, config, addr) = spawn_node(backend, extra_config).await;
+    pub async fn spawn(
+        backend: SocketAddr,
+        extra_config: &str,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let (process, config, addr) = spawn_node(backend, extra_config, limits).await;
         let url = format!("http://{addr}");
         Ok(Self {
             connect_url: format!("ws://{addr}/connect"),
@@ -48,6 +77,7 @@ impl Target {
         backend: SocketAddr,
         size: usize,
         extra_config: &str,
+        limits: Limits,
     ) -> anyhow::Result<Self> {
         let nats = NatsServer::start().await;
         let name = format!("bench{:x}", rand::random::<u32>());
@@ -63,7 +93,7 @@ impl Target {
                 size.min(3),
             );
             let (process, config, addr) =
-                spawn_node(backend, &format!("{extra_config}\n{cluster}")).await;
+                spawn_node(backend, &format!("{extra_config}\n{cluster}"), limits).await;
             urls.push(format!("http://{addr}"));
             processes.push((process, config));
         }
@@ -92,7 +122,14 @@ impl Target {
         })
     }
 
-    /// A gateway that is already running.
+    /// Every output line of the gateways spawned here (JSON logs), in node order.
+    pub fn logs(&self) -> Vec<String> {
+        self._processes
+            .iter()
+            .flat_map(|(process, _)| process.logs())
+            .collect()
+    }
+
     /// CPU seconds every gateway process has used so far, if they can all be read.
     pub fn cpu_seconds(&self) -> Option<f64> {
         self.sum_over_pids(super::procfs::cpu_seconds)
@@ -113,6 +150,7 @@ impl Target {
         self.pids.iter().map(|pid| read(*pid).ok()).sum()
     }
 
+    /// A gateway that is already running.
     pub fn external(connect_url: String, api_url: String, pid: Option<u32>) -> Self {
         Self {
             connect_url,
@@ -138,6 +176,7 @@ impl Drop for Target {
 async fn spawn_node(
     backend: SocketAddr,
     extra_config: &str,
+    limits: Limits,
 ) -> (OortProcess, TempConfig, SocketAddr) {
     let config = TempConfig::new(&format!(
         "listen: 127.0.0.1:0\n\
@@ -146,7 +185,8 @@ async fn spawn_node(
          close: http://{backend}/close\n  receive: http://{backend}/receive\n  timeout: 10s\n\
          {extra_config}\n"
     ));
-    let process = OortProcess::spawn(&["--config", config.path(), "--log-level", "info"], &[]);
+    let args = ["--config", config.path(), "--log-level", "info"];
+    let process = OortProcess::spawn(&args, limits.env());
     let addr = process.listen_addr("client", Duration::from_secs(30)).await;
     (process, config, addr)
 }

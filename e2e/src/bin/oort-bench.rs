@@ -9,9 +9,11 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use oort_e2e::bench::attack::{self, AttackKind, AttackOptions};
 use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::send::{self, SendOptions};
-use oort_e2e::bench::{backend, chat, failover, fanout, idle_workers, target::Target};
+use oort_e2e::bench::target::{Limits, Target};
+use oort_e2e::bench::{backend, chat, failover, fanout, idle_workers};
 use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
@@ -113,6 +115,60 @@ enum Scenario {
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
     Smoke,
+    /// Hostile clients: one attack while the gateway's memory, a well-behaved client and the
+    /// sessions opened before it are watched (docs/security.md). A spawned gateway keeps its
+    /// default limits here.
+    Attack {
+        #[command(flatten)]
+        options: AttackArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct AttackArgs {
+    #[arg(long, value_enum)]
+    kind: AttackKind,
+    /// Attacking connections (sessions for the message attacks, parallel loops for
+    /// connect-loop).
+    #[arg(long, default_value_t = 1_000)]
+    connections: usize,
+    /// Attacker addresses (127.77.x.y) the connections are spread over.
+    #[arg(long, default_value_t = 100)]
+    sources: usize,
+    /// Seconds the attack lasts.
+    #[arg(long, default_value_t = 15)]
+    hold: u64,
+    /// Header bytes per connection (large-heads); 432 KiB by default.
+    #[arg(long, default_value_t = 432 << 10)]
+    head_bytes: usize,
+    /// Message size (fragments, oversized-messages, no-read); 1 MiB + 1 by default.
+    #[arg(long, default_value_t = (1 << 20) + 1)]
+    message_bytes: usize,
+    /// Frames per message (fragments, oversized-messages).
+    #[arg(long, default_value_t = 2)]
+    fragments: usize,
+    /// Well-behaved sessions opened first, which must all survive.
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    /// Milliseconds between two connects of the well-behaved probe client.
+    #[arg(long, default_value_t = 200)]
+    probe_interval_ms: u64,
+}
+
+impl AttackArgs {
+    fn options(&self) -> AttackOptions {
+        AttackOptions {
+            kind: self.kind,
+            connections: self.connections,
+            sources: self.sources,
+            hold: Duration::from_secs(self.hold),
+            head_bytes: self.head_bytes,
+            message_bytes: self.message_bytes,
+            fragments: self.fragments,
+            sessions: self.sessions,
+            probe_interval: Duration::from_millis(self.probe_interval_ms),
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -163,14 +219,18 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let backend = backend::start(&cli.backend_listen).await?;
+    let limits = match cli.scenario {
+        Scenario::Attack { .. } => Limits::Configured,
+        _ => Limits::LoopbackLoad,
+    };
     eprintln!("callback backend on http://{backend}");
     let target = match (cli.connect_url, cli.api_url) {
         (Some(connect_url), Some(api_url)) => {
             Target::external(connect_url, api_url, cli.gateway_pid)
         }
         _ => match cli.cluster {
-            Some(size) => Target::spawn_cluster(backend, size, &cli.extra_config).await?,
-            None => Target::spawn(backend, &cli.extra_config).await?,
+            Some(size) => Target::spawn_cluster(backend, size, &cli.extra_config, limits).await?,
+            None => Target::spawn(backend, &cli.extra_config, limits).await?,
         },
     };
     let reports = run(&target, cli.scenario).await?;
@@ -234,6 +294,11 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             )?]
         }
         Scenario::Smoke => smoke(target).await?,
+        Scenario::Attack { options } => {
+            vec![serde_json::to_value(
+                attack::run(target, &options.options()).await?,
+            )?]
+        }
     })
 }
 

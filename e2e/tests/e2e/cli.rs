@@ -342,6 +342,8 @@ async fn running_with_an_invalid_config_exits_64() {
 
 /// Part of the warning about a backend API open to every client.
 const OPEN_API_WARNING: &str = "served on the public client listener without a token";
+/// Part of the warning about a backend API with a token on the client listener.
+const SHARED_API_WARNING: &str = "the backend API shares the public client listener";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_warns_about_an_open_backend_api_and_still_exits_0() {
@@ -351,15 +353,21 @@ async fn check_config_warns_about_an_open_backend_api_and_still_exits_0() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.matches(OPEN_API_WARNING).count(), 1, "{stderr}");
     assert!(stderr.contains("`api_listen`") && stderr.contains("`api_token`"));
-    for closed in [
-        "listen: 127.0.0.1:0\napi_token: s3cret\n",
-        "listen: 127.0.0.1:0\napi_listen: 127.0.0.1:0\n",
+    for (closed, shared) in [
+        ("listen: 127.0.0.1:0\napi_token: s3cret\n", true),
+        ("listen: 127.0.0.1:0\napi_listen: 127.0.0.1:0\n", false),
     ] {
         let config = TempConfig::new(closed);
         let output = run_oort(&["check-config", config.path()], &[], TIMEOUT).await;
         assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains(OPEN_API_WARNING), "{closed}: {stderr}");
+        // A token closes the API; only its own listener keeps its large heads off the port.
+        assert_eq!(
+            stderr.contains(SHARED_API_WARNING),
+            shared,
+            "{closed}: {stderr}"
+        );
     }
 }
 

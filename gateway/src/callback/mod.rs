@@ -5,6 +5,7 @@
 //! `Connection`, `Upgrade` and `Sec-WebSocket-*`, with the client's query in place of the
 //! configured one; `proxy_set_header` is applied; `X-Kuiperbelt-Endpoint` is appended.
 
+mod connect_gate;
 mod error;
 mod exchange;
 mod slots;
@@ -19,10 +20,12 @@ use oort_common::config::Config;
 use oort_common::{FrameKind, SessionKey};
 use reqwest::Url;
 
+pub(crate) use connect_gate::{ConnectGateRefusal, ConnectPass};
 pub(crate) use error::CallbackError;
 
 use crate::host::Host;
 use crate::metrics::{CallbackKind, Metrics};
+use connect_gate::ConnectGate;
 use slots::CallbackSlots;
 
 /// Headers the connect callback must not see, besides every `Sec-WebSocket-*`: the upgrade
@@ -89,6 +92,7 @@ pub(crate) struct CallbackClient {
     max_body: usize,
     last_rotation: AtomicU64,
     slots: CallbackSlots,
+    connect_gate: ConnectGate,
 }
 
 /// A config value that passed validation but still cannot be used by this build.
@@ -180,7 +184,17 @@ impl CallbackClient {
                 metrics.callbacks_in_flight.clone(),
                 metrics.callbacks_waiting.clone(),
             ),
+            connect_gate: ConnectGate::new(
+                config.callback.connect_concurrency,
+                config.callback.connect_rate,
+            ),
         })
+    }
+
+    /// Lets a connect through to the callback stage under `callback.connect_concurrency` and
+    /// `callback.connect_rate`; the pass must be held until the connect callback is answered.
+    pub(crate) fn admit_connect(&self) -> Result<ConnectPass<'_>, ConnectGateRefusal> {
+        self.connect_gate.enter()
     }
 
     /// True when a connect callback URL is configured.

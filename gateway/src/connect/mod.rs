@@ -23,7 +23,8 @@ use http_body_util::{BodyExt, Limited};
 use oort_common::{FrameKind, Payload, SessionKey};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::callback::{ConnectAnswer, ConnectForward};
+use crate::admission::{AddressSlot, PeerTicket, Refusal, RefusalReason, Reservation};
+use crate::callback::{ConnectAnswer, ConnectForward, ConnectGateRefusal};
 use crate::connection::{self, Registration};
 use crate::metrics::ErrorKind;
 use crate::peer::PeerAddr;
@@ -54,6 +55,12 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
             headers,
         );
     }
+    let peer = parts.extensions.get::<PeerAddr>().and_then(|peer| peer.0);
+    let ticket = parts.extensions.get::<PeerTicket>().cloned();
+    let address_slot = match admit_forwarded(&state, ticket.as_ref(), peer, headers) {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse_by_limit(&state, refusal, headers),
+    };
     let Some(slot) = state.try_connection_slot() else {
         return refuse(
             &state,
@@ -93,6 +100,18 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
             headers,
         );
     }
+    let _connect_pass = match state.callbacks.admit_connect() {
+        Ok(pass) => pass,
+        Err(refusal) => {
+            let refusal = gate_refusal(&state, refusal, peer);
+            return refuse_by_limit(&state, refusal, headers);
+        }
+    };
+    let body_bytes = body_reservation_size(&body, &state.config.limits);
+    let _body_reservation = match reserve_body(&state, body_bytes, peer).await {
+        Ok(reservation) => reservation,
+        Err(refusal) => return refuse_by_limit(&state, refusal, headers),
+    };
     let body = match read_body(body, state.config.limits.max_connect_body).await {
         Ok(body) => body,
         Err(status) => {
@@ -148,19 +167,86 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
             );
         }
     };
-    let peer = parts.extensions.get::<PeerAddr>().and_then(|peer| peer.0);
     let registration = match register(&state, SessionKey::from(key), first_message, peer).await {
         Ok(registration) => registration,
         Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
     };
-    upgrade_response(
-        &state,
-        upgrade,
-        answer.subprotocol,
-        registration,
-        slot,
-        stats_count,
-    )
+    let held = Held {
+        _slot: slot,
+        _stats_count: stats_count,
+        _ticket: ticket,
+        _address_slot: address_slot,
+    };
+    upgrade_response(&state, upgrade, answer.subprotocol, registration, held)
+}
+
+/// What an upgraded connection holds for as long as it lives: its place under
+/// `limits.max_connections`, kuiperbelt's connection count, and its client address's slot
+/// (the peer's, or the one a trusted proxy named).
+struct Held {
+    _slot: crate::state::ConnectionSlot,
+    _stats_count: crate::stats::ConnectionCount,
+    _ticket: Option<PeerTicket>,
+    _address_slot: Option<AddressSlot>,
+}
+
+/// A connect whose connection was not checked per address (it came through a trusted proxy,
+/// or on a backend API connection) is checked against its client address now.
+fn admit_forwarded(
+    state: &AppState,
+    ticket: Option<&PeerTicket>,
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<Option<AddressSlot>, Refusal> {
+    match ticket {
+        Some(ticket) if !ticket.0.address_checked => state.admission.admit_forwarded(peer, headers),
+        _ => Ok(None),
+    }
+}
+
+fn gate_refusal(
+    state: &AppState,
+    refusal: ConnectGateRefusal,
+    peer: Option<std::net::SocketAddr>,
+) -> Refusal {
+    let (reason, retry_after) = match refusal {
+        ConnectGateRefusal::Concurrency => (
+            RefusalReason::ConnectConcurrency,
+            std::time::Duration::from_secs(1),
+        ),
+        ConnectGateRefusal::Rate(wait) => (RefusalReason::ConnectRate, wait),
+    };
+    state.admission.refuse(reason, retry_after, peer)
+}
+
+/// How much of `limits.handshake_memory` a request body needs: at most its declared length, at
+/// most `limits.max_connect_body` (a WebSocket handshake has no body and needs nothing).
+fn body_reservation_size(body: &Body, limits: &oort_common::config::LimitsConfig) -> usize {
+    use axum::body::HttpBody as _;
+    let hint = body.size_hint();
+    hint.upper()
+        .map_or(limits.max_connect_body, |upper| {
+            usize::try_from(upper).unwrap_or(usize::MAX)
+        })
+        .min(limits.max_connect_body)
+}
+
+/// A request body is read into memory before the connect callback, so it takes room in
+/// `limits.handshake_memory` first.
+async fn reserve_body(
+    state: &AppState,
+    bytes: usize,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Option<Reservation>, Refusal> {
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let deadline = tokio::time::Instant::now() + state.config.limits.client_head_timeout.0;
+    state
+        .admission
+        .reserve_body(bytes, deadline, peer)
+        .await
+        .map(Some)
 }
 
 /// Creates the session with its first message queued and registers it with the router. Only
@@ -171,7 +257,7 @@ async fn register(
     key: SessionKey,
     first_message: Payload,
     peer: Option<std::net::SocketAddr>,
-) -> Result<Registration, Refusal> {
+) -> Result<Registration, RegistrationRefusal> {
     let session = Session::new(key.clone(), state.registry.next_epoch(), peer);
     if !first_message.is_empty() {
         session.queue.push_first(
@@ -181,7 +267,9 @@ async fn register(
         state.stats.add_messages(1);
     }
     if state.is_draining() {
-        return Err(Refusal::unavailable("the server is shutting down"));
+        return Err(RegistrationRefusal::unavailable(
+            "the server is shutting down",
+        ));
     }
     state.registry.begin(session.clone());
     let index = match state.router.register(&key, session.epoch).await {
@@ -192,14 +280,14 @@ async fn register(
             // keeps it in its log); its unregister, queued behind it, removes it then.
             state.router.unregister(&key, session.epoch);
             warn!(error = %err, "registration failed");
-            return Err(Refusal::unavailable(&err.to_string()));
+            return Err(RegistrationRefusal::unavailable(&err.to_string()));
         }
     };
     match state.registry.commit(&session, index) {
         Committed::Live => {}
         Committed::Superseded => {
             info!("a newer connection with this session key registered first");
-            return Err(Refusal {
+            return Err(RegistrationRefusal {
                 status: StatusCode::CONFLICT,
                 reason: "a newer connection took this session key".to_owned(),
             });
@@ -215,12 +303,12 @@ async fn register(
 }
 
 /// Why a registration was refused: the status and reason the client gets.
-struct Refusal {
+struct RegistrationRefusal {
     status: StatusCode,
     reason: String,
 }
 
-impl Refusal {
+impl RegistrationRefusal {
     fn unavailable(reason: &str) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -234,8 +322,7 @@ fn upgrade_response(
     upgrade: WebSocketUpgrade,
     subprotocol: Option<http::HeaderValue>,
     registration: Registration,
-    slot: crate::state::ConnectionSlot,
-    stats_count: crate::stats::ConnectionCount,
+    held: Held,
 ) -> Response {
     let ws = &state.config.websocket;
     let mut upgrade = upgrade
@@ -266,7 +353,7 @@ fn upgrade_response(
             let (sink, stream) = socket.split();
             async move {
                 let _tracked = tracker_token;
-                let _counted = (slot, stats_count);
+                let _held = held;
                 connection::run(sink, stream, registration, state).await;
             }
             .instrument(span)
@@ -289,6 +376,20 @@ fn refuse(state: &AppState, status: StatusCode, reason: &str, headers: &HeaderMa
     state.stats.connect_error();
     state.metrics.count_error(ErrorKind::ConnectRejected);
     reject(status, reason, headers)
+}
+
+/// A refusal by a protection limit: counted like any refused connect, with `Retry-After`.
+fn refuse_by_limit(state: &AppState, refusal: Refusal, headers: &HeaderMap) -> Response {
+    let mut response = refuse(
+        state,
+        refusal.reason.status(),
+        refusal.reason.message(),
+        headers,
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, refusal.retry_after_secs().into());
+    response
 }
 
 /// The backend's refusal goes to the client as it was: status, Content-Type and body. A 403 is

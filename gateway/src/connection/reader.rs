@@ -1,10 +1,14 @@
 //! The read side: client frames go to the receive callback one at a time, in order.
 
 use axum::extract::ws::{Message, WebSocket};
+use std::num::NonZeroU32;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
+use governor::{DefaultDirectRateLimiter, Quota};
 use oort_common::FrameKind;
+use oort_common::config::WebSocketConfig;
 use tracing::{debug, warn};
 
 use crate::metrics::ErrorKind;
@@ -18,6 +22,7 @@ pub(super) async fn read_loop(
     state: &AppState,
 ) -> CloseCommand {
     let has_receive = state.callbacks.has_receive();
+    let rate = message_rate(&state.config.websocket);
     loop {
         let Some(frame) = stream.next().await else {
             return CloseCommand::silent(CloseCause::ConnectionLost);
@@ -26,6 +31,12 @@ pub(super) async fn read_loop(
             Ok(message) => message,
             Err(err) => return classify(err, state),
         };
+        if !matches!(message, Message::Close(_))
+            && rate.as_ref().is_some_and(|rate| rate.check().is_err())
+        {
+            debug!("client went over websocket.max_message_rate");
+            return CloseCommand::new(1008, "message rate limit exceeded", CloseCause::MessageRate);
+        }
         let answered_ping = session.heard_from_client();
         let (kind, data) = match message {
             Message::Text(text) => (FrameKind::Text, Bytes::from(text)),
@@ -68,6 +79,16 @@ pub(super) async fn read_loop(
             warn!(error = %err, "receive callback failed; the message is dropped");
         }
     }
+}
+
+/// `websocket.max_message_rate` with its burst, or `None` when there is no limit. The limiter
+/// is one word of state and lives as long as the connection.
+fn message_rate(config: &WebSocketConfig) -> Option<DefaultDirectRateLimiter> {
+    let per_second = NonZeroU32::new(config.max_message_rate)?;
+    let burst = NonZeroU32::new(config.message_burst).unwrap_or(per_second);
+    Some(DefaultDirectRateLimiter::direct(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
 }
 
 /// tungstenite queued the echo of the client's close frame; reading on writes it out and then

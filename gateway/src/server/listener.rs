@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
 
 use oort_common::config::ListenAddr;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
@@ -109,9 +110,36 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// An accepted connection of either kind (boxed, so one accept callback serves both).
+pub(crate) trait Connection:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static
+{
+    /// Ready once the first byte arrived (or the peer closed), without reading it: a
+    /// connection that sends nothing is given no read buffer.
+    fn poll_first_byte(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Connection for TcpStream {
+    fn poll_first_byte(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A peek, because tokio reports a freshly accepted socket ready to read before any
+        // byte came (readiness may be spurious; a peek that would block clears it).
+        let mut byte = [0u8; 1];
+        let mut peeked = tokio::io::ReadBuf::new(&mut byte);
+        self.poll_peek(cx, &mut peeked).map_ok(|_| ())
+    }
+}
+
+impl Connection for UnixStream {
+    fn poll_first_byte(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // tokio has no peek for unix sockets; readiness may come early, which only makes the
+        // connection take its whole reservation early. A unix socket's peers are local.
+        self.poll_read_ready(cx)
+    }
+}
+
 /// Accepting connections, for either kind of listener.
 pub(crate) trait Accept {
-    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static;
+    type Io: Connection;
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Option<SocketAddr>)>> + Send;
 }
 
@@ -132,5 +160,33 @@ impl Accept for UnixListener {
     async fn accept(&self) -> io::Result<(UnixStream, Option<SocketAddr>)> {
         let (stream, _) = UnixListener::accept(self).await?;
         Ok((stream, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_sent_nothing_is_not_ready_to_read() {
+        let listener = bind_tcp(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = Accept::accept(&listener).await.unwrap();
+        let boxed: Box<dyn Connection> = Box::new(accepted);
+        let ready = tokio::time::timeout(
+            Duration::from_millis(200),
+            std::future::poll_fn(|cx| boxed.poll_first_byte(cx)),
+        )
+        .await;
+        assert!(ready.is_err(), "ready without a byte: {ready:?}");
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"G")
+            .await
+            .unwrap();
+        std::future::poll_fn(|cx| boxed.poll_first_byte(cx))
+            .await
+            .unwrap();
     }
 }

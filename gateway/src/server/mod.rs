@@ -1,8 +1,13 @@
 //! The running gateway: listeners, routes, and the drain on shutdown.
 
+mod api_listener;
+mod client_listener;
 mod listener;
+mod request_line;
+mod rewind;
 mod serve;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oort_common::config::Config;
@@ -10,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+pub(crate) use listener::Connection;
+
+use api_listener::ApiListener;
+use client_listener::ClientListener;
 pub use listener::Listener;
 
 use crate::api;
@@ -88,10 +97,28 @@ impl Gateway {
         let stop_accepting = CancellationToken::new();
         let http = TaskTracker::new();
         log_listener("client", &listeners.client);
-        spawn_serve(&http, listeners.client, client_routes, &stop_accepting);
+        let shares_api = api_routes.is_none();
+        let clients = ClientListener::new(client_routes, state.clone(), shares_api);
+        let clients = Arc::new(clients);
+        spawn_serve(
+            &http,
+            listeners.client,
+            &stop_accepting,
+            move |io, peer, stop, tasks| {
+                clients.accept(io, peer, stop, tasks);
+            },
+        );
         if let (Some(listener), Some(routes)) = (listeners.api, api_routes) {
             log_listener("api", &listener);
-            spawn_serve(&http, listener, routes, &stop_accepting);
+            let api = ApiListener::new(routes, &state);
+            spawn_serve(
+                &http,
+                listener,
+                &stop_accepting,
+                move |io, peer, stop, tasks| {
+                    api.accept(io, peer, stop, tasks);
+                },
+            );
         }
         let outcome = tokio::select! {
             () = shutdown.cancelled() => Ok(()),
@@ -121,18 +148,41 @@ fn log_listener(name: &str, listener: &Listener) {
     }
 }
 
+/// What to do with each accepted connection: spawn its task on the tracker it is given.
+trait OnAccept:
+    Fn(Box<dyn Connection>, Option<SocketAddr>, &CancellationToken, &TaskTracker)
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<F> OnAccept for F where
+    F: Fn(Box<dyn Connection>, Option<SocketAddr>, &CancellationToken, &TaskTracker)
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Accepts on `listener` until `stop` fires, handing every connection to `on_accept`.
 fn spawn_serve(
     http: &TaskTracker,
     listener: Listener,
-    routes: axum::Router,
     stop: &CancellationToken,
+    on_accept: impl OnAccept,
 ) {
     let connections = http.clone();
     let stop = stop.clone();
     http.spawn(async move {
+        let accept = |io: Box<dyn Connection>, peer| on_accept(io, peer, &stop, &connections);
         match listener {
-            Listener::Tcp(ref tcp) => serve::serve(tcp, routes, stop, connections).await,
-            Listener::Unix(ref unix, _) => serve::serve(unix, routes, stop, connections).await,
+            Listener::Tcp(ref tcp) => {
+                serve::accept_loop(tcp, &stop, |io, peer| accept(Box::new(io), peer)).await;
+            }
+            Listener::Unix(ref unix, _) => {
+                serve::accept_loop(unix, &stop, |io, peer| accept(Box::new(io), peer)).await;
+            }
         }
         // The listener (and a unix socket's file) goes away only once accepting has stopped.
         drop(listener);

@@ -1,44 +1,73 @@
-//! The HTTP/1.1 accept loop: one task per connection, upgrades allowed, and a graceful stop
-//! that lets requests in flight finish.
+//! The HTTP/1.1 accept loop and one HTTP connection: one task per connection, upgrades
+//! allowed, head limits and timeouts, and a graceful stop that lets requests in flight finish.
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
+use http::StatusCode;
+use http::header::{CONNECTION, HeaderValue};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_service::Service;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::warn;
 
 use super::listener::Accept;
+use crate::admission::PeerTicket;
 use crate::peer::PeerAddr;
 
-/// Largest request head (request line plus headers) accepted. kuiperbelt's `/send` names one
-/// session per header line, so a send to a few thousand sessions is a few hundred KiB of head.
-const MAX_HEAD_BYTES: usize = 512 << 10;
-/// Most header lines in one request (hyper's default is 100; see `MAX_HEAD_BYTES`).
-const MAX_HEADERS: usize = 16_384;
-/// A client must send its request head within this time (slowloris protection).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most header lines in a backend API request: kuiperbelt's `/send` names one session per
+/// header line (hyper's default is 100, which is what client requests keep).
+const API_MAX_HEADERS: usize = 16_384;
+/// hyper's smallest read buffer.
+const SMALLEST_BUFFER: usize = 8192;
 
-/// Serves `app` on `listener` until `stop` fires, then lets each connection finish its request
-/// in flight. Connection tasks are tracked by `connections`.
-pub(crate) async fn serve<L: Accept>(
+/// How a connection's requests are read.
+pub(crate) struct HeadLimits {
+    /// Largest request head.
+    pub max_head: usize,
+    /// Time allowed for each request head (and between requests on a kept-alive connection).
+    pub timeout: Duration,
+    /// Most header lines (`None`: hyper's 100, which hyper keeps on the stack).
+    pub max_headers: Option<usize>,
+}
+
+impl HeadLimits {
+    /// The backend API's: kuiperbelt's `/send` with thousands of session headers fits.
+    pub(crate) fn api(max_head: usize, timeout: Duration) -> Self {
+        Self {
+            max_head,
+            timeout,
+            max_headers: Some(API_MAX_HEADERS),
+        }
+    }
+
+    pub(crate) fn builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.timeout)
+            .max_buf_size(self.max_head.max(SMALLEST_BUFFER))
+            .max_header_size(self.max_head);
+        if let Some(max_headers) = self.max_headers {
+            builder.max_headers(max_headers);
+        }
+        builder
+    }
+}
+
+/// Accepts connections until `stop` fires and hands each to `on_accept`. Accept errors that
+/// concern the listener (out of file descriptors) are waited out, never fatal.
+pub(crate) async fn accept_loop<L: Accept>(
     listener: &L,
-    app: axum::Router,
-    stop: CancellationToken,
-    connections: TaskTracker,
+    stop: &CancellationToken,
+    mut on_accept: impl FnMut(L::Io, Option<SocketAddr>),
 ) {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS);
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -46,53 +75,69 @@ pub(crate) async fn serve<L: Accept>(
             () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (io, peer) = match accepted {
-            Ok(accepted) => {
+        match accepted {
+            Ok((io, peer)) => {
                 backoff = Duration::from_millis(5);
-                accepted
+                on_accept(io, peer);
             }
-            Err(err) if is_per_connection(&err) => continue,
+            Err(err) if is_per_connection(&err) => {}
             Err(err) => {
                 // Out of file descriptors or memory: wait rather than spin, and keep serving the
                 // connections already open.
                 warn!(error = %err, ?backoff, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
             }
-        };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            let mut app = app.clone();
-            async move {
-                Ok::<_, Infallible>(
-                    app.call(request.map(Body::new))
-                        .await
-                        .unwrap_or_else(|never| match never {}),
-                )
+        }
+    }
+}
+
+/// Serves HTTP on one connection until it ends, is upgraded (the upgraded connection then
+/// lives on in its own task), or `stop` fires and the request in flight has been answered.
+/// Every request carries the peer's address and, on the client listener, its admission. With
+/// `one_request`, every answer but a 101 says `Connection: close` (hyper's own `keep_alive`
+/// switch would say it on the 101 too, which breaks the upgrade).
+pub(crate) async fn serve_http<I>(
+    builder: &http1::Builder,
+    one_request: bool,
+    io: I,
+    app: axum::Router,
+    peer: Option<SocketAddr>,
+    ticket: Option<PeerTicket>,
+    stop: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
+        if let Some(ticket) = &ticket {
+            request.extensions_mut().insert(ticket.clone());
+        }
+        let mut app = app.clone();
+        async move {
+            let mut response = app
+                .call(request.map(Body::new))
+                .await
+                .unwrap_or_else(|never| match never {});
+            if one_request && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        let stop = stop.clone();
-        connections.spawn(
-            async move {
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = stop.cancelled() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(err) = result {
-                    debug!(error = %err, "HTTP connection ended with an error");
-                }
-            }
-            .instrument(debug_span!("http", peer = ?peer)),
-        );
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) enum CloseCause {
     SlowConsumer,
     /// A client message exceeded `websocket.max_message_size` (close 1009).
     MessageTooBig,
+    /// A client sent messages faster than `websocket.max_message_rate` (close 1008).
+    MessageRate,
     /// The client broke the WebSocket protocol (close 1002 or 1007).
     ProtocolError,
     /// The backend's `/close` (no close callback, as in kuiperbelt).
@@ -61,6 +63,7 @@ impl CloseCause {
             Self::PongTimeout => "pong_timeout",
             Self::SlowConsumer => "slow_consumer",
             Self::MessageTooBig => "message_too_big",
+            Self::MessageRate => "message_rate",
             Self::ProtocolError => "protocol_error",
             Self::ClosedByBackend => "closed_by_backend",
             Self::Replaced => "replaced",

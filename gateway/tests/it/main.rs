@@ -20,7 +20,9 @@ mod kb_origin_paths;
 mod kb_send;
 mod kb_stats;
 
+mod admission;
 mod auth_and_listeners;
+mod backend_protection;
 mod bad_backend;
 mod bad_input;
 mod broadcast;

@@ -340,3 +340,43 @@ pub async fn wait_until_server_read(stream: &TcpStream) {
 pub fn garbage() -> Vec<u8> {
     "this is not a WebSocket frame. ".repeat(8).into_bytes()
 }
+
+/// A TCP connection to `addr` from the local address `local` (any of 127.0.0.0/8 works on
+/// loopback), so that tests can be several clients with addresses of their own.
+pub async fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    let local: std::net::IpAddr = local.parse().expect("a local IPv4 address");
+    socket
+        .bind((local, 0).into())
+        .expect("bind the local address");
+    tokio::time::timeout(TIMEOUT, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// [`http`] from the local address `local`.
+pub async fn http_from(local: &str, addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let exchange = async {
+        let mut stream = connect_from(local, addr).await;
+        stream.write_all(request).await.expect("write request");
+        let mut response = read_response(&mut stream).await;
+        if response.status == 101 {
+            response.stream = Some(stream);
+        }
+        response
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .expect("raw HTTP exchange finished in time")
+}
+
+/// Reads until the peer closes the connection, within `timeout`; the bytes read.
+pub async fn read_until_closed(stream: &mut TcpStream, timeout: std::time::Duration) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(timeout, stream.read_to_end(&mut bytes))
+        .await
+        .expect("the peer closed the connection in time")
+        .ok();
+    bytes
+}
