@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 mod cluster_api;
+pub mod durable_client;
 pub mod nats;
 pub mod pki;
 pub mod process;
