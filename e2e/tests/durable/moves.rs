@@ -15,7 +15,10 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
     eventually(TIMEOUT, "n1 to notice the drop", || async {
         let body = cluster
             .http()
-            .get(format!("{}/v1/sessions/mover", cluster.node("n1").api_url()))
+            .get(format!(
+                "{}/v1/sessions/mover",
+                cluster.node("n1").api_url()
+            ))
             .send()
             .await
             .ok()?
@@ -43,7 +46,10 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
             "in order, exactly once"
         );
     }
-    assert_eq!(cluster.owner_in_replica("n3", "mover").await.as_deref(), Some("n3"));
+    assert_eq!(
+        cluster.owner_in_replica("n3", "mover").await.as_deref(),
+        Some("n3")
+    );
     // Sends through the old owner reach the new one.
     let status = cluster.v1_send("n1", &["mover"], "m6").await;
     assert_eq!(status, ["ok"]);
@@ -53,7 +59,12 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
         .wait_for(CallbackKind::Establish, "mover", 2, TIMEOUT)
         .await;
     assert_eq!(established[1].header("x-oort-resumed"), Some("true"));
-    assert!(cluster.backend.for_session(CallbackKind::Close, "mover").is_empty());
+    assert!(
+        cluster
+            .backend
+            .for_session(CallbackKind::Close, "mover")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

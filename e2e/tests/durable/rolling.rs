@@ -66,8 +66,7 @@ fn run_client(
                     DurableClient::resume(&format!("ws://{addr}/connect"), position).await
                 }
                 None => {
-                    DurableClient::connect(&format!("ws://{addr}/connect?key={}", key(index)))
-                        .await
+                    DurableClient::connect(&format!("ws://{addr}/connect?key={}", key(index))).await
                 }
             };
             let mut client = match connected {
@@ -298,7 +297,10 @@ async fn a_rolling_restart_loses_nothing_for_oort_v1_clients() {
     resumes.sort();
     let buffered = sent.iter().filter(|s| s.status == "buffered").count();
     let mut refused: HashMap<&str, usize> = HashMap::new();
-    for send in sent.iter().filter(|s| s.status != "ok" && s.status != "buffered") {
+    for send in sent
+        .iter()
+        .filter(|s| s.status != "ok" && s.status != "buffered")
+    {
         *refused.entry(send.status.as_str()).or_default() += 1;
     }
     eprintln!(
@@ -313,11 +315,17 @@ async fn a_rolling_restart_loses_nothing_for_oort_v1_clients() {
         resumes.last().copied().unwrap_or_default(),
     );
     assert!(sent.len() > 1000, "the sender kept sending: {}", sent.len());
-    assert_eq!(lost, 0, "messages answered ok or buffered but never received");
+    assert_eq!(
+        lost, 0,
+        "messages answered ok or buffered but never received"
+    );
     assert_eq!(duplicated, 0, "messages received twice");
     assert_eq!(out_of_order, 0, "messages received out of order");
     assert_eq!(misordered, 0, "sequence numbers skipped or repeated");
-    assert_eq!(unexpected, 0, "messages received although their send was refused");
+    assert_eq!(
+        unexpected, 0,
+        "messages received although their send was refused"
+    );
     assert_eq!(resets, 0, "no client lost continuity");
     assert!(resumes.len() >= CLIENTS, "every client moved at least once");
 }
