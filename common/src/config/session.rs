@@ -66,11 +66,12 @@ impl SessionConfig {
                 "keep at least one byte",
             ));
         }
-        if self.resume_token_ttl.0.as_secs() < 60 {
+        if self.resume_token_ttl.0.as_secs() < 2 {
             return Err(ConfigError::invalid(
                 "session.resume_token_ttl",
                 self.resume_token_ttl.to_string(),
-                "at least 1m, so connected clients can be given fresh tokens in time",
+                "at least 2s: tokens are whole seconds, and connected clients get fresh ones at \
+                 half their life",
             ));
         }
         if !self.resume_secret.is_empty() && !self.resume_secret_file.is_empty() {
@@ -117,4 +118,57 @@ fn check_secret(key: &str, secret: &Secret) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert!(SessionConfig::default().validate().is_ok());
+        let short = SessionConfig {
+            resume_secret: Secret::new("short"),
+            ..SessionConfig::default()
+        };
+        let err = short.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("session.resume_secret") && !err.contains("short"),
+            "{err}"
+        );
+        let both = SessionConfig {
+            resume_secret: Secret::new("a-long-enough-resume-secret"),
+            resume_secret_file: "/run/secret".into(),
+            ..SessionConfig::default()
+        };
+        assert!(
+            both.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let nothing_kept = SessionConfig {
+            buffer_messages: 0,
+            ..SessionConfig::default()
+        };
+        assert!(nothing_kept.validate().is_err());
+        let instant_expiry = SessionConfig {
+            resume_token_ttl: GoDuration::from_secs(1),
+            ..SessionConfig::default()
+        };
+        assert!(instant_expiry.validate().is_err());
+    }
+
+    #[test]
+    fn the_secret_file_is_read_and_checked() {
+        let config = SessionConfig {
+            resume_secret_file: "/run/resume".into(),
+            ..SessionConfig::default()
+        };
+        let read = |_: &std::path::Path| Ok(b"a-resume-secret-from-a-file\n".to_vec());
+        let secret = config.resume_secret_resolved(&read).unwrap().unwrap();
+        assert_eq!(secret.expose(), "a-resume-secret-from-a-file");
+        let read_short = |_: &std::path::Path| Ok(b"tiny".to_vec());
+        assert!(config.resume_secret_resolved(&read_short).is_err());
+    }
 }

@@ -344,3 +344,43 @@ async fn a_drain_tells_oort_v1_clients_to_move() {
         .await;
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_outliving_its_token_gets_a_fresh_one_that_resumes() {
+    let gateway = TestGateway::start(|config| {
+        config.session.resume_token_ttl = GoDuration::from_secs(2);
+    })
+    .await;
+    let mut client = connect(&gateway, "long").await;
+    let first = client.position.token.clone();
+    // Half the token's life later, a fresh token arrives on the open connection.
+    assert_eq!(
+        client.next_event(Duration::from_secs(5)).await,
+        Some(Event::Token)
+    );
+    assert_ne!(client.position.token, first);
+    // Once the first token has expired, only the fresh one resumes.
+    let position = client.drop_connection();
+    dropped(&gateway, "long", "m1").await;
+    let expired = Position {
+        token: first,
+        ..position.clone()
+    };
+    oort_e2e::eventually(
+        Duration::from_secs(5),
+        "the first token to expire",
+        || async {
+            match DurableClient::resume(&connect_url(&gateway), &expired).await {
+                Err(ConnectError::Refused(401)) => Some(()),
+                Err(other) => panic!("an expired token is refused with 401, not {other:?}"),
+                Ok(_) => None,
+            }
+        },
+    )
+    .await;
+    let mut resumed = DurableClient::resume(&connect_url(&gateway), &position)
+        .await
+        .expect("the fresh token resumes");
+    assert_eq!(resumed.recv().await, (1, Data::Text("m1".into())));
+    gateway.stop().await;
+}
