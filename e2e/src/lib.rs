@@ -21,5 +21,5 @@ pub mod temp;
 pub mod wait;
 
 pub use backend::{CallbackKind, Recorded, TestBackend};
-pub use client::{WsClient, http_client, http_client_builder};
+pub use client::{WsClient, http_client, http_client_builder, try_json};
 pub use wait::{TIMEOUT, eventually};

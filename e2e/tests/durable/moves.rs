@@ -13,19 +13,8 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
     assert_eq!(client.recv().await, (1, Data::Text("m1".into())));
     let position = client.drop_connection();
     eventually(TIMEOUT, "n1 to notice the drop", || async {
-        let body = cluster
-            .http()
-            .get(format!(
-                "{}/v1/sessions/mover",
-                cluster.node("n1").api_url()
-            ))
-            .send()
-            .await
-            .ok()?
-            .bytes()
-            .await
-            .ok()?;
-        let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let url = format!("{}/v1/sessions/mover", cluster.node("n1").api_url());
+        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
         (info["durable"]["connected"] == false).then_some(())
     })
     .await;

@@ -172,19 +172,10 @@ fn run_sender(
                 })
                 .collect();
             let body = serde_json::json!({ "messages": messages });
-            let answer = async {
-                let bytes = http
-                    .post(format!("http://{addr}/v1/send/batch"))
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .ok()?
-                    .bytes()
-                    .await
-                    .ok()?;
-                serde_json::from_slice::<serde_json::Value>(&bytes).ok()
-            }
-            .await;
+            let request = http
+                .post(format!("http://{addr}/v1/send/batch"))
+                .body(body.to_string());
+            let answer = oort_e2e::try_json(request).await;
             let mut sent = sent.lock().unwrap();
             for (index, id) in ids.into_iter().enumerate() {
                 let status = answer
