@@ -135,6 +135,10 @@ impl ReplayBuffer {
                 self.bytes -= kept.size;
             }
         }
+        // An idle session should cost what a new one does, not what its busiest moment did.
+        if self.kept.is_empty() && self.kept.capacity() > 8 {
+            self.kept = VecDeque::new();
+        }
         Ok(())
     }
 
