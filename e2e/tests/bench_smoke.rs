@@ -42,7 +42,21 @@ async fn every_scenario_runs_against_one_node() {
     let reports = smoke(&[], &[]).await;
     assert_eq!(
         scenarios(&reports),
-        ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
+        [
+            "idle",
+            "send",
+            "send_batch",
+            "send",
+            "fanout",
+            "fanout",
+            "chat"
+        ]
+    );
+    let durable = &reports[3];
+    assert_eq!(durable["durable"], true, "{durable}");
+    assert!(
+        durable["frames_received"].as_u64().unwrap() > 0,
+        "oort.v1 sessions received their sends: {durable}"
     );
 }
 
@@ -62,6 +76,7 @@ async fn every_scenario_runs_against_a_cluster() {
             "idle",
             "send",
             "send_batch",
+            "send",
             "fanout",
             "fanout",
             "fanout",
@@ -83,6 +98,6 @@ async fn every_scenario_runs_against_a_cluster() {
             .map(|report| report["via"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(vias(3..7), ["local", "local", "cross", "cross"], "fan-out");
-    assert_eq!(vias(8..10), ["local", "cross"], "send");
+    assert_eq!(vias(4..8), ["local", "local", "cross", "cross"], "fan-out");
+    assert_eq!(vias(9..11), ["local", "cross"], "send");
 }

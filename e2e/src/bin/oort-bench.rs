@@ -56,6 +56,9 @@ enum Scenario {
         /// Seconds to hold the connections while measuring idle CPU.
         #[arg(long, default_value_t = 10)]
         hold: u64,
+        /// Clients offer the oort.v1 subprotocol (durable sessions, empty replay buffers).
+        #[arg(long)]
+        durable: bool,
     },
     /// One worker process of a large idle run (started by `idle` itself).
     #[command(hide = true)]
@@ -68,6 +71,8 @@ enum Scenario {
         concurrency: usize,
         #[arg(long)]
         prefix: String,
+        #[arg(long)]
+        durable: bool,
     },
     /// Scenario 2, send throughput and latency through /send (one session per request) or
     /// through /v1/send/batch.
@@ -185,6 +190,10 @@ struct SendArgs {
     /// Messages per /v1/send/batch request (omit for /send).
     #[arg(long)]
     batch: Option<usize>,
+    /// Sessions offer the oort.v1 subprotocol: their clients read sequence numbers and
+    /// acknowledge every 32 messages.
+    #[arg(long)]
+    durable: bool,
 }
 
 impl SendArgs {
@@ -195,6 +204,7 @@ impl SendArgs {
             duration: Duration::from_secs(self.duration),
             payload_size: self.size.max(20),
             batch: self.batch,
+            durable: self.durable,
         }
     }
 }
@@ -207,9 +217,11 @@ async fn main() -> anyhow::Result<()> {
         connections,
         concurrency,
         prefix,
+        durable,
     } = &cli.scenario
     {
-        return idle_workers::worker(connect_url, *connections, *concurrency, prefix).await;
+        return idle_workers::worker(connect_url, *connections, *concurrency, prefix, *durable)
+            .await;
     }
     if let Scenario::Failover { runs } = &cli.scenario {
         // Each run spawns its own cluster: no target, no backend here.
@@ -247,11 +259,13 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             connections,
             concurrency,
             hold,
+            durable,
         } => {
             let options = IdleOptions {
                 connections,
                 concurrency,
                 hold: Duration::from_secs(hold),
+                durable,
             };
             vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
@@ -266,6 +280,7 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
                 connections,
                 concurrency,
                 hold: Duration::ZERO,
+                durable: false,
             };
             let mut report = serde_json::to_value(idle::run(target, &options).await?)?;
             report["scenario"] = "storm".into();
@@ -311,6 +326,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             connections: 200,
             concurrency: 50,
             hold: Duration::from_millis(200),
+            durable: false,
         },
     )
     .await?;
@@ -320,13 +336,14 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
         idle.failures
     );
     reports.push(serde_json::to_value(idle)?);
-    for batch in [None, Some(20)] {
+    for (batch, durable) in [(None, false), (Some(20), false), (None, true)] {
         let options = SendOptions {
             sessions: 20,
             concurrency: 4,
             duration: Duration::from_millis(500),
             payload_size: 32,
             batch,
+            durable,
         };
         let report = send::run(target, &options).await?;
         anyhow::ensure!(
@@ -354,6 +371,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             duration: Duration::from_millis(500),
             payload_size: 32,
             batch: None,
+            durable: false,
         };
         for report in send::run_cross(target, &options).await? {
             anyhow::ensure!(
