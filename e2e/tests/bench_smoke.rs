@@ -49,7 +49,9 @@ async fn every_scenario_runs_against_one_node() {
             "send",
             "fanout",
             "fanout",
-            "chat"
+            "chat",
+            "resume",
+            "rolling"
         ]
     );
     let durable = &reports[3];
@@ -58,6 +60,12 @@ async fn every_scenario_runs_against_one_node() {
         durable["frames_received"].as_u64().unwrap() > 0,
         "oort.v1 sessions received their sends: {durable}"
     );
+    for report in &reports[7..9] {
+        assert!(
+            report["resumes"].as_u64().unwrap() > 0 && report["lost"] == 0,
+            "clients resumed and lost nothing: {report}"
+        );
+    }
 }
 
 /// Against two nodes, with the per-process client limit lowered to 150 so that the idle
@@ -82,6 +90,7 @@ async fn every_scenario_runs_against_a_cluster() {
             "fanout",
             "fanout",
             "chat",
+            "resume",
             "send",
             "send"
         ]
@@ -99,5 +108,5 @@ async fn every_scenario_runs_against_a_cluster() {
             .collect()
     };
     assert_eq!(vias(4..8), ["local", "local", "cross", "cross"], "fan-out");
-    assert_eq!(vias(9..11), ["local", "cross"], "send");
+    assert_eq!(vias(10..12), ["local", "cross"], "send");
 }
