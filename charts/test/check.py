@@ -110,7 +110,13 @@ def expect_scenario(name, documents):
     assert env["OORT_CLUSTER__NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", name
     present = set(kinds(documents))
     if name == "default":
-        assert present == {"ConfigMap", "PodDisruptionBudget", "Service", "ServiceAccount", "StatefulSet"}, present
+        assert present == {"ConfigMap", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount", "StatefulSet"}, present
+        # oort.v1 resume tokens: one secret for every pod, made by the chart and kept.
+        ref = env["OORT_SESSION__RESUME_SECRET"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "oort-resume", "key": "secret"}, ref
+        resume = [d for d in documents if d["kind"] == "Secret" and d["metadata"]["name"] == "oort-resume"]
+        assert len(resume) == 1 and resume[0]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", resume
+        assert "session" not in config, "the resume secret is not in the ConfigMap"
         assert config["cluster"]["bootstrap_expect"] == 3, config
         assert "volumeClaimTemplates" not in sts["spec"], name
         assert "OORT_API_TOKEN" not in env, name

@@ -24,11 +24,15 @@ pub enum DeliveryStatus {
     OwnerTimeout,
     /// Not attempted: strict mode found unknown sessions in the same request.
     Skipped,
+    /// The session exists but has no connection right now (an `oort.v1` session between its
+    /// client's connections): the message is kept and delivered when the client resumes.
+    /// Appended last: the backbone encodes statuses by position.
+    Buffered,
 }
 
 impl DeliveryStatus {
     /// All statuses, in a stable order (for counters and documentation).
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Ok,
         Self::NotFound,
         Self::QueueFull,
@@ -36,6 +40,7 @@ impl DeliveryStatus {
         Self::OwnerUnreachable,
         Self::OwnerTimeout,
         Self::Skipped,
+        Self::Buffered,
     ];
 
     /// The status as it appears in JSON and in metric labels.
@@ -48,7 +53,13 @@ impl DeliveryStatus {
             Self::OwnerUnreachable => "owner_unreachable",
             Self::OwnerTimeout => "owner_timeout",
             Self::Skipped => "skipped",
+            Self::Buffered => "buffered",
         }
+    }
+
+    /// Whether the message will reach the client (as far as this node can promise).
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Ok | Self::Buffered)
     }
 
     /// The `error` text of kuiperbelt's `errors` list, or `None` for success.
@@ -56,7 +67,7 @@ impl DeliveryStatus {
     /// The first two are kuiperbelt's own strings, which backends match to prune dead sessions.
     pub fn kuiperbelt_error(self) -> Option<&'static str> {
         match self {
-            Self::Ok => None,
+            Self::Ok | Self::Buffered => None,
             Self::NotFound => Some("kuiperbelt: session is not found"),
             Self::Closed => Some("kuiperbelt: session is closed"),
             Self::QueueFull => Some("kuiperbelt: session queue is full"),
@@ -104,10 +115,7 @@ mod tests {
     #[test]
     fn only_ok_has_no_kuiperbelt_error() {
         for status in DeliveryStatus::ALL {
-            assert_eq!(
-                status.kuiperbelt_error().is_none(),
-                status == DeliveryStatus::Ok
-            );
+            assert_eq!(status.kuiperbelt_error().is_none(), status.is_success());
         }
     }
 }

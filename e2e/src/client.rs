@@ -39,6 +39,13 @@ pub fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// Sends `request` and parses its answer as JSON; `None` when the request fails or the answer
+/// is not JSON (for tests that retry through nodes that may be restarting).
+pub async fn try_json(request: reqwest::RequestBuilder) -> Option<serde_json::Value> {
+    let bytes = request.send().await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// What a connect attempt produced.
 pub type ConnectResult = Result<(WsClient, Response<Option<Vec<u8>>>), Error>;
 

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 mod cluster_api;
+pub mod durable_client;
 pub mod nats;
 pub mod pki;
 pub mod process;
@@ -20,5 +21,5 @@ pub mod temp;
 pub mod wait;
 
 pub use backend::{CallbackKind, Recorded, TestBackend};
-pub use client::{WsClient, http_client, http_client_builder};
+pub use client::{WsClient, http_client, http_client_builder, try_json};
 pub use wait::{TIMEOUT, eventually};

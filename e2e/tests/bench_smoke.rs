@@ -42,8 +42,30 @@ async fn every_scenario_runs_against_one_node() {
     let reports = smoke(&[], &[]).await;
     assert_eq!(
         scenarios(&reports),
-        ["idle", "send", "send_batch", "fanout", "fanout", "chat"]
+        [
+            "idle",
+            "send",
+            "send_batch",
+            "send",
+            "fanout",
+            "fanout",
+            "chat",
+            "resume",
+            "rolling"
+        ]
     );
+    let durable = &reports[3];
+    assert_eq!(durable["durable"], true, "{durable}");
+    assert!(
+        durable["frames_received"].as_u64().unwrap() > 0,
+        "oort.v1 sessions received their sends: {durable}"
+    );
+    for report in &reports[7..9] {
+        assert!(
+            report["resumes"].as_u64().unwrap() > 0 && report["lost"] == 0,
+            "clients resumed and lost nothing: {report}"
+        );
+    }
 }
 
 /// Against two nodes, with the per-process client limit lowered to 150 so that the idle
@@ -62,11 +84,13 @@ async fn every_scenario_runs_against_a_cluster() {
             "idle",
             "send",
             "send_batch",
+            "send",
             "fanout",
             "fanout",
             "fanout",
             "fanout",
             "chat",
+            "resume",
             "send",
             "send"
         ]
@@ -83,6 +107,6 @@ async fn every_scenario_runs_against_a_cluster() {
             .map(|report| report["via"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(vias(3..7), ["local", "local", "cross", "cross"], "fan-out");
-    assert_eq!(vias(8..10), ["local", "cross"], "send");
+    assert_eq!(vias(4..8), ["local", "local", "cross", "cross"], "fan-out");
+    assert_eq!(vias(10..12), ["local", "cross"], "send");
 }

@@ -17,4 +17,6 @@ pub struct Host {
     /// The NATS credentials, TLS material and cluster secret the `cluster` settings name, with
     /// the files they name read (`ClusterConfig::nats_access`).
     pub nats_access: NatsAccess,
+    /// `session.resume_secret`, or what the file `session.resume_secret_file` holds.
+    pub resume_secret: Option<oort_common::config::Secret>,
 }

@@ -11,6 +11,7 @@ mod callback;
 mod connect;
 mod connection;
 pub mod demo;
+mod durable;
 mod host;
 mod metrics;
 mod peer;

@@ -137,6 +137,16 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let resume_secret = match config
+        .session
+        .resume_secret_resolved(&|path| std::fs::read(path))
+    {
+        Ok(secret) => secret,
+        Err(err) => {
+            eprintln!("oort: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let callback_ca_pem = match read_callback_ca(&config) {
         Ok(pem) => pem,
         Err(err) => {
@@ -171,6 +181,7 @@ fn run_gateway(args: &RunArgs) -> ExitCode {
         },
         callback_ca_pem,
         nats_access,
+        resume_secret,
     };
     run_async(async move {
         let gateway = Gateway::start(config.clone(), &machine).await?;

@@ -81,7 +81,7 @@ impl ErrorKind {
     }
 }
 
-const CLOSE_CAUSES: [CloseCause; 12] = [
+const CLOSE_CAUSES: [CloseCause; 16] = [
     CloseCause::ClientClosed,
     CloseCause::ConnectionLost,
     CloseCause::IdleTimeout,
@@ -94,7 +94,14 @@ const CLOSE_CAUSES: [CloseCause; 12] = [
     CloseCause::Replaced,
     CloseCause::Shutdown,
     CloseCause::EstablishFailed,
+    CloseCause::TakenOver,
+    CloseCause::Moving,
+    CloseCause::LingerExpired,
+    CloseCause::Reset,
 ];
+
+/// How `oort.v1` resumes end: continued on the same node, moved from another node, or reset.
+const RESUME_OUTCOMES: [&str; 3] = ["here", "moved", "reset"];
 
 /// Pre-registered handles for every series.
 pub(crate) struct Metrics {
@@ -123,6 +130,9 @@ pub(crate) struct Metrics {
     /// Messages refused because a session's queue was full.
     queue_overflows: Counter,
     closes: [Counter; CLOSE_CAUSES.len()],
+    resumes: [Counter; RESUME_OUTCOMES.len()],
+    /// `oort.v1` sessions lingering without a connection (set when rendering).
+    pub lingering_sessions: Gauge,
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
     cluster: ClusterMetrics,
@@ -215,6 +225,14 @@ impl Metrics {
             "oort_cluster_rejected_messages_total",
             "Messages from NATS dropped before use (oversize, malformed, unauthenticated, invalid).",
         );
+        r.describe(
+            "oort_resumes_total",
+            "oort.v1 resumes by outcome: here (same node), moved (from another node), reset.",
+        );
+        r.describe(
+            "oort_lingering_sessions",
+            "oort.v1 sessions waiting for their client to resume (session.linger).",
+        );
         Self {
             connections: r.gauge("oort_connections", &[]),
             connections_total: r.counter("oort_connections_total", &[]),
@@ -232,6 +250,9 @@ impl Metrics {
             queue_overflows: r.counter("oort_queue_overflows_total", &[]),
             closes: CLOSE_CAUSES
                 .map(|c| r.counter("oort_session_closes_total", &[("cause", c.as_str())])),
+            resumes: RESUME_OUTCOMES
+                .map(|outcome| r.counter("oort_resumes_total", &[("outcome", outcome)])),
+            lingering_sessions: r.gauge("oort_lingering_sessions", &[]),
             errors: ErrorKind::ALL.map(|k| r.counter("oort_errors_total", &[("kind", k.as_str())])),
             callback_seconds: CallbackKind::ALL.map(|k| {
                 r.histogram(
@@ -320,6 +341,13 @@ impl Metrics {
     pub(crate) fn count_close(&self, cause: CloseCause) {
         if let Some(index) = CLOSE_CAUSES.iter().position(|c| *c == cause) {
             self.closes[index].increment(1);
+        }
+    }
+
+    /// Counts a resume by outcome (`here`, `moved`, `reset`).
+    pub(crate) fn count_resume(&self, outcome: &str) {
+        if let Some(index) = RESUME_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.resumes[index].increment(1);
         }
     }
 

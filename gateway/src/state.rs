@@ -12,6 +12,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::callback::{CallbackClient, SetupError};
+use crate::durable::BufferLimits;
+use crate::durable::token::TokenKeys;
 use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SessionRegistry};
@@ -30,6 +32,8 @@ pub(crate) struct AppState {
     /// `client_address.*`).
     pub admission: Admission,
     pub stats: Arc<Stats>,
+    /// Makes and checks `oort.v1` resume tokens.
+    pub tokens: TokenKeys,
     /// Every WebSocket connection task, so shutdown can wait for them (and their close
     /// callbacks).
     pub connections: TaskTracker,
@@ -96,6 +100,12 @@ impl AppState {
             max_bytes: config.queue.max_bytes,
             slow_consumer_timeout: config.queue.slow_consumer_timeout.0,
         };
+        let buffer_limits = BufferLimits {
+            max_messages: config.session.buffer_messages,
+            max_bytes: config.session.buffer_bytes,
+            max_age: config.session.buffer_ttl.0,
+        };
+        let tokens = resume_tokens(&config, host);
         let node_id = if config.cluster.node_id.is_empty() {
             NodeId::from(hostname)
         } else {
@@ -113,7 +123,7 @@ impl AppState {
                     data_dir.display()
                 ))
             })?);
-            let registry = Arc::new(SessionRegistry::new(limits, epochs.clone()));
+            let registry = Arc::new(SessionRegistry::new(limits, buffer_limits, epochs.clone()));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
                 nats_access: host.nats_access.clone(),
@@ -126,11 +136,13 @@ impl AppState {
             (registry, router)
         } else {
             let epochs = Arc::new(EpochSource::in_memory());
-            let registry = Arc::new(SessionRegistry::new(limits, epochs));
+            let registry = Arc::new(SessionRegistry::new(limits, buffer_limits, epochs));
             let router = Router::local(node_id, registry.clone());
             (registry, router)
         };
-        Ok(Arc::new(Self {
+        let ended = registry.take_ended();
+        let state = Arc::new(Self {
+            tokens,
             config,
             session_header,
             registry,
@@ -143,7 +155,14 @@ impl AppState {
             drain_requested: CancellationToken::new(),
             open_connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
-        }))
+        });
+        if let Some(ended) = ended {
+            tokio::spawn(crate::connection::see_out_ended(
+                Arc::downgrade(&state),
+                ended,
+            ));
+        }
+        Ok(state)
     }
 
     /// Takes a connection slot, or `None` when `limits.max_connections` is reached.
@@ -172,4 +191,39 @@ impl AppState {
     pub(crate) fn is_ready(&self) -> bool {
         !self.is_draining() && self.router.is_ready()
     }
+}
+
+/// The resume token keys: `session.resume_secret` (or its file), else one derived from
+/// `cluster.secret` (every node derives the same), else a random one that only this process
+/// knows.
+fn resume_tokens(config: &Config, host: &Host) -> TokenKeys {
+    use ring::hmac;
+    let secret: Vec<u8> = if let Some(secret) = &host.resume_secret {
+        secret.expose().as_bytes().to_vec()
+    } else if let Some(cluster) = &host.nats_access.cluster_secret {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, cluster.expose().as_bytes());
+        hmac::sign(&key, b"oort resume tokens v1").as_ref().to_vec()
+    } else {
+        if config.cluster.enabled() {
+            tracing::warn!(
+                "neither session.resume_secret nor cluster.secret is set: oort.v1 clients can \
+                 resume only on the node they were on, until it restarts"
+            );
+        }
+        let mut random = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut random[..]);
+        random.to_vec()
+    };
+    let previous: Vec<&[u8]> = config
+        .session
+        .previous_resume_secrets
+        .iter()
+        .map(|secret| secret.expose().as_bytes())
+        .collect();
+    TokenKeys::new(
+        &config.cluster.name,
+        &secret,
+        &previous,
+        config.session.resume_token_ttl.0,
+    )
 }

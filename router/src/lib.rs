@@ -159,6 +159,21 @@ impl Router {
         }
     }
 
+    /// Takes the `oort.v1` session `key` over from `previous` (see
+    /// [`ClusterRouter::take_over`]); single node there is no other node to ask.
+    pub async fn take_over(
+        &self,
+        previous: &NodeId,
+        key: &SessionKey,
+        id: u64,
+        seen: u64,
+    ) -> Result<Option<oort_common::cluster::HandoverTail>, RouterError> {
+        match self {
+            Self::Local(_) => Ok(None),
+            Self::Cluster(router) => router.take_over(previous, key, id, seen).await,
+        }
+    }
+
     /// True while the router can serve new clients.
     pub fn is_ready(&self) -> bool {
         match self {

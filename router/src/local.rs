@@ -115,6 +115,15 @@ mod tests {
         fn close_all(&self) {}
 
         fn superseded(&self, _: &SessionKey, _: u64) {}
+
+        fn hand_over(
+            &self,
+            _: &SessionKey,
+            _: u64,
+            _: u64,
+        ) -> Option<oort_common::cluster::HandoverTail> {
+            None
+        }
     }
 
     fn router() -> (Router, Arc<Recorder>) {

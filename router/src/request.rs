@@ -1,5 +1,6 @@
 //! The delivery request and the gateway's side of the contract.
 
+use oort_common::cluster::HandoverTail;
 use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
 
 /// One payload for a list of sessions.
@@ -42,4 +43,9 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// local session committed before `index` is closed, and one whose registration is still in
     /// flight is closed if it commits before `index` (its commit index tells).
     fn superseded(&self, key: &SessionKey, index: u64);
+
+    /// Another node took the `oort.v1` session `key` (created under `id`) over: what its
+    /// client has not seen after `seen`, or `None` when this node no longer has it. The
+    /// session is over here once this returns.
+    fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail>;
 }

@@ -159,6 +159,16 @@ OORT_CLUSTER__SECRET like any other config key.
       key: {{ .key }}
 {{- end }}
 {{- end }}
+- name: OORT_SESSION__RESUME_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "oort.resumeSecretName" . }}
+      key: {{ if .Values.resumeSecret.existingSecret }}{{ .Values.resumeSecret.key }}{{ else }}secret{{ end }}
+{{- end }}
+
+{{/* The Secret holding the resume secret: the one named, or the one the chart keeps. */}}
+{{- define "oort.resumeSecretName" -}}
+{{- default (printf "%s-resume" (include "oort.fullname" .)) .Values.resumeSecret.existingSecret }}
 {{- end }}
 
 {{/* Refuses NATS settings Oort would refuse at start, naming the values to fix. */}}

@@ -60,6 +60,40 @@ pub enum ControlRequest {
     /// Is anyone there? Answered at once; a node uses it to notice that the leader is gone
     /// (NATS answers "no responders" as soon as the leader's connection is gone).
     Ping,
+    /// Hand over the `oort.v1` session `key` (created under `id`): the asking node took it
+    /// over in the directory, and its client has every message up to `seen`. Appended last:
+    /// variants are encoded by position.
+    HandOver {
+        /// The session key.
+        key: SessionKey,
+        /// The session's id (the epoch it was created under).
+        id: u64,
+        /// The client's position.
+        seen: u64,
+    },
+}
+
+/// What a client resuming elsewhere has not seen of its session: the messages after its
+/// position, framed as they were for it, and where numbering continues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverTail {
+    /// The sequence number of the next message.
+    pub next_seq: u64,
+    /// The highest sequence number dropped unacknowledged (0: none).
+    pub dropped_through: u64,
+    /// The kept messages, oldest first, contiguous, ending at `next_seq - 1`.
+    pub messages: Vec<KeptMessage>,
+}
+
+/// One message of a [`HandoverTail`]: the `oort.v1` frame as written to the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptMessage {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// The frame's payload (the sequence number is inside).
+    pub frame: Vec<u8>,
 }
 
 /// The answer to a [`ControlRequest`].
@@ -85,6 +119,9 @@ pub enum ControlResponse {
     },
     /// The request failed.
     Failed(String),
+    /// The answer to [`ControlRequest::HandOver`]: `None` when this node no longer has the
+    /// session. Appended last: variants are encoded by position.
+    Tail(Option<HandoverTail>),
 }
 
 /// One delivery to sessions one node holds. Deliveries for one owner travel together on

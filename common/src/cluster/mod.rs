@@ -18,7 +18,10 @@ pub use directory::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
 };
 pub use framing::{decode_framed, decode_records, encode_framed, encode_records};
-pub use messages::{BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, Hello};
+pub use messages::{
+    BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, HandoverTail, Hello,
+    KeptMessage,
+};
 
 use crate::NodeId;
 

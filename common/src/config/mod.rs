@@ -16,6 +16,7 @@ mod nats_access;
 mod nats_auth;
 mod nats_tls;
 mod secret;
+mod session;
 mod template;
 mod unsafe_settings;
 mod validate;
@@ -37,6 +38,7 @@ pub use nats_access::{ClientIdentity, NatsAccess, NatsAuth, NatsTls, ReadFile};
 pub use nats_auth::NatsAuthConfig;
 pub use nats_tls::NatsTlsConfig;
 pub use secret::{REDACTED, Secret};
+pub use session::SessionConfig;
 pub use template::TemplateError;
 
 /// kuiperbelt's default port.
@@ -118,6 +120,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Multi-node operation; without `cluster.nats` the node runs alone.
     pub cluster: ClusterConfig,
+    /// `oort.v1` sessions: replay buffer, linger and resume tokens.
+    pub session: SessionConfig,
 }
 
 impl Default for Config {
@@ -146,6 +150,7 @@ impl Default for Config {
             shutdown_grace_period: GoDuration::from_secs(25),
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
+            session: SessionConfig::default(),
         }
     }
 }

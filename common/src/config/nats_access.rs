@@ -162,7 +162,11 @@ fn read_text(key: &str, path: &str, read: ReadFile<'_>) -> Result<String, Config
 
 /// A secret kept in a file of its own. The line ending that editors and `echo` add is not part
 /// of it (a Kubernetes Secret created from such a file keeps it).
-fn read_secret_line(key: &str, path: &str, read: ReadFile<'_>) -> Result<Secret, ConfigError> {
+pub(crate) fn read_secret_line(
+    key: &str,
+    path: &str,
+    read: ReadFile<'_>,
+) -> Result<Secret, ConfigError> {
     let text = read_text(key, path, read)?;
     Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
 }

@@ -38,6 +38,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     config.limits.validate()?;
     check_client_address(config, &client)?;
     config.cluster.validate()?;
+    config.session.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
             "log.level",

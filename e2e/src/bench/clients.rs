@@ -9,6 +9,10 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::durable_client::SUBPROTOCOL;
 
 /// Connections per source address (below the ~28k ephemeral ports of one address).
 const PER_SOURCE_ADDRESS: usize = 20_000;
@@ -36,6 +40,19 @@ pub async fn open(
     concurrency: usize,
     prefix: &str,
 ) -> anyhow::Result<Opened> {
+    open_with(connect_url, count, concurrency, prefix, false).await
+}
+
+/// Like [`open`]; with `durable`, every client offers the `oort.v1` subprotocol, and is
+/// returned once the gateway selected it and the client read its welcome (so what it reads
+/// next are sequence-numbered messages).
+pub async fn open_with(
+    connect_url: &str,
+    count: usize,
+    concurrency: usize,
+    prefix: &str,
+    durable: bool,
+) -> anyhow::Result<Opened> {
     let url = url::Url::parse(connect_url)?;
     let host = url
         .host_str()
@@ -55,7 +72,7 @@ pub async fn open(
             let _permit = limit.acquire_owned().await.ok()?;
             let began = Instant::now();
             let source = Ipv4Addr::new(127, 0, 0, 1 + (index / PER_SOURCE_ADDRESS) as u8);
-            let client = connect_from(source, server, &request).await.ok()?;
+            let client = connect_from(source, server, &request, durable).await.ok()?;
             Some((index, client, began.elapsed()))
         });
     }
@@ -83,6 +100,7 @@ async fn connect_from(
     source: Ipv4Addr,
     server: SocketAddr,
     request: &str,
+    durable: bool,
 ) -> anyhow::Result<Client> {
     let socket = TcpSocket::new_v4()?;
     // Binding first makes the kernel pick the port at bind time, where TIME_WAIT ports from
@@ -93,12 +111,40 @@ async fn connect_from(
     }
     let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(server)).await??;
     stream.set_nodelay(true)?;
-    let (client, _) = tokio::time::timeout(
+    let mut request = request.into_client_request()?;
+    if durable {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    let (mut client, response) = tokio::time::timeout(
         Duration::from_secs(30),
         tokio_tungstenite::client_async(request, stream),
     )
     .await??;
+    if durable {
+        let selected = response.headers().get("sec-websocket-protocol");
+        anyhow::ensure!(
+            selected.is_some_and(|value| value == SUBPROTOCOL),
+            "the gateway did not select {SUBPROTOCOL}"
+        );
+        read_welcome(&mut client).await?;
+    }
     Ok(client)
+}
+
+/// Reads an `oort.v1` connection's first frame, which must be its welcome.
+async fn read_welcome(client: &mut Client) -> anyhow::Result<()> {
+    let first = tokio::time::timeout(Duration::from_secs(30), client.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed before the welcome"))??;
+    let welcome: serde_json::Value = serde_json::from_slice(&first.into_data())?;
+    anyhow::ensure!(
+        welcome["type"] == "welcome",
+        "expected a welcome, got {welcome}"
+    );
+    Ok(())
 }
 
 /// Keeps `clients` open and idle: each is read in the background, so the server's pings are

@@ -16,6 +16,8 @@ pub struct IdleOptions {
     pub concurrency: usize,
     /// How long to hold them idle while measuring CPU.
     pub hold: Duration,
+    /// Clients offer the `oort.v1` subprotocol (an idle session with an empty replay buffer).
+    pub durable: bool,
 }
 
 /// Results.
@@ -23,6 +25,7 @@ pub struct IdleOptions {
 pub struct IdleReport {
     pub scenario: &'static str,
     pub connections: usize,
+    pub durable: bool,
     pub failures: usize,
     pub connect_rate_per_s: f64,
     pub connect_time: Option<Percentiles>,
@@ -45,11 +48,12 @@ pub async fn run(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleR
 
 async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<IdleReport> {
     let rss_before = target.pid.and_then(|pid| procfs::rss_bytes(pid).ok());
-    let mut opened = clients::open(
+    let mut opened = clients::open_with(
         &target.connect_url,
         options.connections,
         options.concurrency,
         "idle",
+        options.durable,
     )
     .await?;
     let connected = opened.clients.len();
@@ -66,6 +70,7 @@ async fn run_here(target: &Target, options: &IdleOptions) -> anyhow::Result<Idle
     Ok(IdleReport {
         scenario: "idle",
         connections: connected,
+        durable: options.durable,
         failures: opened.failures,
         connect_rate_per_s: connected as f64 / opened.elapsed.as_secs_f64(),
         connect_time: Percentiles::of(&mut opened.connect_times),

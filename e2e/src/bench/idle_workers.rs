@@ -54,8 +54,10 @@ pub async fn worker(
     connections: usize,
     concurrency: usize,
     prefix: &str,
+    durable: bool,
 ) -> anyhow::Result<()> {
-    let mut opened = clients::open(connect_url, connections, concurrency, prefix).await?;
+    let mut opened =
+        clients::open_with(connect_url, connections, concurrency, prefix, durable).await?;
     let connected = opened.clients.len();
     let readers = clients::hold(std::mem::take(&mut opened.clients));
     let report = WorkerReport {
@@ -112,7 +114,7 @@ pub async fn run(
         }
         let connect_url = format!("{}/connect", node.replacen("http://", "ws://", 1));
         let prefix = format!("idle-n{index}");
-        workers.push(spawn_worker(&connect_url, share, options.concurrency, &prefix).await?);
+        workers.push(spawn_worker(&connect_url, share, options, &prefix).await?);
     }
     let mut reports = Vec::new();
     for (child, lines) in &mut workers {
@@ -144,6 +146,7 @@ pub async fn run(
     Ok(IdleReport {
         scenario: "idle",
         connections: connected,
+        durable: options.durable,
         failures: reports.iter().map(|r| r.failures).sum(),
         connect_rate_per_s: connected as f64 / opened_in.as_secs_f64(),
         connect_time: Percentiles::of(&mut connect_times),
@@ -160,14 +163,19 @@ type WorkerLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 async fn spawn_worker(
     connect_url: &str,
     connections: usize,
-    concurrency: usize,
+    options: &IdleOptions,
     prefix: &str,
 ) -> anyhow::Result<(Child, WorkerLines)> {
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args(["idle-worker", "--connect-url", connect_url])
         .args(["--connections", &connections.to_string()])
-        .args(["--concurrency", &concurrency.to_string()])
-        .args(["--prefix", prefix])
+        .args(["--concurrency", &options.concurrency.to_string()])
+        .args(["--prefix", prefix]);
+    if options.durable {
+        command.arg("--durable");
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -13,6 +13,8 @@ pub mod idle;
 pub mod idle_workers;
 pub mod procfs;
 pub mod receivers;
+pub mod resume;
+pub mod rolling;
 pub mod send;
 pub mod target;
 

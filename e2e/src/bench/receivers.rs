@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -14,6 +14,12 @@ use super::clients::Client;
 
 /// At most this many latency samples are kept (evenly thinned beyond that).
 const MAX_SAMPLES: usize = 1_000_000;
+
+/// An `oort.v1` reader acknowledges every this many messages...
+const ACK_EVERY: u64 = 32;
+
+/// ...and whatever it has not acknowledged once its client is quiet for this long.
+const ACK_IDLE: Duration = Duration::from_millis(100);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -26,6 +32,30 @@ pub fn stamp(size: usize) -> String {
     let mut text = format!("{micros:020}");
     text.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
     text
+}
+
+/// The sequence number and payload of an `oort.v1` message: `{"seq":N,"data":"..."}` as
+/// text (the stamp's digits need no escaping, so the payload's start is read as it is), or
+/// the sequence number as 8 bytes big-endian and the payload as binary. Cheap: no JSON parse.
+fn durable_message(message: &Message) -> Option<(u64, &[u8])> {
+    match message {
+        Message::Text(text) => {
+            let rest = text.as_str().strip_prefix(r#"{"seq":"#)?;
+            let (seq, data) = rest.split_once(',')?;
+            let data = data.strip_prefix(r#""data":""#)?.strip_suffix(r#""}"#)?;
+            Some((seq.parse().ok()?, data.as_bytes()))
+        }
+        Message::Binary(frame) => {
+            let (seq, payload) = frame.split_first_chunk::<8>()?;
+            Some((u64::from_be_bytes(*seq), payload))
+        }
+        _ => None,
+    }
+}
+
+/// A cumulative acknowledgement of every message up to `seq`.
+fn ack(seq: u64) -> Message {
+    Message::text(format!(r#"{{"type":"ack","seq":{seq}}}"#))
 }
 
 fn latency_of(frame: &[u8]) -> Option<Duration> {
@@ -56,6 +86,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tally {
+    fn for_clients(count: usize) -> Self {
+        Self {
+            frames: AtomicU64::new(0),
+            clients: (0..count).map(|_| ClientTally::default()).collect(),
+        }
+    }
+
+    /// Counts a data frame that client `index` received, and times it if it is stamped.
+    fn record(&self, index: usize, payload: &[u8]) {
+        let arrived = Instant::now();
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let Some(mine) = self.clients.get(index) else {
+            return;
+        };
+        *lock(&mine.last_arrival) = Some(arrived);
+        if let Some(latency) = latency_of(payload) {
+            let mut samples = lock(&mine.latencies);
+            if samples.len() < MAX_SAMPLES {
+                samples.push(latency);
+            }
+        }
+    }
+
     /// Takes the latency samples collected so far (at most `MAX_SAMPLES`).
     pub fn take_latencies(&self) -> Vec<Duration> {
         let mut all = Vec::new();
@@ -111,10 +164,7 @@ impl Receivers {
             + Send
             + 'static,
     {
-        let tally = Arc::new(Tally {
-            frames: AtomicU64::new(0),
-            clients: clients.iter().map(|_| ClientTally::default()).collect(),
-        });
+        let tally = Arc::new(Tally::for_clients(clients.len()));
         let tasks = clients
             .into_iter()
             .enumerate()
@@ -122,20 +172,59 @@ impl Receivers {
                 let tally = tally.clone();
                 tokio::spawn(async move {
                     while let Some(Ok(message)) = client.next().await {
-                        if !(message.is_text() || message.is_binary()) {
-                            continue;
+                        if message.is_text() || message.is_binary() {
+                            tally.record(index, &message.into_data());
                         }
-                        let arrived = Instant::now();
-                        tally.frames.fetch_add(1, Ordering::Relaxed);
-                        let Some(mine) = tally.clients.get(index) else {
+                    }
+                })
+            })
+            .collect();
+        Self { tally, tasks }
+    }
+
+    /// Starts one reader per `oort.v1` client (opened with `durable`, welcome read): each
+    /// takes the sequence number off every message, counts and times its payload like
+    /// [`Receivers::start`], and acknowledges every [`ACK_EVERY`] messages, and whatever is
+    /// unacknowledged once its client has been quiet for [`ACK_IDLE`], so that the gateway's
+    /// replay buffers stay small.
+    pub fn start_durable(clients: Vec<Client>) -> Self {
+        let tally = Arc::new(Tally::for_clients(clients.len()));
+        let tasks = clients
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut client)| {
+                let tally = tally.clone();
+                tokio::spawn(async move {
+                    let (mut seen, mut acked) = (0, 0);
+                    loop {
+                        let next = if seen > acked {
+                            match tokio::time::timeout(ACK_IDLE, client.next()).await {
+                                Ok(next) => next,
+                                Err(_) => {
+                                    if client.send(ack(seen)).await.is_err() {
+                                        break;
+                                    }
+                                    acked = seen;
+                                    continue;
+                                }
+                            }
+                        } else {
+                            client.next().await
+                        };
+                        let Some(Ok(message)) = next else {
+                            break;
+                        };
+                        // Control frames (a fresh resume token) carry no sequence number.
+                        let Some((seq, payload)) = durable_message(&message) else {
                             continue;
                         };
-                        *lock(&mine.last_arrival) = Some(arrived);
-                        if let Some(latency) = latency_of(&message.into_data()) {
-                            let mut samples = lock(&mine.latencies);
-                            if samples.len() < MAX_SAMPLES {
-                                samples.push(latency);
+                        tally.record(index, payload);
+                        seen = seq;
+                        if seen.saturating_sub(acked) >= ACK_EVERY {
+                            if client.send(ack(seen)).await.is_err() {
+                                break;
                             }
+                            acked = seen;
                         }
                     }
                 })
@@ -162,5 +251,26 @@ impl Drop for Receivers {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_messages_give_their_sequence_number_and_payload() {
+        let text = Message::text(r#"{"seq":42,"data":"00000000000000000123xx"}"#);
+        assert_eq!(
+            durable_message(&text),
+            Some((42, &b"00000000000000000123xx"[..]))
+        );
+        let mut frame = 7u64.to_be_bytes().to_vec();
+        frame.extend_from_slice(b"payload");
+        let binary = Message::binary(frame);
+        assert_eq!(durable_message(&binary), Some((7, &b"payload"[..])));
+        let token = Message::text(r#"{"type":"token","resume":"abc"}"#);
+        assert_eq!(durable_message(&token), None);
+        assert_eq!(ack(5), Message::text(r#"{"type":"ack","seq":5}"#));
     }
 }

@@ -27,6 +27,8 @@ pub struct SendOptions {
     pub payload_size: usize,
     /// Messages per `/v1/send/batch` request; `None` uses `/send` with one session.
     pub batch: Option<usize>,
+    /// Sessions offer the `oort.v1` subprotocol (sequence numbers, acks every 32 messages).
+    pub durable: bool,
 }
 
 /// One phase's results.
@@ -38,6 +40,8 @@ pub struct SendReport {
     pub sessions: usize,
     pub concurrency: usize,
     pub batch: Option<usize>,
+    /// The sessions were `oort.v1` sessions.
+    pub durable: bool,
     pub payload_bytes: usize,
     pub duration_s: f64,
     pub requests: u64,
@@ -76,14 +80,19 @@ pub async fn run_cross(target: &Target, options: &SendOptions) -> anyhow::Result
 }
 
 async fn open(connect_url: &str, options: &SendOptions) -> anyhow::Result<Receivers> {
-    let opened = clients::open(connect_url, options.sessions, 256, "send").await?;
+    let opened =
+        clients::open_with(connect_url, options.sessions, 256, "send", options.durable).await?;
     anyhow::ensure!(
         opened.failures == 0,
         "{} of {} sessions failed to connect",
         opened.failures,
         options.sessions
     );
-    Ok(Receivers::start(opened.clients))
+    Ok(if options.durable {
+        Receivers::start_durable(opened.clients)
+    } else {
+        Receivers::start(opened.clients)
+    })
 }
 
 async fn phase(
@@ -171,6 +180,7 @@ async fn phase(
         sessions: options.sessions,
         concurrency: options.concurrency,
         batch: options.batch,
+        durable: options.durable,
         payload_bytes: options.payload_size,
         duration_s: elapsed.as_secs_f64(),
         requests: request_count,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use oort_e2e::bench::attack::{self, AttackKind, AttackOptions};
 use oort_e2e::bench::idle::{self, IdleOptions};
+use oort_e2e::bench::resume::{self, ResumeOptions};
+use oort_e2e::bench::rolling::{self, RollingOptions};
 use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::target::{Limits, Target};
 use oort_e2e::bench::{backend, chat, failover, fanout, idle_workers};
@@ -56,6 +58,9 @@ enum Scenario {
         /// Seconds to hold the connections while measuring idle CPU.
         #[arg(long, default_value_t = 10)]
         hold: u64,
+        /// Clients offer the oort.v1 subprotocol (durable sessions, empty replay buffers).
+        #[arg(long)]
+        durable: bool,
     },
     /// One worker process of a large idle run (started by `idle` itself).
     #[command(hide = true)]
@@ -68,6 +73,8 @@ enum Scenario {
         concurrency: usize,
         #[arg(long)]
         prefix: String,
+        #[arg(long)]
+        durable: bool,
     },
     /// Scenario 2, send throughput and latency through /send (one session per request) or
     /// through /v1/send/batch.
@@ -111,6 +118,37 @@ enum Scenario {
     Failover {
         #[arg(long, default_value_t = 10)]
         runs: usize,
+    },
+    /// Resumes under load: `oort.v1` clients that each drop their connection (no close frame)
+    /// after a random time and resume on the same node, again and again, while messages are
+    /// sent to them through /v1/send/batch; resume latency, and messages lost or duplicated.
+    Resume {
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        /// Messages a second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        /// Seconds the clients keep dropping and resuming.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Each connection is dropped after a random time between these (milliseconds).
+        #[arg(long, default_value_t = 1_000)]
+        drop_after_min_ms: u64,
+        #[arg(long, default_value_t = 3_000)]
+        drop_after_max_ms: u64,
+    },
+    /// Zero loss through a rolling restart: a cluster (its own nats-server, fast timings) with
+    /// `oort.v1` clients and a sender through every node, each node SIGTERMed and started
+    /// again in turn; messages lost, duplicated, reordered, and resume latency.
+    Rolling {
+        #[arg(long, default_value_t = 300)]
+        clients: usize,
+        /// Messages a second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        /// Nodes (3 or more).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
     },
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
@@ -185,6 +223,10 @@ struct SendArgs {
     /// Messages per /v1/send/batch request (omit for /send).
     #[arg(long)]
     batch: Option<usize>,
+    /// Sessions offer the oort.v1 subprotocol: their clients read sequence numbers and
+    /// acknowledge every 32 messages.
+    #[arg(long)]
+    durable: bool,
 }
 
 impl SendArgs {
@@ -195,6 +237,7 @@ impl SendArgs {
             duration: Duration::from_secs(self.duration),
             payload_size: self.size.max(20),
             batch: self.batch,
+            durable: self.durable,
         }
     }
 }
@@ -207,13 +250,32 @@ async fn main() -> anyhow::Result<()> {
         connections,
         concurrency,
         prefix,
+        durable,
     } = &cli.scenario
     {
-        return idle_workers::worker(connect_url, *connections, *concurrency, prefix).await;
+        return idle_workers::worker(connect_url, *connections, *concurrency, prefix, *durable)
+            .await;
     }
     if let Scenario::Failover { runs } = &cli.scenario {
         // Each run spawns its own cluster: no target, no backend here.
         let report = serde_json::to_value(failover::run(*runs, &cli.extra_config).await?)?;
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{report}");
+        return Ok(());
+    }
+    if let Scenario::Rolling {
+        clients,
+        rate,
+        nodes,
+    } = &cli.scenario
+    {
+        // Spawns its own cluster, with the harness's recording backend.
+        let options = RollingOptions {
+            clients: *clients,
+            rate: *rate,
+            nodes: *nodes,
+        };
+        let report = serde_json::to_value(rolling::run(&options).await?)?;
         eprintln!("{}", serde_json::to_string_pretty(&report)?);
         println!("{report}");
         return Ok(());
@@ -247,15 +309,17 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             connections,
             concurrency,
             hold,
+            durable,
         } => {
             let options = IdleOptions {
                 connections,
                 concurrency,
                 hold: Duration::from_secs(hold),
+                durable,
             };
             vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
-        Scenario::IdleWorker { .. } | Scenario::Failover { .. } => {
+        Scenario::IdleWorker { .. } | Scenario::Failover { .. } | Scenario::Rolling { .. } => {
             anyhow::bail!("this scenario runs on its own")
         }
         Scenario::Storm {
@@ -266,6 +330,7 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
                 connections,
                 concurrency,
                 hold: Duration::ZERO,
+                durable: false,
             };
             let mut report = serde_json::to_value(idle::run(target, &options).await?)?;
             report["scenario"] = "storm".into();
@@ -293,6 +358,22 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
                 chat::run(target, clients, messages, Duration::from_secs(timeout)).await?,
             )?]
         }
+        Scenario::Resume {
+            clients,
+            rate,
+            duration,
+            drop_after_min_ms,
+            drop_after_max_ms,
+        } => {
+            let options = ResumeOptions {
+                clients,
+                rate,
+                duration: Duration::from_secs(duration),
+                drop_after_min: Duration::from_millis(drop_after_min_ms),
+                drop_after_max: Duration::from_millis(drop_after_max_ms),
+            };
+            vec![serde_json::to_value(resume::run(target, &options).await?)?]
+        }
         Scenario::Smoke => smoke(target).await?,
         Scenario::Attack { options } => {
             vec![serde_json::to_value(
@@ -302,7 +383,8 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
     })
 }
 
-/// Every scenario, small: a few seconds in all.
+/// Every scenario, small: a few seconds each (`rolling` only against one node: it spawns its
+/// own cluster either way).
 async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
     let mut reports = Vec::new();
     let idle = idle::run(
@@ -311,6 +393,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             connections: 200,
             concurrency: 50,
             hold: Duration::from_millis(200),
+            durable: false,
         },
     )
     .await?;
@@ -320,13 +403,14 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
         idle.failures
     );
     reports.push(serde_json::to_value(idle)?);
-    for batch in [None, Some(20)] {
+    for (batch, durable) in [(None, false), (Some(20), false), (None, true)] {
         let options = SendOptions {
             sessions: 20,
             concurrency: 4,
             duration: Duration::from_millis(500),
             payload_size: 32,
             batch,
+            durable,
         };
         let report = send::run(target, &options).await?;
         anyhow::ensure!(
@@ -347,6 +431,36 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
     let chat = chat::run(target, 10, 10, Duration::from_secs(30)).await?;
     anyhow::ensure!(chat.all_received, "chat lost frames: {chat:?}");
     reports.push(serde_json::to_value(chat)?);
+    let resume = resume::run(
+        target,
+        &ResumeOptions {
+            clients: 20,
+            rate: 200,
+            duration: Duration::from_secs(1),
+            drop_after_min: Duration::from_millis(100),
+            drop_after_max: Duration::from_millis(300),
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        resume.delivery.is_exact() && resume.delivery.resumes > 0,
+        "resume lost or reordered messages: {resume:?}"
+    );
+    reports.push(serde_json::to_value(resume)?);
+    if target.nodes.len() == 1 {
+        // Spawns its own three nodes whatever the target: once per smoke run set is enough.
+        let options = RollingOptions {
+            clients: 20,
+            rate: 200,
+            nodes: 3,
+        };
+        let rolling = rolling::run(&options).await?;
+        anyhow::ensure!(
+            rolling.delivery.is_exact() && rolling.delivery.resumes > 0,
+            "rolling restart lost or reordered messages: {rolling:?}"
+        );
+        reports.push(serde_json::to_value(rolling)?);
+    }
     if target.nodes.len() >= 2 {
         let options = SendOptions {
             sessions: 20,
@@ -354,6 +468,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             duration: Duration::from_millis(500),
             payload_size: 32,
             batch: None,
+            durable: false,
         };
         for report in send::run_cross(target, &options).await? {
             anyhow::ensure!(

@@ -274,17 +274,11 @@ async fn rolling_restart(order: Order) -> Outcome {
         eventually(CONVERGE, "the marker to be accepted", || async {
             let via = addresses.lock().unwrap().running.first().map(|(_, a)| *a)?;
             let body = serde_json::json!({ "sessions": [key(client)], "data": format!("m{id}") });
-            let bytes = cluster
+            let request = cluster
                 .http()
                 .post(format!("http://{via}/v1/send"))
-                .body(body.to_string())
-                .send()
-                .await
-                .ok()?
-                .bytes()
-                .await
-                .ok()?;
-            let answer: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                .body(body.to_string());
+            let answer = oort_e2e::try_json(request).await?;
             (answer["results"][0]["status"] == "ok").then_some(())
         })
         .await;

@@ -47,6 +47,10 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// `/metrics`: Prometheus exposition format.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.sessions.set(state.registry.len() as f64);
+    state
+        .metrics
+        .lingering_sessions
+        .set(state.registry.lingering().len() as f64);
     if let Some(status) = state.router.cluster_status() {
         state.metrics.set_cluster(&status);
     }

@@ -267,13 +267,20 @@ impl CallbackClient {
     }
 
     /// Tells the backend a session is open. Anything but 200 refuses it.
+    /// Tells the backend a session is open; `resumed` when an `oort.v1` client resumed it
+    /// (`X-Oort-Resumed: true`: no connect callback ran for this connection).
     pub(crate) async fn establish(
         &self,
         key: &SessionKey,
+        resumed: bool,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
         let url = self.urls.establish.as_ref();
-        self.post_for_session(CallbackKind::Establish, url, key, None, metrics)
+        let extra = resumed.then_some((
+            HeaderName::from_static("x-oort-resumed"),
+            HeaderValue::from_static("true"),
+        ));
+        self.post_for_session(CallbackKind::Establish, url, key, None, extra, metrics)
             .await
     }
 
@@ -284,7 +291,7 @@ impl CallbackClient {
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
         let url = self.urls.close.as_ref();
-        self.post_for_session(CallbackKind::Close, url, key, None, metrics)
+        self.post_for_session(CallbackKind::Close, url, key, None, None, metrics)
             .await
     }
 
@@ -297,8 +304,15 @@ impl CallbackClient {
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
         let url = self.urls.receive.as_ref();
-        self.post_for_session(CallbackKind::Receive, url, key, Some((kind, data)), metrics)
-            .await
+        self.post_for_session(
+            CallbackKind::Receive,
+            url,
+            key,
+            Some((kind, data)),
+            None,
+            metrics,
+        )
+        .await
     }
 
     /// POSTs to a session callback (a message, or no body) and expects 200. An unconfigured
@@ -309,10 +323,14 @@ impl CallbackClient {
         url: Option<&Url>,
         key: &SessionKey,
         message: Option<(FrameKind, Bytes)>,
+        extra_header: Option<(HeaderName, HeaderValue)>,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
         let Some(url) = url else { return Ok(()) };
         let mut headers = self.session_headers(key);
+        if let Some((name, value)) = extra_header {
+            headers.insert(name, value);
+        }
         let body = match message {
             Some((frame_kind, data)) => {
                 headers.insert(

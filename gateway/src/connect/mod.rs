@@ -8,6 +8,7 @@
 
 mod origin;
 mod reject;
+mod resume;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::admission::{AddressSlot, PeerTicket, Refusal, RefusalReason, Reservation};
 use crate::callback::{ConnectAnswer, ConnectForward, ConnectGateRefusal};
 use crate::connection::{self, Registration};
+use crate::durable::{Durable, protocol};
 use crate::metrics::ErrorKind;
 use crate::peer::PeerAddr;
 use crate::sessions::{CloseCommand, Committed, Session};
@@ -79,6 +81,7 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let offers_oort_v1 = offers_subprotocol(headers, protocol::SUBPROTOCOL);
     let upgrade = if claims_websocket {
         match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => Some(upgrade),
@@ -91,6 +94,15 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     } else {
         None
     };
+    if let Some(request) = resume::requested(parts.uri.query()) {
+        let held = Held {
+            _slot: slot,
+            _stats_count: stats_count,
+            _ticket: ticket,
+            _address_slot: address_slot,
+        };
+        return resume_connect(&state, request, upgrade, offers_oort_v1, peer, &parts, held).await;
+    }
     let headers = &parts.headers;
     if !state.callbacks.has_connect() {
         return refuse(
@@ -167,7 +179,15 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
             );
         }
     };
-    let registration = match register(&state, SessionKey::from(key), first_message, peer).await {
+    // A client that offers `oort.v1` gets it, unless the backend chose a subprotocol itself.
+    let durable = offers_oort_v1 && answer.subprotocol.is_none();
+    let subprotocol = if durable {
+        Some(http::HeaderValue::from_static(protocol::SUBPROTOCOL))
+    } else {
+        answer.subprotocol
+    };
+    let key = SessionKey::from(key);
+    let registration = match register(&state, key, first_message, peer, durable).await {
         Ok(registration) => registration,
         Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
     };
@@ -177,7 +197,76 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
         _ticket: ticket,
         _address_slot: address_slot,
     };
-    upgrade_response(&state, upgrade, answer.subprotocol, registration, held)
+    upgrade_response(&state, upgrade, subprotocol, registration, held)
+}
+
+/// Whether the client's `Sec-WebSocket-Protocol` offers `name`.
+fn offers_subprotocol(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|offered| offered.trim() == name)
+}
+
+/// A connect that asks to resume an `oort.v1` session.
+async fn resume_connect(
+    state: &Arc<AppState>,
+    request: Result<resume::ResumeRequest, String>,
+    upgrade: Option<WebSocketUpgrade>,
+    offers_oort_v1: bool,
+    peer: Option<std::net::SocketAddr>,
+    parts: &http::request::Parts,
+    held: Held,
+) -> Response {
+    let headers = &parts.headers;
+    let request = match request {
+        Ok(request) => request,
+        Err(reason) => return refuse(state, StatusCode::BAD_REQUEST, &reason, headers),
+    };
+    let Some(upgrade) = upgrade.filter(|_| offers_oort_v1) else {
+        let reason = "a resume must be a WebSocket handshake offering the oort.v1 subprotocol";
+        return refuse(state, StatusCode::BAD_REQUEST, reason, headers);
+    };
+    let subprotocol = Some(http::HeaderValue::from_static(protocol::SUBPROTOCOL));
+    match resume::resume(state, request, peer).await {
+        resume::Outcome::Resumed(registration) => {
+            if state.is_draining() {
+                registration
+                    .session()
+                    .queue
+                    .close(CloseCommand::moving(), false);
+            }
+            upgrade_response(state, upgrade, subprotocol, registration, held)
+        }
+        resume::Outcome::Reset(reason) => reset_response(upgrade, reason, held),
+        resume::Outcome::Refused(status, reason) => refuse(state, status, &reason, headers),
+    }
+}
+
+/// Upgrades only to say that the session cannot be continued: `reset`, then close 4000.
+fn reset_response(upgrade: WebSocketUpgrade, reason: &'static str, held: Held) -> Response {
+    debug!(reason, "resume reset");
+    upgrade
+        .protocols([protocol::SUBPROTOCOL])
+        .on_upgrade(move |mut socket| async move {
+            let _held = held;
+            let bye = async {
+                socket.send(protocol::reset(reason)).await?;
+                let close = axum::extract::ws::CloseFrame {
+                    code: protocol::CLOSE_RESET,
+                    reason: "session lost; reconnect".into(),
+                };
+                socket
+                    .send(axum::extract::ws::Message::Close(Some(close)))
+                    .await?;
+                // Read until the client answers the close (or goes).
+                while let Some(Ok(_)) = socket.next().await {}
+                Ok::<_, axum::Error>(())
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bye).await;
+        })
 }
 
 /// What an upgraded connection holds for as long as it lives: its place under
@@ -257,16 +346,27 @@ async fn register(
     key: SessionKey,
     first_message: Payload,
     peer: Option<std::net::SocketAddr>,
+    durable: bool,
 ) -> Result<Registration, RegistrationRefusal> {
     let session = Session::new(key.clone(), state.registry.next_epoch(), peer);
-    if !first_message.is_empty() {
-        session.queue.push_first(
-            crate::sessions::frame_for(&first_message),
-            first_message.len(),
-        );
+    let first_message = (!first_message.is_empty()).then_some(first_message);
+    if first_message.is_some() {
         state.stats.add_messages(1);
     }
+    if durable {
+        let token = state.tokens.issue(&key, session.epoch.0);
+        let welcome = protocol::welcome(&key, &token, 0);
+        let limits = state.registry.buffer_limits();
+        let durable = Durable::start(&session, welcome, first_message.as_ref(), limits);
+        session.set_durable(durable);
+    } else if let Some(first_message) = &first_message {
+        session.queue.push_first(
+            crate::sessions::frame_for(first_message),
+            first_message.len(),
+        );
+    }
     if state.is_draining() {
+        state.registry.abandon(&session);
         return Err(RegistrationRefusal::unavailable(
             "the server is shutting down",
         ));
@@ -286,6 +386,9 @@ async fn register(
     match state.registry.commit(&session, index) {
         Committed::Live => {}
         Committed::Superseded => {
+            if let Some(durable) = session.durable() {
+                durable.end(None);
+            }
             info!("a newer connection with this session key registered first");
             return Err(RegistrationRefusal {
                 status: StatusCode::CONFLICT,

@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 
 pub(crate) use registration::Registration;
 
-use crate::sessions::{CloseCause, CloseCommand};
+use crate::durable::Durable;
+use crate::sessions::{CloseCause, CloseCommand, EndedDurable};
 use crate::state::AppState;
 
 /// Serves an upgraded connection (already split into its two halves) until it ends, then
@@ -36,7 +37,14 @@ pub(crate) async fn run(
 ) {
     let session = registration.session().clone();
     state.metrics.connections_total.increment(1);
-    if let Err(err) = Box::pin(state.callbacks.establish(&session.key, &state.metrics)).await {
+    let resumed = registration.is_resume();
+    if let Err(err) = Box::pin(
+        state
+            .callbacks
+            .establish(&session.key, resumed, &state.metrics),
+    )
+    .await
+    {
         warn!(error = %err, "establish callback refused the session");
         state.stats.connect_error();
         session.queue.close(
@@ -95,5 +103,42 @@ pub(crate) async fn after_close(
     let _closing = state.stats.closing_started();
     if let Err(err) = state.callbacks.close(session_key, &state.metrics).await {
         warn!(error = %err, "close callback failed");
+    }
+}
+
+/// Ends an `oort.v1` session whose connection is gone: withdraws it from the table and the
+/// directory, and tells the backend when `cause` calls for it.
+pub(crate) async fn end_durable(state: &AppState, durable: &Arc<Durable>, cause: CloseCause) {
+    if state.registry.remove_durable(durable) {
+        state.router.unregister(&durable.key, durable.registered());
+    }
+    after_close(state, &durable.key, cause).await;
+}
+
+/// Ends the session after `session.linger` unless a client resumed it meanwhile.
+pub(crate) fn linger(state: Arc<AppState>, durable: Arc<Durable>, generation: u64) {
+    let linger = state.config.session.linger.0;
+    tokio::spawn(async move {
+        tokio::time::sleep(linger).await;
+        if durable.expire(generation) {
+            end_durable(&state, &durable, CloseCause::LingerExpired).await;
+        }
+    });
+}
+
+/// Sees out the `oort.v1` sessions that ended without a connection (a `/close` while they
+/// lingered, the cluster purging this node): withdraws them and tells the backend.
+pub(crate) async fn see_out_ended(
+    state: std::sync::Weak<AppState>,
+    mut ended: tokio::sync::mpsc::UnboundedReceiver<EndedDurable>,
+) {
+    while let Some(ended) = ended.recv().await {
+        let Some(state) = state.upgrade() else { return };
+        if ended.unregister {
+            state
+                .router
+                .unregister(&ended.durable.key, ended.durable.registered());
+        }
+        after_close(&state, &ended.durable.key, ended.cause).await;
     }
 }

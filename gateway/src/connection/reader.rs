@@ -11,6 +11,7 @@ use oort_common::FrameKind;
 use oort_common::config::WebSocketConfig;
 use tracing::{debug, warn};
 
+use crate::durable::protocol::{self, ClientFrame};
 use crate::metrics::ErrorKind;
 use crate::sessions::{CloseCause, CloseCommand, Session};
 use crate::state::AppState;
@@ -60,6 +61,29 @@ pub(super) async fn read_loop(
             }
         };
         session.touch();
+        let (kind, data) = match session.durable() {
+            None => (kind, data),
+            Some(durable) => match protocol::parse(kind, data) {
+                Ok(ClientFrame::Message(kind, data)) => (kind, data),
+                Ok(ClientFrame::Ack(seq)) => {
+                    if durable.ack(seq).is_err() {
+                        debug!(seq, "client acknowledged a message never sent");
+                        state.metrics.count_error(ErrorKind::ClientProtocol);
+                        return CloseCommand::new(
+                            1002,
+                            "ack beyond the last message",
+                            CloseCause::ProtocolError,
+                        );
+                    }
+                    continue;
+                }
+                Err(reason) => {
+                    debug!(reason, "client broke the oort.v1 protocol");
+                    state.metrics.count_error(ErrorKind::ClientProtocol);
+                    return CloseCommand::new(1002, reason, CloseCause::ProtocolError);
+                }
+            },
+        };
         state.metrics.messages_received.increment(1);
         if !has_receive {
             continue;

@@ -1,8 +1,13 @@
 //! A registered session that must be unregistered exactly once, however the connection ends,
 //! including when the upgrade never completes.
+//!
+//! An `oort.v1` connection is different: when it ends, its session may go on without it
+//! (lingering for `session.linger`, or resumed elsewhere), so the directory entry stays until
+//! the session itself ends.
 
 use std::sync::Arc;
 
+use crate::durable::{Detached, Durable};
 use crate::sessions::{CloseCause, Session};
 use crate::state::AppState;
 
@@ -10,6 +15,8 @@ use crate::state::AppState;
 pub(crate) struct Registration {
     session: Arc<Session>,
     state: Arc<AppState>,
+    /// The client resumed an `oort.v1` session (the establish callback is told).
+    resumed: bool,
     finished: bool,
 }
 
@@ -18,6 +25,17 @@ impl Registration {
         Self {
             session,
             state,
+            resumed: false,
+            finished: false,
+        }
+    }
+
+    /// The registration of a connection that resumed an `oort.v1` session.
+    pub(crate) fn resumed(session: Arc<Session>, state: Arc<AppState>) -> Self {
+        Self {
+            session,
+            state,
+            resumed: true,
             finished: false,
         }
     }
@@ -26,12 +44,25 @@ impl Registration {
         &self.session
     }
 
+    pub(crate) fn is_resume(&self) -> bool {
+        self.resumed
+    }
+
     /// Unregisters the session (unless a newer connection took its key) and sends the close
     /// callback when `cause` calls for one.
     pub(crate) async fn finish(mut self, cause: CloseCause) {
         self.finished = true;
-        self.unregister();
-        super::after_close(&self.state, &self.session.key, cause).await;
+        match self.session.durable().cloned() {
+            None => {
+                self.unregister();
+                super::after_close(&self.state, &self.session.key, cause).await;
+            }
+            Some(durable) => {
+                if let Some(ending) = self.detach(&durable, cause) {
+                    ending.await;
+                }
+            }
+        }
     }
 
     fn unregister(&self) {
@@ -41,15 +72,56 @@ impl Registration {
             self.state.router.unregister(&session.key, session.epoch);
         }
     }
+
+    /// The connection of an `oort.v1` session ended: the session lingers, or ends (the future
+    /// returned then withdraws it and tells the backend), or already went on elsewhere.
+    fn detach(
+        &self,
+        durable: &Arc<Durable>,
+        cause: CloseCause,
+    ) -> Option<impl Future<Output = ()> + use<>> {
+        let state = self.state.clone();
+        state.registry.remove(&self.session.key, self.session.epoch);
+        match durable.detach(&self.session, cause) {
+            Detached::Ended => {
+                let durable = durable.clone();
+                Some(async move { super::end_durable(&state, &durable, cause).await })
+            }
+            Detached::Away(generation) => {
+                state.metrics.count_close(cause);
+                tracing::debug!(
+                    cause = cause.as_str(),
+                    "connection ended; the session lingers"
+                );
+                super::linger(state, durable.clone(), generation);
+                None
+            }
+            Detached::NotAttached => {
+                state.metrics.count_close(cause);
+                None
+            }
+        }
+    }
 }
 
 impl Drop for Registration {
     /// The upgrade failed (the client went away before the 101 was written): the session never
     /// served, so it is removed without a close callback, as kuiperbelt never registered it.
+    /// An `oort.v1` session lingers instead: its client may still resume it.
     fn drop(&mut self) {
-        if !self.finished {
-            self.unregister();
-            self.state.metrics.count_close(CloseCause::ConnectionLost);
+        if self.finished {
+            return;
+        }
+        match self.session.durable().cloned() {
+            None => {
+                self.unregister();
+                self.state.metrics.count_close(CloseCause::ConnectionLost);
+            }
+            Some(durable) => {
+                if let Some(ending) = self.detach(&durable, CloseCause::ConnectionLost) {
+                    tokio::spawn(ending);
+                }
+            }
         }
     }
 }

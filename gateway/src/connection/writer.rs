@@ -51,6 +51,9 @@ pub(super) async fn write_loop(
         config.websocket.ping_interval.non_zero(),
         config.websocket.pong_timeout.0,
     );
+    // An `oort.v1` connection that outlives its resume token gets a fresh one at half its life.
+    let token_every = session.durable().map(|_| state.tokens.ttl() / 2);
+    let mut token_due = token_every.map(|every| Instant::now() + every);
     let mut batch = Vec::new();
     loop {
         // One timer serves pings, pong deadlines and the idle timeout: an idle connection then
@@ -62,7 +65,16 @@ pub(super) async fn write_loop(
             // write timeout instead.
             biased;
             next = session.queue.next(&mut batch, MAX_BATCH) => next,
-            () = sleep_until_due(&pinger, &session, idle_timeout) => {
+            () = sleep_until_due(&pinger, &session, idle_timeout, token_due) => {
+                if let (Some(due), Some(every)) = (token_due, token_every)
+                    && Instant::now() >= due
+                {
+                    token_due = Some(due + every);
+                    let token = vec![fresh_token(&session, &state)];
+                    if let Err(err) = write_bounded(&mut sink, token, write_timeout).await {
+                        return Box::pin(write_failed(err, &mut sink, &session, &state)).await;
+                    }
+                }
                 if idle_expired(&session, idle_timeout) {
                     Box::pin(send_close(&mut sink, 1000, "idle timeout", &state)).await;
                     return WriterEnd { cause: CloseCause::IdleTimeout, sent_close: true };
@@ -205,15 +217,31 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) 
     )
 }
 
-/// Sleeps until the pinger is due or the session may have reached its idle timeout.
-async fn sleep_until_due(pinger: &Pinger, session: &Session, idle_timeout: Option<Duration>) {
+/// Sleeps until the pinger is due, the session may have reached its idle timeout, or a fresh
+/// resume token is due.
+async fn sleep_until_due(
+    pinger: &Pinger,
+    session: &Session,
+    idle_timeout: Option<Duration>,
+    token_due: Option<Instant>,
+) {
     let idle_deadline = idle_timeout.map(|timeout| idle_deadline(session, timeout));
-    let deadline = match (pinger.deadline(), idle_deadline) {
-        (Some(ping), Some(idle)) => ping.min(idle),
-        (Some(deadline), None) | (None, Some(deadline)) => deadline,
-        (None, None) => return pending().await,
-    };
-    sleep_until(deadline).await;
+    let deadline = [pinger.deadline(), idle_deadline, token_due]
+        .into_iter()
+        .flatten()
+        .min();
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => pending().await,
+    }
+}
+
+/// The `token` frame: a fresh resume token for the session this connection serves.
+fn fresh_token(session: &Session, state: &AppState) -> Message {
+    let id = session
+        .durable()
+        .map_or(session.epoch.0, |durable| durable.id);
+    crate::durable::protocol::token(&state.tokens.issue(&session.key, id))
 }
 
 fn idle_deadline(session: &Session, idle_timeout: Duration) -> Instant {

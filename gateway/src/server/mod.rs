@@ -9,6 +9,7 @@ mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oort_common::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ pub use listener::Listener;
 
 use crate::api;
 use crate::host::Host;
-use crate::sessions::CloseCommand;
+use crate::sessions::{CloseCause, CloseCommand};
 use crate::state::{AppState, StartError};
 
 /// Where the gateway listens.
@@ -189,6 +190,45 @@ fn spawn_serve(
     });
 }
 
+/// `oort.v1` sessions told to move linger here until their clients resume on other nodes,
+/// which take their buffers. In a cluster, that is waited for until shortly before the
+/// deadline (leaving time to leave the cluster); what is left then ends, and the backend is
+/// told.
+async fn see_out_lingering(state: &Arc<AppState>, grace: Duration, deadline: tokio::time::Instant) {
+    if state.router.cluster_status().is_some() {
+        let margin = (grace / 4).min(Duration::from_secs(5));
+        let until = deadline.checked_sub(margin).unwrap_or(deadline);
+        let waiting = state.registry.lingering().len();
+        if waiting > 0 {
+            info!(
+                sessions = waiting,
+                "waiting for oort.v1 clients to resume elsewhere"
+            );
+        }
+        while tokio::time::Instant::now() < until && !state.registry.lingering().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let left = state.registry.lingering();
+    if !left.is_empty() {
+        info!(
+            sessions = left.len(),
+            "ending oort.v1 sessions nobody resumed"
+        );
+    }
+    let endings = left
+        .into_iter()
+        .filter(|durable| durable.end(None))
+        .map(|durable| {
+            let state = state.clone();
+            async move {
+                crate::connection::end_durable(&state, &durable, CloseCause::Shutdown).await;
+            }
+        });
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = tokio::time::timeout(remaining, futures_util::future::join_all(endings)).await;
+}
+
 async fn drain(state: &Arc<AppState>, http: &TaskTracker, stop_accepting: &CancellationToken) {
     let grace = state.config.shutdown_grace_period.0;
     let deadline = tokio::time::Instant::now() + grace;
@@ -216,6 +256,7 @@ async fn drain(state: &Arc<AppState>, http: &TaskTracker, stop_accepting: &Cance
     } else {
         info!("sessions closed");
     }
+    see_out_lingering(state, grace, deadline).await;
     // Last, leave the cluster: the leader removes this node and purges what is left of its
     // sessions, so no send is routed here any more.
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());

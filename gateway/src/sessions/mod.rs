@@ -13,7 +13,7 @@ use axum::extract::ws::Message;
 use oort_common::{Epoch, SessionKey};
 
 pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
-pub(crate) use registry::{Committed, SessionRegistry, frame_for};
+pub(crate) use registry::{Committed, EndedDurable, SessionRegistry, frame_for};
 
 /// Why a session ended. Decides the close frame and whether the backend's close callback runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,16 @@ pub(crate) enum CloseCause {
     Shutdown,
     /// The establish callback refused the session before it was announced.
     EstablishFailed,
+    /// An `oort.v1` session was resumed by another connection (close 4001); it goes on there.
+    TakenOver,
+    /// The node is draining and told its `oort.v1` client to resume elsewhere (close 1012);
+    /// the session lingers for that.
+    Moving,
+    /// An `oort.v1` session lingered without a connection for `session.linger`.
+    LingerExpired,
+    /// An `oort.v1` client resumed, but the session could not be continued exactly (close
+    /// 4000): it ends, and the client starts over through the connect callback.
+    Reset,
 }
 
 impl CloseCause {
@@ -50,7 +60,26 @@ impl CloseCause {
     pub(crate) fn notifies_backend(self) -> bool {
         !matches!(
             self,
-            Self::ClosedByBackend | Self::Replaced | Self::EstablishFailed
+            Self::ClosedByBackend
+                | Self::Replaced
+                | Self::EstablishFailed
+                | Self::TakenOver
+                | Self::Moving
+        )
+    }
+
+    /// Whether an `oort.v1` session ends with its connection when it ends this way. The causes
+    /// that do not are the ones a client resumes from: a dropped or stalled connection, a
+    /// resume elsewhere, a drain.
+    pub(crate) fn ends_durable_session(self) -> bool {
+        !matches!(
+            self,
+            Self::ConnectionLost
+                | Self::IdleTimeout
+                | Self::PongTimeout
+                | Self::SlowConsumer
+                | Self::TakenOver
+                | Self::Moving
         )
     }
 
@@ -69,6 +98,10 @@ impl CloseCause {
             Self::Replaced => "replaced",
             Self::Shutdown => "shutdown",
             Self::EstablishFailed => "establish_failed",
+            Self::TakenOver => "taken_over",
+            Self::Moving => "moving",
+            Self::LingerExpired => "linger_expired",
+            Self::Reset => "reset",
         }
     }
 }
@@ -117,6 +150,21 @@ impl CloseCommand {
             "session replaced by a newer connection",
             CloseCause::Replaced,
         )
+    }
+
+    /// Another connection resumed this `oort.v1` session.
+    pub(crate) fn taken_over() -> Self {
+        Self::new(
+            crate::durable::protocol::CLOSE_TAKEN_OVER,
+            "session resumed by another connection",
+            CloseCause::TakenOver,
+        )
+    }
+
+    /// A draining node tells an `oort.v1` client to resume on another node: 1012 (service
+    /// restart) with a reason the client can act on.
+    pub(crate) fn moving() -> Self {
+        Self::new(1012, "moving; resume", CloseCause::Moving)
     }
 
     /// The cluster declared this node dead and purged its sessions: 1012 (service restart)
@@ -168,6 +216,9 @@ pub(crate) struct Session {
     clock_origin: Instant,
     /// A server ping is unanswered (no frame at all has come from the client since).
     awaiting_pong: AtomicBool,
+    /// The lasting part of an `oort.v1` session; unset for plain connections. Set once, before
+    /// the connection is registered.
+    durable: std::sync::OnceLock<Arc<crate::durable::Durable>>,
     /// Where the router committed this registration (a raft log index; 0 single node, or
     /// while pending), which orders it against registrations of the key on other nodes.
     committed_at: AtomicU64,
@@ -184,6 +235,7 @@ impl Session {
         Arc::new(Self {
             key,
             epoch,
+            durable: std::sync::OnceLock::new(),
             queue: OutboundQueue::new(),
             peer,
             connected_at: SystemTime::now(),
@@ -193,6 +245,16 @@ impl Session {
             committed_at: AtomicU64::new(0),
             reader_busy: AtomicI64::new(0),
         })
+    }
+
+    /// The `oort.v1` session this connection serves, if it is one.
+    pub(crate) fn durable(&self) -> Option<&Arc<crate::durable::Durable>> {
+        self.durable.get()
+    }
+
+    /// Makes this connection one of `durable`'s (once; later calls change nothing).
+    pub(crate) fn set_durable(&self, durable: Arc<crate::durable::Durable>) {
+        let _ = self.durable.set(durable);
     }
 
     /// Records activity now (server writes, client messages, client pings).

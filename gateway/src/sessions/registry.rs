@@ -13,21 +13,32 @@
 //! it. Each slot is changed under its map entry's lock, so a commit and the news of another
 //! node's registration cannot pass each other.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use dashmap::DashMap;
+use oort_common::cluster::HandoverTail;
 use oort_common::{DeliveryMode, DeliveryStatus, Epoch, FrameKind, Payload, SessionKey};
 use oort_router::{EpochSource, LocalSessions};
 
+use tokio::sync::mpsc;
+
 use super::{CloseCause, CloseCommand, QueueLimits, Session};
+use crate::durable::{BufferLimits, Durable, Gap, Tail};
+
+/// How long the buffer of a session that another node registered waits for that node to ask
+/// for it.
+const DEPARTED_KEPT_FOR: Duration = Duration::from_secs(30);
 
 /// One key's sessions.
 #[derive(Default)]
 struct Slot {
     live: Option<Arc<Session>>,
     pending: Option<Box<Pending>>,
+    /// The key's `oort.v1` session, attached to `live` or lingering without a connection.
+    durable: Option<Arc<Durable>>,
 }
 
 /// Sessions of one key whose registration is in flight.
@@ -39,8 +50,17 @@ struct Pending {
 
 impl Slot {
     fn is_empty(&self) -> bool {
-        self.live.is_none() && self.pending.is_none()
+        self.live.is_none() && self.pending.is_none() && self.durable.is_none()
     }
+}
+
+/// An `oort.v1` session that ended without a connection to see it out (a `/close` while it
+/// lingered, the cluster purging this node): someone must withdraw it and tell the backend.
+pub(crate) struct EndedDurable {
+    pub durable: Arc<Durable>,
+    pub cause: CloseCause,
+    /// Whether the directory entry must be withdrawn (not when the cluster already purged it).
+    pub unregister: bool,
 }
 
 /// What became of a registration that committed.
@@ -58,17 +78,44 @@ pub(crate) struct SessionRegistry {
     slots: DashMap<SessionKey, Slot>,
     live: AtomicUsize,
     limits: QueueLimits,
+    buffer_limits: BufferLimits,
     epochs: Arc<EpochSource>,
+    /// `oort.v1` sessions another node registered, waiting for it to take their buffers.
+    departed: DashMap<SessionKey, (Arc<Durable>, Instant)>,
+    ended: mpsc::UnboundedSender<EndedDurable>,
+    ended_rx: Mutex<Option<mpsc::UnboundedReceiver<EndedDurable>>>,
 }
 
 impl SessionRegistry {
-    pub(crate) fn new(limits: QueueLimits, epochs: Arc<EpochSource>) -> Self {
+    pub(crate) fn new(
+        limits: QueueLimits,
+        buffer_limits: BufferLimits,
+        epochs: Arc<EpochSource>,
+    ) -> Self {
+        let (ended, ended_rx) = mpsc::unbounded_channel();
         Self {
             slots: DashMap::new(),
             live: AtomicUsize::new(0),
             limits,
+            buffer_limits,
             epochs,
+            departed: DashMap::new(),
+            ended,
+            ended_rx: Mutex::new(Some(ended_rx)),
         }
+    }
+
+    /// The bounds of every `oort.v1` session's replay buffer.
+    pub(crate) fn buffer_limits(&self) -> &BufferLimits {
+        &self.buffer_limits
+    }
+
+    /// Where durable sessions that ended without a connection are reported (taken once).
+    pub(crate) fn take_ended(&self) -> Option<mpsc::UnboundedReceiver<EndedDurable>> {
+        self.ended_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// A fresh epoch for a new registration, above every earlier one.
@@ -107,11 +154,115 @@ impl SessionRegistry {
         } else {
             self.live.fetch_add(1, Ordering::Relaxed);
         }
+        let durable = session.durable().cloned();
+        if let Some(durable) = &durable {
+            durable.set_registered(session.epoch, index);
+        }
+        // A new session with this key replaces the old one, durable or not: no close callback,
+        // as for any replaced connection.
+        let older = std::mem::replace(&mut slot.durable, durable.clone());
+        if let Some(older) = older
+            && durable.is_none_or(|durable| !Arc::ptr_eq(&durable, &older))
+        {
+            older.end(Some(CloseCommand::replaced()));
+        }
         Committed::Live
+    }
+
+    /// A client resumes `durable`, which this node holds, on `session`: no new registration is
+    /// needed, since the directory already points here. The welcome and the replay are queued
+    /// before this returns; a gap means continuity is lost.
+    pub(crate) fn resume_here(
+        &self,
+        session: &Arc<Session>,
+        durable: &Arc<Durable>,
+        seen: u64,
+        welcome: impl FnOnce(u64) -> axum::extract::ws::Message,
+    ) -> Result<(), Gap> {
+        let mut slot = self.slots.entry(session.key.clone()).or_default();
+        if slot
+            .durable
+            .as_ref()
+            .is_none_or(|held| !Arc::ptr_eq(held, durable))
+        {
+            return Err(Gap::Dropped { through: u64::MAX });
+        }
+        durable.attach(session, seen, welcome, &self.buffer_limits)?;
+        session.set_committed_at(durable.committed_at());
+        if slot.live.replace(session.clone()).is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The `oort.v1` session with this key held here (attached or lingering), if any.
+    pub(crate) fn durable(&self, key: &str) -> Option<Arc<Durable>> {
+        self.slots.get(key).and_then(|slot| slot.durable.clone())
+    }
+
+    /// Withdraws `durable` from the table if it is still the key's durable session.
+    pub(crate) fn remove_durable(&self, durable: &Arc<Durable>) -> bool {
+        let Some(mut slot) = self.slots.get_mut(&durable.key) else {
+            return false;
+        };
+        if slot
+            .durable
+            .as_ref()
+            .is_none_or(|held| !Arc::ptr_eq(held, durable))
+        {
+            return false;
+        }
+        slot.durable = None;
+        let empty = slot.is_empty();
+        drop(slot);
+        if empty {
+            self.slots
+                .remove_if(&durable.key, |_, slot| slot.is_empty());
+        }
+        true
+    }
+
+    /// Another node that took the session `key` (created under `id`) over asks for what its
+    /// client has not seen after `seen`.
+    pub(crate) fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<Tail> {
+        self.departed
+            .retain(|_, (_, since)| since.elapsed() < DEPARTED_KEPT_FOR);
+        // Its registration may not have reached this node's replica yet.
+        if let Some(durable) = self.durable(key.as_str())
+            && durable.id == id
+        {
+            self.depart(&durable);
+        }
+        let (_, (durable, _)) = self
+            .departed
+            .remove_if(key, |_, (durable, _)| durable.id == id)?;
+        durable.hand_over(seen)
+    }
+
+    /// The session moves to another node: it leaves the table, and its buffer waits for that
+    /// node in `departed`.
+    fn depart(&self, durable: &Arc<Durable>) {
+        if self.remove_durable(durable) && durable.depart() {
+            self.departed
+                .insert(durable.key.clone(), (durable.clone(), Instant::now()));
+        }
+    }
+
+    /// Sessions lingering without a connection.
+    pub(crate) fn lingering(&self) -> Vec<Arc<Durable>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .filter(|durable| durable.is_away())
+            .collect()
     }
 
     /// The session's registration failed: it goes, and nothing else changes.
     pub(crate) fn abandon(&self, session: &Arc<Session>) {
+        if let Some(durable) = session.durable() {
+            // Ends the durable part, which also lets go of this connection.
+            durable.end(None);
+        }
         if let Some(mut slot) = self.slots.get_mut(&session.key) {
             take_pending(&mut slot, session);
             let empty = slot.is_empty();
@@ -153,12 +304,54 @@ impl SessionRegistry {
     }
 
     /// Asks every live session to close, after the messages already queued; returns how many.
+    /// `oort.v1` clients are told to move (1012) and their sessions linger, so that they can
+    /// resume on another node.
     pub(crate) fn close_all(&self, close: &CloseCommand) -> usize {
         self.slots
             .iter()
             .filter_map(|slot| slot.live.clone())
-            .filter(|session| session.queue.close(close.clone(), false))
+            .filter(|session| {
+                let close = match session.durable() {
+                    Some(_) if close.cause == CloseCause::Shutdown => CloseCommand::moving(),
+                    _ => close.clone(),
+                };
+                session.queue.close(close, false)
+            })
             .count()
+    }
+
+    fn report_ended(&self, durable: Arc<Durable>, cause: CloseCause, unregister: bool) {
+        let _ = self.ended.send(EndedDurable {
+            durable,
+            cause,
+            unregister,
+        });
+    }
+}
+
+impl SessionRegistry {
+    fn deliver_durable(
+        &self,
+        durable: &Arc<Durable>,
+        payload: &Payload,
+        mode: &DeliveryMode,
+    ) -> DeliveryStatus {
+        match mode {
+            DeliveryMode::Send => durable.push(payload, &self.limits, &self.buffer_limits),
+            DeliveryMode::Close {
+                code,
+                reason,
+                send_payload,
+            } => {
+                let close = CloseCommand::new(*code, reason.clone(), CloseCause::ClosedByBackend);
+                let last_word = send_payload.then_some(payload);
+                let (status, ended) = durable.close(last_word, close, &self.buffer_limits);
+                if ended && self.remove_durable(durable) {
+                    self.report_ended(durable.clone(), CloseCause::ClosedByBackend, true);
+                }
+                status
+            }
+        }
     }
 }
 
@@ -202,6 +395,9 @@ impl LocalSessions for SessionRegistry {
         targets
             .iter()
             .map(|key| {
+                if let Some(durable) = self.durable(key.as_str()) {
+                    return self.deliver_durable(&durable, payload, mode);
+                }
                 let Some(session) = self.get(key.as_str()) else {
                     return DeliveryStatus::NotFound;
                 };
@@ -223,6 +419,9 @@ impl LocalSessions for SessionRegistry {
     }
 
     fn holds(&self, key: &str) -> bool {
+        if let Some(durable) = self.durable(key) {
+            return durable.is_going();
+        }
         self.get(key)
             .is_some_and(|session| !session.queue.is_closing())
     }
@@ -230,20 +429,55 @@ impl LocalSessions for SessionRegistry {
     fn broadcast(&self, payload: &Payload) -> usize {
         let frame = frame_for(payload);
         let size = payload.len();
-        self.slots
+        // Collected first, so no shard lock is held while a durable session's lock is taken.
+        type Target = (Option<Arc<Durable>>, Option<Arc<Session>>);
+        let targets: Vec<Target> = self
+            .slots
             .iter()
-            .filter_map(|slot| slot.live.clone())
-            .filter(|session| {
-                session.queue.push(frame.clone(), size, &self.limits) == DeliveryStatus::Ok
+            .map(|slot| (slot.durable.clone(), slot.live.clone()))
+            .collect();
+        targets
+            .into_iter()
+            .filter(|(durable, live)| match (durable, live) {
+                (Some(durable), _) => durable
+                    .push(payload, &self.limits, &self.buffer_limits)
+                    .is_success(),
+                (None, Some(session)) => {
+                    session.queue.push(frame.clone(), size, &self.limits) == DeliveryStatus::Ok
+                }
+                (None, None) => false,
             })
             .count()
     }
 
     fn close_all(&self) {
+        // The cluster purged this node's sessions from the directory: durable ones end too,
+        // since no resume can find them any more.
+        let durables: Vec<Arc<Durable>> = self
+            .slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .collect();
+        for durable in durables {
+            if self.remove_durable(&durable) && durable.end(Some(CloseCommand::node_down())) {
+                self.report_ended(durable, CloseCause::Shutdown, false);
+            }
+        }
         SessionRegistry::close_all(self, &CloseCommand::node_down());
     }
 
+    fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail> {
+        let tail = SessionRegistry::hand_over(self, key, id, seen)?;
+        Some(crate::durable::tail_to_wire(tail))
+    }
+
     fn superseded(&self, key: &SessionKey, index: u64) {
+        if let Some(durable) = self.durable(key.as_str())
+            && durable.committed_at() < index
+        {
+            // Resumed (or replaced) on another node: its buffer waits for that node.
+            self.depart(&durable);
+        }
         let Some(mut slot) = self.slots.get_mut(key.as_str()) else {
             return;
         };
@@ -270,8 +504,6 @@ impl LocalSessions for SessionRegistry {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn registry() -> SessionRegistry {
@@ -280,6 +512,11 @@ mod tests {
                 max_messages: 4,
                 max_bytes: 1024,
                 slow_consumer_timeout: Duration::from_secs(5),
+            },
+            BufferLimits {
+                max_messages: 8,
+                max_bytes: 1024,
+                max_age: Duration::from_secs(60),
             },
             Arc::new(EpochSource::in_memory()),
         )

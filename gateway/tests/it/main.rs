@@ -27,6 +27,7 @@ mod bad_backend;
 mod bad_input;
 mod broadcast;
 mod callback_concurrency;
+mod durable;
 mod limits;
 mod methods;
 mod metrics_health;

@@ -1,6 +1,7 @@
 //! Control requests between nodes on `oort.<cluster>.ctl.<raft_id>`: bootstrap grants, joins
-//! and leaves (to the leader), forwarded directory writes, linearizable lookups, and pings; and
-//! the client side of them, including following the leader as it changes.
+//! and leaves (to the leader), forwarded directory writes, linearizable lookups, pings, and
+//! hand-overs of `oort.v1` sessions to the node a client resumed on; and the client side of
+//! them, including following the leader as it changes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::peers::PeerTable;
 use super::types::RaftId;
 use super::voters::{self, Change, VoterView};
 use crate::RouterError;
+use crate::request::LocalSessions;
 
 /// Control requests served at once; more wait in NATS's buffer.
 const CONCURRENT_REQUESTS: usize = 32;
@@ -33,11 +35,18 @@ pub(crate) struct Control {
     peers: Arc<PeerTable>,
     /// The candidate this node granted a bootstrap to, and when (grants are exclusive).
     bootstrap_grant: Mutex<Option<(NodeId, Instant)>>,
+    /// This node's sessions, for hand-overs.
+    sessions: Arc<dyn LocalSessions>,
 }
 
 impl Control {
-    pub(crate) fn new(core: Arc<Core>, peers: Arc<PeerTable>) -> Self {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        peers: Arc<PeerTable>,
+        sessions: Arc<dyn LocalSessions>,
+    ) -> Self {
         Self {
+            sessions,
             core,
             peers,
             bootstrap_grant: Mutex::new(None),
@@ -102,6 +111,9 @@ impl Control {
             ControlRequest::Write(command) => self.as_leader(|| self.write_here(command)).await,
             ControlRequest::Lookup { keys } => self.as_leader(|| self.lookup_here(keys)).await,
             ControlRequest::Ping => ControlResponse::Done,
+            ControlRequest::HandOver { key, id, seen } => {
+                ControlResponse::Tail(self.sessions.hand_over(&key, id, seen))
+            }
         }
     }
 

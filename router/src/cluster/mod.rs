@@ -32,7 +32,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand, Owner, Subjects};
+use oort_common::cluster::{
+    ControlRequest, ControlResponse, DirectoryCommand, HandoverTail, Owner, Subjects,
+};
 use oort_common::config::{ClusterConfig, NatsAccess};
 use oort_common::envelope::Sealer;
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
@@ -179,7 +181,7 @@ impl ClusterRouter {
             stop: CancellationToken::new(),
         });
         let peers = Arc::new(PeerTable::new(node.clone(), incarnation));
-        let control = Arc::new(Control::new(core.clone(), peers.clone()));
+        let control = Arc::new(Control::new(core.clone(), peers.clone(), sessions.clone()));
         let membership = Arc::new(Membership::new(
             core.clone(),
             control.clone(),
@@ -290,6 +292,33 @@ impl ClusterRouter {
             ControlResponse::Owners(mut owners) => Ok(owners.pop().flatten()),
             other => Err(RouterError::Unavailable(format!(
                 "unexpected lookup answer: {other:?}"
+            ))),
+        }
+    }
+
+    /// Asks `previous`, which held the `oort.v1` session `key` (created under `id`) before
+    /// this node took it over in the directory, for what the client has not seen after
+    /// `seen`. `None` when that node no longer has it (it crashed, or the session ended).
+    pub async fn take_over(
+        &self,
+        previous: &NodeId,
+        key: &SessionKey,
+        id: u64,
+        seen: u64,
+    ) -> Result<Option<HandoverTail>, RouterError> {
+        let request = ControlRequest::HandOver {
+            key: key.clone(),
+            id,
+            seen,
+        };
+        match self
+            .control
+            .call(oort_common::cluster::raft_id(previous), &request)
+            .await?
+        {
+            ControlResponse::Tail(tail) => Ok(tail),
+            other => Err(RouterError::Unavailable(format!(
+                "unexpected hand-over answer: {other:?}"
             ))),
         }
     }

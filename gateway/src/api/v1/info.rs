@@ -23,6 +23,33 @@ struct SessionInfo {
     peer: Option<String>,
     queued_messages: usize,
     queued_bytes: usize,
+    /// Only for `oort.v1` sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durable: Option<DurableInfo>,
+}
+
+/// What an `oort.v1` session keeps for its client.
+#[derive(Serialize)]
+struct DurableInfo {
+    /// A connection is attached (false while the session lingers).
+    connected: bool,
+    /// The last sequence number given out.
+    last_seq: u64,
+    /// Messages and bytes kept until the client acknowledges them.
+    unacked_messages: usize,
+    unacked_bytes: usize,
+}
+
+impl DurableInfo {
+    fn of(durable: &crate::durable::Durable, connected: bool) -> Self {
+        let (unacked_messages, unacked_bytes, last_seq) = durable.depth();
+        Self {
+            connected,
+            last_seq,
+            unacked_messages,
+            unacked_bytes,
+        }
+    }
 }
 
 /// `?replica=true`: answer from this node's own replica of the directory.
@@ -54,6 +81,18 @@ pub(crate) async fn session(
         }
     };
     let held_here = state.registry.get(&key);
+    if held_here.is_none()
+        && !replica_only
+        && let Some(durable) = state.registry.durable(&key)
+    {
+        // Lingering: no connection, but the session goes on here.
+        return Json(serde_json::json!({
+            "session": key,
+            "node": state.router.node_id().to_string(),
+            "durable": DurableInfo::of(&durable, false),
+        }))
+        .into_response();
+    }
     let Some(session) = held_here.filter(|_| !replica_only) else {
         // Not held here, or the replica alone is asked: in a cluster another node may hold it
         // (the router answers from its replica, or asks the leader before saying it does not
@@ -88,6 +127,9 @@ pub(crate) async fn session(
         peer: session.peer.map(|peer| peer.to_string()),
         queued_messages,
         queued_bytes,
+        durable: session
+            .durable()
+            .map(|durable| DurableInfo::of(durable, true)),
     })
     .into_response()
 }

@@ -30,6 +30,8 @@ pub(crate) struct SessionResult {
 pub(crate) struct DeliveryAnswer {
     results: Vec<SessionResult>,
     ok: usize,
+    /// Kept for `oort.v1` sessions between connections; delivered when they resume.
+    buffered: usize,
     failed: usize,
 }
 
@@ -39,7 +41,11 @@ impl DeliveryAnswer {
             .iter()
             .filter(|s| **s == DeliveryStatus::Ok)
             .count();
-        let failed = statuses.len() - ok;
+        let buffered = statuses
+            .iter()
+            .filter(|s| **s == DeliveryStatus::Buffered)
+            .count();
+        let failed = statuses.len() - ok - buffered;
         let results = targets
             .into_iter()
             .zip(statuses)
@@ -48,6 +54,7 @@ impl DeliveryAnswer {
         Self {
             results,
             ok,
+            buffered,
             failed,
         }
     }
@@ -57,6 +64,7 @@ impl DeliveryAnswer {
 pub(crate) struct BatchAnswer {
     messages: Vec<DeliveryAnswer>,
     ok: usize,
+    buffered: usize,
     failed: usize,
 }
 
@@ -93,6 +101,7 @@ pub(crate) async fn send_batch(
     let mut answer = BatchAnswer {
         messages: Vec::with_capacity(deliveries.len()),
         ok: 0,
+        buffered: 0,
         failed: 0,
     };
     for delivery in &mut deliveries {
@@ -102,6 +111,7 @@ pub(crate) async fn send_batch(
     for (delivery, statuses) in deliveries.into_iter().zip(all_statuses) {
         let result = answer_of(&state, delivery, statuses);
         answer.ok += result.ok;
+        answer.buffered += result.buffered;
         answer.failed += result.failed;
         answer.messages.push(result);
     }

@@ -1,0 +1,77 @@
+//! A session moving between nodes on resume, and what a crash still loses.
+
+use oort_e2e::durable_client::{ConnectError, Data, DurableClient};
+use oort_e2e::{CallbackKind, TIMEOUT, eventually};
+
+use crate::{connect, connect_url, three_nodes};
+
+#[tokio::test]
+async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
+    let (_nats, cluster) = three_nodes().await;
+    let mut client = connect(&cluster, "n1", "mover").await;
+    assert_eq!(cluster.v1_send("n2", &["mover"], "m1").await, ["ok"]);
+    assert_eq!(client.recv().await, (1, Data::Text("m1".into())));
+    let position = client.drop_connection();
+    eventually(TIMEOUT, "n1 to notice the drop", || async {
+        let url = format!("{}/v1/sessions/mover", cluster.node("n1").api_url());
+        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
+        (info["durable"]["connected"] == false).then_some(())
+    })
+    .await;
+    // Sent through every node while the client is away: kept on n1.
+    for (n, node) in ["n1", "n2", "n3", "n2"].into_iter().enumerate() {
+        let data = format!("m{}", n + 2);
+        assert_eq!(cluster.v1_send(node, &["mover"], &data).await, ["buffered"]);
+    }
+    // Resumed on n3: the directory now says n3, and the tail came from n1.
+    let mut resumed = DurableClient::resume(&connect_url(&cluster, "n3"), &position)
+        .await
+        .expect("resumed on another node");
+    assert_eq!(resumed.welcome_seq, 1);
+    for seq in 2..=5 {
+        assert_eq!(
+            resumed.recv().await,
+            (seq, Data::Text(format!("m{seq}"))),
+            "in order, exactly once"
+        );
+    }
+    assert_eq!(
+        cluster.owner_in_replica("n3", "mover").await.as_deref(),
+        Some("n3")
+    );
+    // Sends through the old owner reach the new one.
+    let status = cluster.v1_send("n1", &["mover"], "m6").await;
+    assert_eq!(status, ["ok"]);
+    assert_eq!(resumed.recv().await, (6, Data::Text("m6".into())));
+    let established = cluster
+        .backend
+        .wait_for(CallbackKind::Establish, "mover", 2, TIMEOUT)
+        .await;
+    assert_eq!(established[1].header("x-oort-resumed"), Some("true"));
+    assert!(
+        cluster
+            .backend
+            .for_session(CallbackKind::Close, "mover")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_owner_means_a_reset_and_a_fresh_connect() {
+    let (_nats, mut cluster) = three_nodes().await;
+    let mut client = connect(&cluster, "n2", "crashed").await;
+    assert_eq!(cluster.v1_send("n1", &["crashed"], "m1").await, ["ok"]);
+    assert_eq!(client.recv().await.0, 1);
+    let position = client.drop_connection();
+    cluster.kill("n2").await;
+    match DurableClient::resume(&connect_url(&cluster, "n1"), &position).await {
+        Err(ConnectError::Reset(reason)) => assert_eq!(reason, "the session is over"),
+        Err(other) => panic!("expected a reset, got {other:?}"),
+        Ok(_) => panic!("a crashed owner's buffer cannot be resumed"),
+    }
+    // The client starts over through the connect callback, on a live node.
+    let mut fresh = connect(&cluster, "n3", "crashed").await;
+    assert_eq!(fresh.welcome_seq, 0);
+    assert_eq!(cluster.v1_send("n1", &["crashed"], "again").await, ["ok"]);
+    assert_eq!(fresh.recv().await, (1, Data::Text("again".into())));
+}

@@ -1,0 +1,465 @@
+//! Sessions that outlive their connection: the `oort.v1` subprotocol.
+//!
+//! A [`Durable`] is the part of an `oort.v1` session that survives its connections: the
+//! sequence numbers, the replay buffer and where the session stands ([`Phase`]). A connection
+//! ([`Session`]) attaches to it, is fed from it, and detaches when it ends; the durable session
+//! then lingers for `session.linger`, keeping what is sent meanwhile (`buffered`), until a
+//! client resumes it here or on another node, or the linger ends it.
+//!
+//! Every send to the session passes through [`Durable::push`] under one lock, which is what
+//! keeps sequence numbers gap-free and in the order sends were answered, across attaches.
+
+mod buffer;
+pub(crate) mod protocol;
+pub(crate) mod token;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Message;
+use oort_common::cluster::{HandoverTail, KeptMessage};
+use oort_common::{DeliveryStatus, Epoch, FrameKind, Payload, SessionKey};
+
+pub(crate) use buffer::{BufferLimits, Gap, Kept, ReplayBuffer};
+
+use crate::sessions::{CloseCause, CloseCommand, QueueLimits, Session};
+
+/// Where a durable session stands.
+enum Phase {
+    /// A connection is writing it.
+    Attached(Arc<Session>),
+    /// No connection; lingering. The generation tells one spell apart from the next, so an old
+    /// linger timer never ends a session that was resumed and dropped again since.
+    Away { generation: u64 },
+    /// Being taken over from another node: messages sent meanwhile are held, unnumbered, until
+    /// the other node's tail arrives, and numbered after it.
+    Receiving { held: Vec<Payload> },
+    /// Another node registered the session (a resume there): sends answer `not_found`, so
+    /// their senders look the key up again, and the buffer waits for that node to take it.
+    Departed,
+    /// Over here: it ended, or another node took it. Sends answer `not_found`.
+    Ended,
+}
+
+/// What became of the durable session when a connection detached.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Detached {
+    /// The cause ends the session.
+    Ended,
+    /// It lingers; the linger timer of this generation may end it.
+    Away(u64),
+    /// The connection was no longer the attached one (taken over by a resume).
+    NotAttached,
+}
+
+/// The tail another node takes over: what the client has not seen, and where numbering
+/// continues.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub kept: Vec<Kept>,
+    pub next_seq: u64,
+    pub dropped_through: u64,
+}
+
+/// The lasting part of one `oort.v1` session on this node.
+pub(crate) struct Durable {
+    pub key: SessionKey,
+    /// The epoch the session was created under; resume tokens name it.
+    pub id: u64,
+    /// The epoch of the directory entry that points here, for the eventual unregister.
+    registered: AtomicU64,
+    /// Where that entry was committed (a raft log index; 0 single node).
+    committed_at: AtomicU64,
+    state: Mutex<State>,
+}
+
+struct State {
+    buffer: ReplayBuffer,
+    phase: Phase,
+    generation: u64,
+}
+
+impl Durable {
+    /// A new session whose first connection is `connection`: the welcome is its first frame,
+    /// then the connect callback's first message (sequence number 1) when there is one.
+    pub(crate) fn start(
+        connection: &Arc<Session>,
+        welcome: Message,
+        first_message: Option<&Payload>,
+        limits: &BufferLimits,
+    ) -> Arc<Self> {
+        let mut buffer = ReplayBuffer::new();
+        connection.queue.push_first(welcome, 0);
+        if let Some(payload) = first_message {
+            let frame = protocol::message(buffer.next_seq(), payload);
+            connection.queue.push_first(frame.clone(), payload.len());
+            buffer.keep(frame, payload.len(), limits);
+        }
+        Self::with(
+            connection,
+            connection.epoch.0,
+            buffer,
+            Phase::Attached(connection.clone()),
+        )
+    }
+
+    /// A session being taken over from another node by `connection`.
+    pub(crate) fn receiving(connection: &Arc<Session>, id: u64) -> Arc<Self> {
+        Self::with(
+            connection,
+            id,
+            ReplayBuffer::new(),
+            Phase::Receiving { held: Vec::new() },
+        )
+    }
+
+    fn with(connection: &Arc<Session>, id: u64, buffer: ReplayBuffer, phase: Phase) -> Arc<Self> {
+        Arc::new(Self {
+            key: connection.key.clone(),
+            id,
+            registered: AtomicU64::new(connection.epoch.0),
+            committed_at: AtomicU64::new(0),
+            state: Mutex::new(State {
+                buffer,
+                phase,
+                generation: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state whole, so a poisoned lock is still safe to use.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The epoch under which the directory knows the session is here.
+    pub(crate) fn registered(&self) -> Epoch {
+        Epoch(self.registered.load(Ordering::Acquire))
+    }
+
+    /// Where the directory entry pointing here was committed.
+    pub(crate) fn committed_at(&self) -> u64 {
+        self.committed_at.load(Ordering::Acquire)
+    }
+
+    /// The directory entry pointing here is `epoch`, committed at `index`.
+    pub(crate) fn set_registered(&self, epoch: Epoch, index: u64) {
+        self.registered.store(epoch.0, Ordering::Release);
+        self.committed_at.store(index, Ordering::Release);
+    }
+
+    /// Numbers `payload`, keeps it for replay and queues it for the connection if there is
+    /// one. `buffered` when there is none.
+    pub(crate) fn push(
+        &self,
+        payload: &Payload,
+        queue_limits: &QueueLimits,
+        limits: &BufferLimits,
+    ) -> DeliveryStatus {
+        let mut state = self.lock();
+        let seq = state.buffer.next_seq();
+        let size = payload.len();
+        match &mut state.phase {
+            Phase::Ended | Phase::Departed => DeliveryStatus::NotFound,
+            Phase::Receiving { held } => {
+                if held.len() >= limits.max_messages {
+                    DeliveryStatus::QueueFull
+                } else {
+                    held.push(payload.clone());
+                    DeliveryStatus::Buffered
+                }
+            }
+            Phase::Attached(connection) => {
+                let frame = protocol::message(seq, payload);
+                let status = connection.queue.push(frame.clone(), size, queue_limits);
+                match status {
+                    DeliveryStatus::Ok => {
+                        state.buffer.keep(frame, size, limits);
+                        DeliveryStatus::Ok
+                    }
+                    // The connection is ending; the session lingers on after it.
+                    DeliveryStatus::Closed => {
+                        state.buffer.keep(frame, size, limits);
+                        DeliveryStatus::Buffered
+                    }
+                    other => other,
+                }
+            }
+            Phase::Away { .. } => {
+                let frame = protocol::message(seq, payload);
+                state.buffer.keep(frame, size, limits);
+                DeliveryStatus::Buffered
+            }
+        }
+    }
+
+    /// The backend's `/close`: the last word (numbered) and the close go to the connection;
+    /// without one, the session ends here and now. Returns the status and whether the session
+    /// ended without a connection (the caller then withdraws it).
+    pub(crate) fn close(
+        &self,
+        last_word: Option<&Payload>,
+        close: CloseCommand,
+        limits: &BufferLimits,
+    ) -> (DeliveryStatus, bool) {
+        let mut state = self.lock();
+        let seq = state.buffer.next_seq();
+        match &state.phase {
+            Phase::Ended | Phase::Departed => (DeliveryStatus::NotFound, false),
+            Phase::Attached(connection) => {
+                let connection = connection.clone();
+                let last_word = last_word.map(|payload| {
+                    let frame = protocol::message(seq, payload);
+                    state.buffer.keep(frame.clone(), payload.len(), limits);
+                    (frame, payload.len())
+                });
+                (connection.queue.push_last(last_word, close), false)
+            }
+            Phase::Away { .. } | Phase::Receiving { .. } => {
+                state.phase = Phase::Ended;
+                (DeliveryStatus::Ok, true)
+            }
+        }
+    }
+
+    /// The client acknowledged every message up to `seq`.
+    pub(crate) fn ack(&self, seq: u64) -> Result<(), Gap> {
+        self.lock().buffer.ack(seq)
+    }
+
+    /// A resumed connection takes the session over: the welcome, then every kept message after
+    /// `seen`, then live sends. The connection it replaces (if still attached) closes with
+    /// 4001. A gap means the client must be reset.
+    pub(crate) fn attach(
+        &self,
+        connection: &Arc<Session>,
+        seen: u64,
+        welcome: impl FnOnce(u64) -> Message,
+        limits: &BufferLimits,
+    ) -> Result<(), Gap> {
+        let mut state = self.lock();
+        if !matches!(state.phase, Phase::Attached(_) | Phase::Away { .. }) {
+            return Err(Gap::Dropped { through: u64::MAX });
+        }
+        let replay = state.buffer.replay_after(seen, limits)?;
+        connection.queue.push_first(welcome(seen), 0);
+        for kept in replay {
+            connection.queue.push_first(kept.frame, kept.size);
+        }
+        if let Phase::Attached(older) = &state.phase {
+            older.queue.close(CloseCommand::taken_over(), false);
+        }
+        state.phase = Phase::Attached(connection.clone());
+        Ok(())
+    }
+
+    /// The tail from the previous owner arrived: numbering continues from it, messages held
+    /// meanwhile follow it, and `connection` is fed from `seen` on.
+    pub(crate) fn receive_tail(
+        &self,
+        connection: &Arc<Session>,
+        tail: Tail,
+        seen: u64,
+        welcome: impl FnOnce(u64) -> Message,
+        limits: &BufferLimits,
+    ) -> Result<(), Gap> {
+        let mut state = self.lock();
+        let Phase::Receiving { held } = &mut state.phase else {
+            return Err(Gap::Dropped { through: u64::MAX });
+        };
+        let held = std::mem::take(held);
+        // The tail is contiguous and ends just before `next_seq`; what came before it was
+        // acknowledged, or dropped (`dropped_through` says which).
+        let first = tail.kept.first().map_or(tail.next_seq, |kept| kept.seq);
+        let mut buffer = ReplayBuffer::starting_at(first, tail.dropped_through);
+        for kept in tail.kept {
+            buffer.keep(kept.frame, kept.size, limits);
+        }
+        for payload in held {
+            let frame = protocol::message(buffer.next_seq(), &payload);
+            buffer.keep(frame, payload.len(), limits);
+        }
+        state.buffer = buffer;
+        state.phase = Phase::Away {
+            generation: state.generation,
+        };
+        drop(state);
+        self.attach(connection, seen, welcome, limits)
+    }
+
+    /// The connection ended. Unless it was taken over or its cause ends the session, the
+    /// session lingers.
+    pub(crate) fn detach(&self, connection: &Arc<Session>, cause: CloseCause) -> Detached {
+        let mut state = self.lock();
+        match &state.phase {
+            Phase::Attached(attached) if Arc::ptr_eq(attached, connection) => {}
+            _ => return Detached::NotAttached,
+        }
+        if cause.ends_durable_session() {
+            state.phase = Phase::Ended;
+            return Detached::Ended;
+        }
+        state.generation += 1;
+        let generation = state.generation;
+        state.phase = Phase::Away { generation };
+        Detached::Away(generation)
+    }
+
+    /// The linger of `generation` is over: ends the session if it is still away since then.
+    pub(crate) fn expire(&self, generation: u64) -> bool {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Away { generation: g } if g == generation) {
+            state.phase = Phase::Ended;
+            return true;
+        }
+        false
+    }
+
+    /// Another node registered the session: from now on sends answer `not_found` (their
+    /// senders look the key up again and find the new owner), and a connection still attached
+    /// closes with 4001. The buffer stays for [`Self::hand_over`]. Returns whether the session
+    /// was going here.
+    pub(crate) fn depart(&self) -> bool {
+        let mut state = self.lock();
+        let phase = std::mem::replace(&mut state.phase, Phase::Departed);
+        match phase {
+            Phase::Attached(connection) => {
+                connection.queue.close(CloseCommand::taken_over(), false);
+                true
+            }
+            Phase::Away { .. } => true,
+            Phase::Departed => true,
+            Phase::Ended | Phase::Receiving { .. } => {
+                state.phase = Phase::Ended;
+                false
+            }
+        }
+    }
+
+    /// The node that took the session over asks for everything kept after `seen`; the
+    /// session is over here once it has it.
+    pub(crate) fn hand_over(&self, seen: u64) -> Option<Tail> {
+        self.depart();
+        let mut state = self.lock();
+        if !matches!(state.phase, Phase::Departed) {
+            return None;
+        }
+        state.phase = Phase::Ended;
+        Some(tail_of(&state.buffer, seen))
+    }
+
+    /// Ends the session here at once (replaced by a new session with the same key, or taken by
+    /// another node that will not ask for its tail). Returns whether it was still going.
+    pub(crate) fn end(&self, close: Option<CloseCommand>) -> bool {
+        let mut state = self.lock();
+        let phase = std::mem::replace(&mut state.phase, Phase::Ended);
+        if let (Phase::Attached(connection), Some(close)) = (&phase, close) {
+            connection.queue.close(close, false);
+        }
+        !matches!(phase, Phase::Ended)
+    }
+
+    /// True while the session goes on here.
+    pub(crate) fn is_going(&self) -> bool {
+        !matches!(self.lock().phase, Phase::Ended | Phase::Departed)
+    }
+
+    /// True while no connection is attached.
+    pub(crate) fn is_away(&self) -> bool {
+        matches!(self.lock().phase, Phase::Away { .. })
+    }
+
+    /// Messages and bytes kept for replay, and the last sequence number given out.
+    pub(crate) fn depth(&self) -> (usize, usize, u64) {
+        let state = self.lock();
+        let (messages, bytes) = state.buffer.depth();
+        (messages, bytes, state.buffer.last_seq())
+    }
+}
+
+fn tail_of(buffer: &ReplayBuffer, seen: u64) -> Tail {
+    Tail {
+        kept: buffer.kept_after(seen).cloned().collect(),
+        next_seq: buffer.next_seq(),
+        dropped_through: buffer.dropped_through(),
+    }
+}
+
+/// Bytes of frames one hand-over carries at most, well below the 1 MiB NATS allows by default
+/// per message: older messages past it are left out, and counted as dropped.
+const MAX_HANDOVER_BYTES: usize = 768 * 1024;
+
+/// The tail as it travels to the node that takes the session over.
+pub(crate) fn tail_to_wire(tail: Tail) -> HandoverTail {
+    let mut total = 0;
+    let mut dropped_through = tail.dropped_through;
+    let keep_from = tail
+        .kept
+        .iter()
+        .rposition(|kept| {
+            total += kept.size + 16;
+            total > MAX_HANDOVER_BYTES
+        })
+        .map_or(0, |over| over + 1);
+    if keep_from > 0 {
+        dropped_through = dropped_through.max(tail.kept[keep_from - 1].seq);
+    }
+    let messages = tail.kept[keep_from..]
+        .iter()
+        .filter_map(|kept| match &kept.frame {
+            Message::Text(text) => Some(KeptMessage {
+                seq: kept.seq,
+                kind: FrameKind::Text,
+                frame: text.as_bytes().to_vec(),
+            }),
+            Message::Binary(data) => Some(KeptMessage {
+                seq: kept.seq,
+                kind: FrameKind::Binary,
+                frame: data.to_vec(),
+            }),
+            _ => None,
+        })
+        .collect();
+    HandoverTail {
+        next_seq: tail.next_seq,
+        dropped_through,
+        messages,
+    }
+}
+
+/// The tail as the node taking the session over keeps it; `None` if a frame is not what this
+/// node would have written (the other node is not to be trusted blindly).
+pub(crate) fn tail_from_wire(tail: HandoverTail) -> Option<Tail> {
+    let mut expected = tail.messages.first().map_or(tail.next_seq, |m| m.seq);
+    let mut kept = Vec::with_capacity(tail.messages.len());
+    for message in tail.messages {
+        if message.seq != expected {
+            return None;
+        }
+        expected += 1;
+        let (frame, size) = match message.kind {
+            FrameKind::Text => {
+                let text = String::from_utf8(message.frame).ok()?;
+                let size = text.len();
+                (Message::Text(text.into()), size)
+            }
+            FrameKind::Binary => {
+                let size = message.frame.len().checked_sub(8)?;
+                (Message::Binary(message.frame.into()), size)
+            }
+        };
+        kept.push(Kept {
+            seq: message.seq,
+            frame,
+            size,
+            at: std::time::Instant::now(),
+        });
+    }
+    (expected == tail.next_seq).then_some(Tail {
+        kept,
+        next_seq: tail.next_seq,
+        dropped_through: tail.dropped_through,
+    })
+}
