@@ -94,13 +94,13 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     } else {
         None
     };
+    let held = Held {
+        _slot: slot,
+        _stats_count: stats_count,
+        _ticket: ticket,
+        _address_slot: address_slot,
+    };
     if let Some(request) = resume::requested(parts.uri.query()) {
-        let held = Held {
-            _slot: slot,
-            _stats_count: stats_count,
-            _ticket: ticket,
-            _address_slot: address_slot,
-        };
         return resume_connect(&state, request, upgrade, offers_oort_v1, peer, &parts, held).await;
     }
     let headers = &parts.headers;
@@ -190,12 +190,6 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     let registration = match register(&state, key, first_message, peer, durable).await {
         Ok(registration) => registration,
         Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
-    };
-    let held = Held {
-        _slot: slot,
-        _stats_count: stats_count,
-        _ticket: ticket,
-        _address_slot: address_slot,
     };
     upgrade_response(&state, upgrade, subprotocol, registration, held)
 }

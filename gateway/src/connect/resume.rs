@@ -77,17 +77,18 @@ pub(super) async fn resume(
     };
     tracing::Span::current().record("session", claims.key.as_str());
     let session = Session::new(claims.key.clone(), state.registry.next_epoch(), peer);
-    let welcome = welcomer(state, &claims);
     if let Some(durable) = state
         .registry
         .durable(claims.key.as_str())
         .filter(|durable| durable.id == claims.id)
     {
         session.set_durable(durable.clone());
-        return match state
-            .registry
-            .resume_here(&session, &durable, request.seen, welcome)
-        {
+        return match state.registry.resume_here(
+            &session,
+            &durable,
+            request.seen,
+            welcomer(state, &claims),
+        ) {
             Ok(()) => {
                 state.metrics.count_resume("here");
                 Outcome::Resumed(Registration::resumed(session, state.clone()))
