@@ -1,0 +1,291 @@
+// Drives the `oort demo` chat page (which uses /oort.js) in headless Chromium with transports
+// blocked, as a corporate proxy would:
+//   0. nothing blocked: the page is on `websocket`; one message round trip; a screenshot.
+//   a. every WebSocket to the gateway fails: two tabs fall back to `sse` and chat both ways,
+//      each message exactly once in each tab.
+//   b. WebSockets and SSE (`live=sse`) both fail: two tabs fall back to `long-poll` and chat
+//      both ways, each message exactly once in each tab.
+//
+//   node e2e/browser/transports.test.mjs http://127.0.0.1:PORT/ [screenshot.png]
+//
+// The screenshot (default /tmp/oort-demo.png) shows a connected page with its transport and
+// state. Exits 0 on success and non-zero on any failure, always within OVERALL_TIMEOUT_MS.
+// The browser is Debian's (`apt-get install chromium`), or $OORT_CHROMIUM.
+
+import { mkdtempSync, rmSync, existsSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as joinPath } from "node:path";
+import { chromium } from "playwright-core";
+
+const STEP_TIMEOUT_MS = 20_000;
+const OVERALL_TIMEOUT_MS = 150_000;
+const SETTLE_MS = 1_500;
+const CHROMIUM = process.env.OORT_CHROMIUM || "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const url = process.argv[2];
+const screenshot = process.argv[3] || "/tmp/oort-demo.png";
+if (!url) {
+  console.error("usage: node transports.test.mjs URL [screenshot.png]");
+  process.exit(2);
+}
+if (!existsSync(CHROMIUM)) {
+  console.error(`${CHROMIUM} is missing: apt-get install -y chromium (or set OORT_CHROMIUM)`);
+  process.exit(3);
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`FAIL: the browser test did not finish within ${OVERALL_TIMEOUT_MS} ms`);
+  process.exit(4);
+}, OVERALL_TIMEOUT_MS);
+
+const problems = []; // console warnings from oort.js and page errors: any fails the test
+
+function step(text) {
+  console.log(`step: ${text}`);
+}
+
+/** Opens the page and joins the chat as `name`; returns once it is connected. */
+async function join(context, name) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on("pageerror", (err) => {
+    console.error(`[${name}] page error: ${err}`);
+    problems.push(`[${name}] page error: ${err}`);
+  });
+  page.on("console", (msg) => {
+    const text = msg.text();
+    if (text.startsWith("oort:")) {
+      console.error(`[${name}] console ${msg.type()}: ${text}`);
+      problems.push(`[${name}] ${text}`);
+    }
+  });
+  await page.goto(url, { waitUntil: "load" });
+  await page.fill("#name", name);
+  await page.click("#join button[type=submit]");
+  await page.waitForSelector("#chat:not([hidden])");
+  await waitForText(page, "#status", `Connected as ${name}`);
+  return page;
+}
+
+/** Waits until the element's text contains `text` (or equals it, with `exact`). */
+async function waitForText(page, selector, text, exact = false) {
+  try {
+    await page.waitForFunction(
+      ([sel, want, whole]) => {
+        const seen = document.querySelector(sel)?.textContent ?? "";
+        return whole ? seen.trim() === want : seen.includes(want);
+      },
+      [selector, text, exact],
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch (err) {
+    const seen = await page.textContent(selector).catch(() => "(unreadable)");
+    throw new Error(`${selector} never showed ${JSON.stringify(text)}; it shows ${JSON.stringify(seen)}`);
+  }
+}
+
+/** How many lines of #log are exactly `text`. */
+async function countLines(page, text) {
+  return page.$$eval("#log p", (ps, want) => ps.filter((p) => p.textContent === want).length, text);
+}
+
+async function say(page, text) {
+  await page.fill("#message", text);
+  await page.click("#send button[type=submit]");
+}
+
+async function expectTransport(page, name, transport) {
+  await waitForText(page, "#transport", transport, true);
+  await page.waitForFunction(
+    () => ["connected", "resumed"].includes(document.querySelector("#state")?.textContent.trim()),
+    null,
+    { timeout: STEP_TIMEOUT_MS },
+  );
+  const node = (await page.textContent("#node")).trim();
+  console.log(`  ${name}: transport ${transport}, state ${(await page.textContent("#state")).trim()}, node ${node}`);
+  return node;
+}
+
+/** Two tabs chat both ways; every line appears exactly once in each. */
+async function chatBothWays(first, second, names, tag) {
+  const [a, b] = names;
+  const lines = [`${a}: hello from ${a} ${tag}`, `${b}: hi ${a}, ${b} here ${tag}`];
+  step(`${a} speaks; both see it`);
+  await say(first, `hello from ${a} ${tag}`);
+  for (const page of [first, second]) await waitForText(page, "#log", lines[0]);
+  step(`${b} answers; both see it`);
+  await say(second, `hi ${a}, ${b} here ${tag}`);
+  for (const page of [first, second]) await waitForText(page, "#log", lines[1]);
+  step(`a burst of 10 from ${a} while ${b} sends 10`);
+  const burstA = Array.from({ length: 10 }, (_, i) => `burst ${a} ${i} ${tag}`);
+  const burstB = Array.from({ length: 10 }, (_, i) => `burst ${b} ${i} ${tag}`);
+  await Promise.all([
+    (async () => {
+      for (const text of burstA) await say(first, text);
+    })(),
+    (async () => {
+      for (const text of burstB) await say(second, text);
+    })(),
+  ]);
+  for (const page of [first, second]) {
+    await waitForText(page, "#log", `${a}: ${burstA.at(-1)}`);
+    await waitForText(page, "#log", `${b}: ${burstB.at(-1)}`);
+  }
+  lines.push(...burstA.map((t) => `${a}: ${t}`), ...burstB.map((t) => `${b}: ${t}`));
+  await new Promise((r) => setTimeout(r, SETTLE_MS)); // a duplicate would show up by now
+  for (const [page, who] of [
+    [first, a],
+    [second, b],
+  ]) {
+    for (const want of lines) {
+      const n = await countLines(page, want);
+      if (n !== 1) throw new Error(`${who}'s tab shows ${JSON.stringify(want)} ${n} times, not once`);
+    }
+    // Messages from one sender arrive in the order sent.
+    const order = await page.$$eval("#log p", (ps) => ps.map((p) => p.textContent));
+    for (const burst of [burstA, burstB]) {
+      const sender = burst === burstA ? a : b;
+      const at = burst.map((t) => order.indexOf(`${sender}: ${t}`));
+      if (at.some((i, k) => k > 0 && i < at[k - 1])) throw new Error(`${who}'s tab shows ${sender}'s burst out of order`);
+    }
+  }
+  const joined = await first.$$eval(
+    "#log p",
+    (ps, n) => ps.filter((p) => p.textContent.startsWith(`${n} joined`)).length,
+    b,
+  );
+  if (joined !== 1) throw new Error(`${a}'s tab shows "${b} joined" ${joined} times, not once`);
+}
+
+async function newContext(dir) {
+  return chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    timeout: STEP_TIMEOUT_MS * 2,
+    viewport: { width: 900, height: 820 },
+  });
+}
+
+/** Makes every WebSocket to the gateway's connect path fail; counts them. */
+async function blockWebSockets(context, counts) {
+  await context.routeWebSocket(/\/connect/, (ws) => {
+    counts.ws++;
+    ws.close({ code: 1011, reason: "blocked by the test" });
+  });
+}
+
+/** Makes every SSE read fail as a network error; counts them. */
+async function blockSse(context, counts) {
+  await context.route(
+    (u) => u.searchParams.get("live") === "sse",
+    (route) => {
+      counts.sse++;
+      route.abort("failed");
+    },
+  );
+}
+
+const profiles = [];
+const contexts = [];
+let failed = false;
+try {
+  step(`launch ${CHROMIUM}`);
+
+  // 0. Nothing blocked: WebSocket.
+  {
+    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
+    profiles.push(dir);
+    const context = await newContext(dir);
+    contexts.push(context);
+    step("websocket: Wendy joins");
+    const wendy = await join(context, "Wendy");
+    await expectTransport(wendy, "Wendy", "websocket");
+    await say(wendy, "hello over websocket");
+    await waitForText(wendy, "#log", "Wendy: hello over websocket");
+    step(`screenshot ${screenshot}`);
+    await wendy.screenshot({ path: screenshot, fullPage: true });
+    const size = statSync(screenshot).size;
+    if (size < 1000) throw new Error(`the screenshot ${screenshot} has only ${size} bytes`);
+    await wendy.close();
+    await context.close();
+    contexts.pop();
+  }
+
+  // a. WebSockets blocked: SSE.
+  {
+    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
+    profiles.push(dir);
+    const context = await newContext(dir);
+    contexts.push(context);
+    const counts = { ws: 0, sse: 0 };
+    await blockWebSockets(context, counts);
+    step("sse: Alice joins with WebSockets blocked");
+    const alice = await join(context, "Alice");
+    const aliceNode = await expectTransport(alice, "Alice", "sse");
+    step("sse: Bob joins");
+    const bob = await join(context, "Bob");
+    await expectTransport(bob, "Bob", "sse");
+    if (counts.ws < 2) throw new Error(`only ${counts.ws} WebSocket attempts were blocked; expected 2 or more`);
+    if (!aliceNode || aliceNode === "\u2013") throw new Error("the page on sse does not show its node");
+    await chatBothWays(alice, bob, ["Alice", "Bob"], "(sse)");
+    await expectTransport(alice, "Alice", "sse");
+    await expectTransport(bob, "Bob", "sse");
+    console.log(`  blocked: ${counts.ws} WebSockets`);
+    step("sse: Bob leaves; Alice sees it");
+    await bob.close();
+    await waitForText(alice, "#log", "Bob left");
+    await alice.close();
+    await context.close();
+    contexts.pop();
+  }
+
+  // b. WebSockets and SSE blocked: long-poll.
+  {
+    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
+    profiles.push(dir);
+    const context = await newContext(dir);
+    contexts.push(context);
+    const counts = { ws: 0, sse: 0 };
+    await blockWebSockets(context, counts);
+    await blockSse(context, counts);
+    step("long-poll: Carol joins with WebSockets and SSE blocked");
+    const carol = await join(context, "Carol");
+    await expectTransport(carol, "Carol", "long-poll");
+    step("long-poll: Dave joins");
+    const dave = await join(context, "Dave");
+    await expectTransport(dave, "Dave", "long-poll");
+    if (counts.sse < 2) throw new Error(`only ${counts.sse} SSE reads were blocked; expected 2 or more`);
+    await chatBothWays(carol, dave, ["Carol", "Dave"], "(long-poll)");
+    await expectTransport(carol, "Carol", "long-poll");
+    await expectTransport(dave, "Dave", "long-poll");
+    console.log(`  blocked: ${counts.ws} WebSockets, ${counts.sse} SSE reads`);
+    step("long-poll: Dave leaves; Carol sees it");
+    await dave.close();
+    await waitForText(carol, "#log", "Dave left");
+    await carol.close();
+    await context.close();
+    contexts.pop();
+  }
+
+  if (problems.length) throw new Error(`oort.js reported problems:\n  ${problems.join("\n  ")}`);
+  console.log("PASS: the demo page chatted over websocket, sse (WebSockets blocked) and long-poll (both blocked)");
+} catch (err) {
+  failed = true;
+  console.error(`FAIL: ${err?.stack || err}`);
+} finally {
+  for (const context of contexts) await context.close().catch(() => {});
+  for (const dir of profiles) rmSync(dir, { recursive: true, force: true });
+  clearTimeout(watchdog);
+}
+process.exit(failed ? 1 : 0);
