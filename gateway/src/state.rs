@@ -162,6 +162,7 @@ impl AppState {
                 ended,
             ));
         }
+        tokio::spawn(crate::connection::sweep_idle(Arc::downgrade(&state)));
         Ok(state)
     }
 

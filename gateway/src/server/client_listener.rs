@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span};
 
 use super::Connection;
-use super::request_line::{is_connect_request, read_first_line};
+use super::request_line::{is_connect_request, is_stream_request, read_first_line};
 use super::rewind::Rewind;
 use super::serve::{HeadLimits, serve_http};
 use crate::admission::{Accepted, AddressKey, PeerTicket, RefusalReason};
@@ -125,8 +125,19 @@ impl ClientListener {
         }
         let Some(first) = first else { return };
         let connect_path = &self.state.config.path.connect;
-        let is_api = self.shares_api && !is_connect_request(&first, connect_path);
+        let is_stream = is_stream_request(&first, &self.state.config.session.stream_path);
+        let is_api = self.shares_api && !is_stream && !is_connect_request(&first, connect_path);
         let io = Rewind::new(first, io);
+        if is_stream {
+            // Clients of the HTTP transports: a long-poll or SSE response lasts long, so it
+            // must not hold the handshake's room; the per-address slot stays.
+            drop((silent, head));
+            match admission.admit_client(accepted) {
+                Ok(ticket) => Box::pin(self.serve_streams(io, peer, ticket, &stop)).await,
+                Err(refusal) => Box::pin(admission.answer(io, refusal)).await,
+            }
+            return;
+        }
         if is_api {
             // The backend's connections: the large head limit, under their own count.
             drop((silent, head));
@@ -180,6 +191,26 @@ impl ClientListener {
         match result {
             Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
             Err(err) if err.is_timeout() => self.count(RefusalReason::HeadTimeout, peer),
+            Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
+            Ok(()) => {}
+        }
+    }
+
+    /// A client of the HTTP transports: requests on one connection one after another (polls,
+    /// messages), each head under the client head limits.
+    async fn serve_streams<I>(
+        &self,
+        io: I,
+        peer: Option<SocketAddr>,
+        ticket: PeerTicket,
+        stop: &CancellationToken,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let http = self.client_http.builder();
+        let result = serve_http(&http, false, io, self.app.clone(), peer, Some(ticket), stop).await;
+        match result {
+            Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
             Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
             Ok(()) => {}
         }

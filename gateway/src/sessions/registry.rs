@@ -169,6 +169,37 @@ impl SessionRegistry {
         Committed::Live
     }
 
+    /// The registration of a session read over HTTP committed at `index`: its durable part
+    /// (held by `placeholder`, which only stood for it while pending) takes the key over,
+    /// unless a newer registration of the key won meanwhile.
+    pub(crate) fn commit_detached(&self, placeholder: &Arc<Session>, index: u64) -> Committed {
+        let mut slot = self.slots.entry(placeholder.key.clone()).or_default();
+        let superseded_at = take_pending(&mut slot, placeholder);
+        let Some(durable) = placeholder.durable().cloned() else {
+            return Committed::Superseded;
+        };
+        let newer_here = slot
+            .live
+            .as_ref()
+            .is_some_and(|live| live.epoch > placeholder.epoch)
+            || slot
+                .durable
+                .as_ref()
+                .is_some_and(|held| held.registered() > placeholder.epoch);
+        if superseded_at > index || newer_here {
+            return Committed::Superseded;
+        }
+        if let Some(older) = slot.live.take() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            older.queue.close(CloseCommand::replaced(), false);
+        }
+        durable.set_registered(placeholder.epoch, index);
+        if let Some(older) = slot.durable.replace(durable) {
+            older.end(Some(CloseCommand::replaced()));
+        }
+        Committed::Live
+    }
+
     /// A client resumes `durable`, which this node holds, on `session`: no new registration is
     /// needed, since the directory already points here. The welcome and the replay are queued
     /// before this returns; a gap means continuity is lost.
@@ -248,6 +279,15 @@ impl SessionRegistry {
         }
     }
 
+    /// Sessions without any transport (or closed with their end unread).
+    pub(crate) fn idle(&self) -> Vec<Arc<Durable>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .filter(|durable| durable.is_idle())
+            .collect()
+    }
+
     /// Sessions lingering without a connection.
     pub(crate) fn lingering(&self) -> Vec<Arc<Durable>> {
         self.slots
@@ -320,7 +360,7 @@ impl SessionRegistry {
             .count()
     }
 
-    fn report_ended(&self, durable: Arc<Durable>, cause: CloseCause, unregister: bool) {
+    pub(super) fn report_ended(&self, durable: Arc<Durable>, cause: CloseCause, unregister: bool) {
         let _ = self.ended.send(EndedDurable {
             durable,
             cause,
@@ -469,6 +509,10 @@ impl LocalSessions for SessionRegistry {
     fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail> {
         let tail = SessionRegistry::hand_over(self, key, id, seen)?;
         Some(crate::durable::tail_to_wire(tail))
+    }
+
+    fn stream(&self, request: oort_common::cluster::StreamRequest) -> oort_router::BoxedAnswer<'_> {
+        Box::pin(self.serve_stream(request))
     }
 
     fn superseded(&self, key: &SessionKey, index: u64) {

@@ -27,6 +27,7 @@ mod bad_backend;
 mod bad_input;
 mod broadcast;
 mod callback_concurrency;
+mod comet;
 mod durable;
 mod limits;
 mod methods;
