@@ -28,6 +28,7 @@ mod bad_input;
 mod broadcast;
 mod callback_concurrency;
 mod comet;
+mod comet_official_client;
 mod durable;
 mod limits;
 mod methods;
