@@ -5,93 +5,12 @@ use std::time::Duration;
 
 use oort_common::config::GoDuration;
 use oort_e2e::durable_client::{Data, DurableClient};
+use oort_e2e::http_stream::{HttpSession, messages};
 use oort_e2e::{CallbackKind, TIMEOUT, http_client};
 use serde_json::{Value, json};
 
 use crate::api::post_json;
 use crate::support::TestGateway;
-
-/// A session created by a Comet connect.
-pub struct HttpSession {
-    pub base: String,
-    pub stream: String,
-    pub token: String,
-    pub node: String,
-}
-
-impl HttpSession {
-    /// `POST /stream?{query}`: the connect callback runs, and the session's stream is named.
-    pub async fn connect(base: &str, query: &str) -> Self {
-        let response = http_client()
-            .post(format!("{base}/stream?{query}"))
-            .send()
-            .await
-            .expect("Comet connect");
-        assert_eq!(response.status(), 201, "{:?}", response.text().await);
-        let location = response.headers()["location"].to_str().unwrap().to_owned();
-        let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-        assert_eq!(answer["stream"], location.as_str());
-        Self {
-            base: base.to_owned(),
-            stream: location,
-            token: answer["token"].as_str().unwrap().to_owned(),
-            node: answer["node"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}{}", self.base, self.stream)
-    }
-
-    /// The session's id, from its token (`v1.<key>.<id>.<expiry>.<tag>`).
-    pub fn id(&self) -> u64 {
-        self.token.split('.').nth(2).unwrap().parse().unwrap()
-    }
-
-    /// The offset after message `seq`.
-    pub fn offset(&self, seq: u64) -> String {
-        format!("{:016x}_{seq:016x}", self.id())
-    }
-
-    /// `GET {stream}?{query}` with the bearer token.
-    pub async fn get(&self, query: &str) -> reqwest::Response {
-        http_client()
-            .get(format!("{}?{query}", self.url()))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("stream GET")
-    }
-
-    /// `POST {stream}`: a text message for the backend.
-    pub async fn post(&self, text: &str) -> reqwest::Response {
-        http_client()
-            .post(self.url())
-            .bearer_auth(&self.token)
-            .header("content-type", "text/plain; charset=utf-8")
-            .body(text.to_owned())
-            .send()
-            .await
-            .expect("stream POST")
-    }
-}
-
-/// The messages of a read's JSON body: `(seq, data)`.
-pub async fn messages(response: reqwest::Response) -> Vec<(u64, String)> {
-    let body: Value =
-        serde_json::from_slice(&response.bytes().await.unwrap()).expect("a JSON array");
-    body.as_array()
-        .expect("an array")
-        .iter()
-        .map(|m| {
-            assert_eq!(m["kind"], "text", "{m}");
-            (
-                m["seq"].as_u64().unwrap(),
-                m["data"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())

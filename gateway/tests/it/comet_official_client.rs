@@ -14,8 +14,8 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
 use crate::api::post_json;
-use crate::comet::HttpSession;
 use crate::support::TestGateway;
+use oort_e2e::http_stream::HttpSession;
 
 fn client_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/durable-streams")
