@@ -84,4 +84,7 @@ pub enum StreamAnswer {
     Over,
     /// The session is moving to another node; ask again.
     Moving,
+    /// The node holding the session is shutting down: the asking node takes the session over
+    /// (as a WebSocket resume there would) and serves it itself.
+    Draining,
 }

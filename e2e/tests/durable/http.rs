@@ -122,3 +122,92 @@ async fn polls_sends_and_messages_through_random_nodes_arrive_once_in_order() {
     let first = SENDS as u64 + 1;
     assert_eq!(seqs, (first..first + 5).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_rolling_restart_loses_nothing_for_an_http_client() {
+    let (_nats, mut cluster) = three_nodes().await;
+    let bases: std::collections::HashMap<&str, String> = NODES
+        .iter()
+        .map(|node| {
+            (
+                *node,
+                format!("http://{}", cluster.node(node).addr.expect("running")),
+            )
+        })
+        .collect();
+    let apis: std::collections::HashMap<&str, String> = NODES
+        .iter()
+        .map(|node| (*node, cluster.node(node).api_url()))
+        .collect();
+    let http = oort_e2e::http_client();
+    let session = HttpSession::connect(&bases["n1"], "key=restarted").await;
+    let usable = std::sync::Mutex::new(vec!["n1", "n2", "n3"]);
+    let pick = || {
+        let usable = usable.lock().unwrap();
+        usable[rand::random::<u32>() as usize % usable.len()]
+    };
+    const SENDS: usize = 120;
+    let sender = async {
+        let mut n = 1;
+        while n <= SENDS {
+            let node = pick();
+            let body = serde_json::json!({"sessions": ["restarted"], "data": format!("m{n}")});
+            let url = format!("{}/v1/send", apis[node]);
+            let Ok(response) = http.post(url).body(body.to_string()).send().await else {
+                continue; // That node stopped accepting meanwhile: another one.
+            };
+            let answer: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            let status = answer["results"][0]["status"].as_str().unwrap_or_default();
+            assert!(
+                status == "ok" || status == "buffered",
+                "send {n} through {node}: {answer}"
+            );
+            n += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+    };
+    let poller = async {
+        let mut received = Vec::new();
+        let mut offset = "-1".to_owned();
+        while received.len() < SENDS {
+            let node = pick();
+            let query = format!("offset={offset}&live=long-poll");
+            let poll = session.get_on(&bases[node], &query);
+            let Ok(response) = tokio::time::timeout(TIMEOUT, poll).await else {
+                panic!("a poll through {node} was not answered in time");
+            };
+            match response.status().as_u16() {
+                200 | 204 => {}
+                // The old node answered while shutting down: retry, as clients do.
+                503 => continue,
+                other => panic!("poll through {node}: {other}"),
+            }
+            offset = response.headers()["stream-next-offset"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if response.status() == 200 {
+                received.extend(messages(response).await);
+            }
+        }
+        received
+    };
+    let restart = async {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        usable.lock().unwrap().retain(|node| *node != "n1");
+        let status = cluster.stop("n1").await;
+        assert!(status.success(), "n1 drained and exited: {status}");
+    };
+    let ((), received, ()) = tokio::join!(sender, poller, restart);
+    let expected: Vec<(u64, String)> = (1..=SENDS as u64).map(|n| (n, format!("m{n}"))).collect();
+    assert_eq!(
+        received, expected,
+        "exactly once, in order, across the restart"
+    );
+    let owner = cluster.owner_in_replica("n2", "restarted").await;
+    assert!(
+        owner.as_deref() == Some("n2") || owner.as_deref() == Some("n3"),
+        "the session moved off n1: {owner:?}"
+    );
+}

@@ -138,6 +138,20 @@ impl Durable {
         )
     }
 
+    /// A session read over HTTP being taken over from another node (shutting down): sends
+    /// meanwhile are held until its tail arrives ([`Self::take_tail`]).
+    pub(crate) fn receiving_detached(key: SessionKey, epoch: Epoch, id: u64) -> Arc<Self> {
+        let durable = Self::new(
+            key,
+            epoch,
+            id,
+            ReplayBuffer::new(),
+            Phase::Receiving { held: Vec::new() },
+        );
+        durable.lock().read_over_http = true;
+        durable
+    }
+
     /// A new session without a connection, to be read over HTTP (a Comet connect): the connect
     /// callback's first message, when there is one, is message 1.
     pub(crate) fn start_detached(
@@ -352,6 +366,13 @@ impl Durable {
         welcome: impl FnOnce(u64) -> Message,
         limits: &BufferLimits,
     ) -> Result<(), Gap> {
+        self.take_tail(tail, limits)?;
+        self.attach(connection, seen, welcome, limits)
+    }
+
+    /// The tail from the previous owner arrived: numbering continues from it, messages held
+    /// meanwhile follow it, and the session lingers here until a transport attaches.
+    pub(crate) fn take_tail(&self, tail: Tail, limits: &BufferLimits) -> Result<(), Gap> {
         let mut state = self.lock();
         let Phase::Receiving { held } = &mut state.phase else {
             return Err(Gap::Dropped { through: u64::MAX });
@@ -364,14 +385,15 @@ impl Durable {
         for kept in tail.kept {
             buffer.keep(kept.frame, kept.size, limits);
         }
+        // What came before the tail was acknowledged there (or counted as dropped).
+        let _ = buffer.ack(first.saturating_sub(1));
         for payload in held {
             let frame = protocol::message(buffer.next_seq(), &payload);
             buffer.keep(frame, payload.len(), limits);
         }
         state.buffer = buffer;
         state.go_away();
-        drop(state);
-        self.attach(connection, seen, welcome, limits)
+        Ok(())
     }
 
     /// The connection ended. Unless it was taken over or its cause ends the session, the

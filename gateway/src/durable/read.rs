@@ -153,6 +153,14 @@ impl Durable {
         }
     }
 
+    /// A waiting reader is answered at once (the node is shutting down).
+    pub(crate) fn release_reader(&self) {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Waiting { .. }) {
+            state.go_away();
+        }
+    }
+
     /// The reader saw the end of a closed stream: the session is over. True if it was still
     /// going (the caller withdraws it).
     pub(crate) fn finish_closed(&self) -> bool {

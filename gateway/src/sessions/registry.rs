@@ -82,6 +82,8 @@ pub(crate) struct SessionRegistry {
     epochs: Arc<EpochSource>,
     /// `oort.v1` sessions another node registered, waiting for it to take their buffers.
     departed: DashMap<SessionKey, (Arc<Durable>, Instant)>,
+    /// The node is shutting down: HTTP readers are sent elsewhere.
+    draining: std::sync::atomic::AtomicBool,
     ended: mpsc::UnboundedSender<EndedDurable>,
     ended_rx: Mutex<Option<mpsc::UnboundedReceiver<EndedDurable>>>,
 }
@@ -100,6 +102,7 @@ impl SessionRegistry {
             buffer_limits,
             epochs,
             departed: DashMap::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             ended,
             ended_rx: Mutex::new(Some(ended_rx)),
         }
@@ -277,6 +280,24 @@ impl SessionRegistry {
             self.departed
                 .insert(durable.key.clone(), (durable.clone(), Instant::now()));
         }
+    }
+
+    /// The node starts shutting down: HTTP readers waiting here are answered at once, and
+    /// reads from now on answer that the session must move.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        let durables: Vec<Arc<Durable>> = self
+            .slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .collect();
+        for durable in durables {
+            durable.release_reader();
+        }
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Sessions without any transport (or closed with their end unread).

@@ -20,6 +20,9 @@ impl SessionRegistry {
         else {
             return StreamAnswer::Over;
         };
+        if self.is_draining() && !matches!(request.op, StreamOp::End) {
+            return StreamAnswer::Draining;
+        }
         match request.op {
             StreamOp::Head => match durable.tail() {
                 Ok((last, closed)) => StreamAnswer::Tail { last, closed },

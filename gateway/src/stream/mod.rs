@@ -15,6 +15,7 @@ mod offset;
 mod post;
 mod read;
 mod render;
+mod take_over;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +135,7 @@ fn authorize(state: &AppState, key: &str, headers: &HeaderMap) -> Result<Claims,
 /// Runs `op` on the session's stream where the session is held: here, or on its node over
 /// NATS. `wait` bounds how long a read may be held there.
 async fn perform(
-    state: &AppState,
+    state: &Arc<AppState>,
     claims: &Claims,
     op: StreamOp,
     wait: Duration,
@@ -147,15 +148,23 @@ async fn perform(
     if state.registry.durable(claims.key.as_str()).is_some() {
         return Ok(state.registry.serve_stream(request).await);
     }
-    match state.router.owner(claims.key.as_str()).await {
-        Ok(Some(owner)) if owner != *state.router.node_id() => state
-            .router
-            .stream(&owner, &request, wait)
-            .await
-            .map_err(|err| unavailable(&err.to_string())),
-        Ok(_) => Ok(StreamAnswer::Over),
-        Err(err) => Err(unavailable(&err.to_string())),
+    let owner = match state.router.owner(claims.key.as_str()).await {
+        Ok(Some(owner)) if owner != *state.router.node_id() => owner,
+        Ok(_) => return Ok(StreamAnswer::Over),
+        Err(err) => return Err(unavailable(&err.to_string())),
+    };
+    let answer = state
+        .router
+        .stream(&owner, &request, wait)
+        .await
+        .map_err(|err| unavailable(&err.to_string()))?;
+    // Its node is shutting down: a read moves the session here (other requests are told to
+    // retry, so that two requests of one client never race to move it).
+    if answer != StreamAnswer::Draining || !matches!(request.op, StreamOp::Read { .. }) {
+        return Ok(answer);
     }
+    take_over::take_over(state, claims, &owner).await?;
+    Ok(state.registry.serve_stream(request).await)
 }
 
 /// The answers every operation shares: the ones that are not what it asked for.
@@ -170,7 +179,7 @@ fn refusal(answer: StreamAnswer) -> Response {
             StatusCode::BAD_REQUEST,
             &format!("the offset is past the session's last message ({last})"),
         ),
-        StreamAnswer::Moving => {
+        StreamAnswer::Moving | StreamAnswer::Draining => {
             let mut response = unavailable("the session is moving to another node; retry");
             response
                 .headers_mut()
