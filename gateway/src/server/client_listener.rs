@@ -208,6 +208,8 @@ impl ClientListener {
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let http = self.client_http.builder();
+        let limit = self.state.config.queue.slow_consumer_timeout.0;
+        let io = super::write_deadline::WriteDeadline::new(io, limit);
         let result = serve_http(&http, false, io, self.app.clone(), peer, Some(ticket), stop).await;
         match result {
             Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),

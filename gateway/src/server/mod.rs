@@ -6,6 +6,7 @@ mod listener;
 mod request_line;
 mod rewind;
 mod serve;
+mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

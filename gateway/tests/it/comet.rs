@@ -370,3 +370,41 @@ async fn an_http_session_nobody_reads_ends_after_the_linger() {
         .await;
     assert_eq!(session.get("offset=-1").await.status(), 404);
 }
+
+#[tokio::test]
+async fn an_sse_client_that_stops_reading_is_cut_off_like_a_slow_websocket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = TestGateway::start(|config| {
+        config.queue.slow_consumer_timeout = GoDuration::from_millis(300);
+        config.session.sse_duration = GoDuration::from_secs(600);
+        config.session.buffer_bytes = 64 << 20;
+        config.session.buffer_messages = 100_000;
+    })
+    .await;
+    let session = HttpSession::connect(&base(&gateway), "key=stalled").await;
+    let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let request = format!(
+        "GET {}?offset=-1&live=sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        session.stream, session.token
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // Far more than the socket buffers hold, while the client reads nothing.
+    let chunk = "x".repeat(60 << 10);
+    for _ in 0..300 {
+        send(&gateway, "stalled", &chunk).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The server gave up on the response: reading now reaches the end, though the stream
+    // would otherwise have lasted ten minutes.
+    let mut sink = vec![0; 1 << 20];
+    let ended = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled SSE response was cut off");
+}
