@@ -149,7 +149,10 @@ mod tests {
         let keys = TokenKeys::new("oort", b"secret-one", &[], DAY);
         let token = keys.issue(&SessionKey::from("user.1/α"), 42);
         let claims = keys.verify(&token).unwrap();
-        assert_eq!((claims.key, claims.id), (SessionKey::from("user.1/α"), 42));
+        assert_eq!(
+            (&claims.key, claims.id),
+            (&SessionKey::from("user.1/α"), 42)
+        );
         assert!(!claims.wants_renewal(DAY), "a fresh token needs no renewal");
         assert!(
             claims.wants_renewal(DAY * 3),
