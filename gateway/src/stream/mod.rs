@@ -78,7 +78,7 @@ async fn session_route(
                     }
                     response
                 }
-                Err(response) => response,
+                Err(refused) => refused.into_response(),
             }
         }
         _ => method_not_allowed(ALLOWED),
@@ -106,27 +106,37 @@ const OORT_TOKEN: HeaderName = HeaderName::from_static("oort-token");
 /// The node that answered (the demo shows it; operators see where clients land).
 const OORT_NODE: HeaderName = HeaderName::from_static("oort-node");
 
+/// A request refused before any work: its status and what was wrong.
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
 /// The bearer token must be genuine, unexpired, and for the session in the path.
-fn authorize(state: &AppState, key: &str, headers: &HeaderMap) -> Result<Claims, Response> {
+fn authorize(state: &AppState, key: &str, headers: &HeaderMap) -> Result<Claims, Refused> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| {
-            error(
+            Refused(
                 StatusCode::UNAUTHORIZED,
-                "a session stream needs Authorization: Bearer <token>, the token of its connect",
+                "a session stream needs Authorization: Bearer <token>, the token of its connect"
+                    .into(),
             )
         })?;
     let claims = state
         .tokens
         .verify(token)
-        .map_err(|err| error(StatusCode::UNAUTHORIZED, &err.to_string()))?;
+        .map_err(|err| Refused(StatusCode::UNAUTHORIZED, err.to_string()))?;
     if claims.key.as_str() != key {
-        return Err(error(
+        return Err(Refused(
             StatusCode::FORBIDDEN,
-            "the token is for another session",
+            "the token is for another session".into(),
         ));
     }
     Ok(claims)

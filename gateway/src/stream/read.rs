@@ -13,7 +13,7 @@ use http::{HeaderMap, StatusCode};
 use oort_common::cluster::{KeptMessage, StreamAnswer, StreamOp, StreamPosition};
 
 use super::render::{self, Control};
-use super::{error, offset, perform, refusal};
+use super::{Refused, offset, perform, refusal};
 use crate::durable::token::Claims;
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ struct ReadQuery {
     cursor: Option<String>,
 }
 
-fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Response> {
+fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Refused> {
     let mut offset_text = None;
     let mut live = Live::CatchUp;
     let mut cursor = None;
@@ -56,9 +56,9 @@ fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Response> {
                     "long-poll" => Live::LongPoll,
                     "sse" => Live::Sse,
                     other => {
-                        return Err(error(
+                        return Err(Refused(
                             StatusCode::BAD_REQUEST,
-                            &format!("live must be long-poll or sse, not {other:?}"),
+                            format!("live must be long-poll or sse, not {other:?}"),
                         ));
                     }
                 }
@@ -67,9 +67,9 @@ fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Response> {
         }
     }
     if live != Live::CatchUp && offset_text.is_none() {
-        return Err(error(
+        return Err(Refused(
             StatusCode::BAD_REQUEST,
-            "a live read needs an offset (-1 for the start, now for the tail)",
+            "a live read needs an offset (-1 for the start, now for the tail)".into(),
         ));
     }
     let from = offset::parse(offset_text.as_deref(), id).map_err(|err| {
@@ -79,7 +79,7 @@ fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Response> {
             }
             offset::OffsetError::OtherSession => "the offset belongs to another session",
         };
-        error(StatusCode::BAD_REQUEST, reason)
+        Refused(StatusCode::BAD_REQUEST, reason.into())
     })?;
     Ok(ReadQuery { from, live, cursor })
 }
@@ -88,7 +88,7 @@ fn parse_query(query: Option<&str>, id: u64) -> Result<ReadQuery, Response> {
 pub(super) async fn get(state: &Arc<AppState>, claims: &Claims, request: Request) -> Response {
     let query = match parse_query(request.uri().query(), claims.id) {
         Ok(query) => query,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let wait = match query.live {
         Live::CatchUp | Live::Sse => Duration::ZERO,
