@@ -50,6 +50,7 @@ const SSE_IDLE_MS = 90_000;
 const ACK_EVERY = 32;
 const ACK_AFTER_MS = 250;
 const SEND_RETRIES = 5;
+const TAKEOVER_GRACE_MS = 15_000;
 
 /** Connects to an Oort gateway; see the header comment. */
 export function connect(url, options = {}) {
@@ -142,6 +143,8 @@ export class OortClient {
     this._probeDone = null;
     this._probeSettled = null;
     this._retryTimer = null;
+    this._switchedAt = 0;
+    this._takeovers = 0;
     this._abort = null;
     this._ackTimer = null;
     this._unacked = 0;
@@ -296,9 +299,10 @@ export class OortClient {
 
   _run() {
     if (this._closed) return;
+    const changed = this.transport !== this._transports[this._ti];
     this.transport = this._transports[this._ti];
     this._established = false;
-    this._setState("connecting");
+    this._setState("connecting", { force: changed });
     if (this.transport === "websocket") this._openWs(false);
     else this._runHttp(++this._gen);
   }
@@ -342,6 +346,9 @@ export class OortClient {
     this._acked = 0;
     this._unacked = 0;
     this._fresh = true;
+    // A new session starts from the preferred transport again.
+    this._ti = 0;
+    this._failures = 0;
     this._setState("reset", { reason });
     this._schedule(Math.min(this._delay(), 1000));
   }
@@ -436,6 +443,7 @@ export class OortClient {
       this._ti = this._transports.indexOf("websocket");
       this.transport = "websocket";
       this._established = false;
+      this._switchedAt = Date.now();
     }
     this._wsTry = null;
     this._ws = ws;
@@ -499,6 +507,13 @@ export class OortClient {
       const why = this._pendingReset || resetReason || reason || "reset";
       this._pendingReset = null;
       this._reset(why);
+      return;
+    }
+    if (code === 4001 && Date.now() - this._switchedAt < TAKEOVER_GRACE_MS && this._takeovers++ < 3) {
+      // Our own HTTP read, still open on the server when the WebSocket took the session back,
+      // read once more and took it again: resume at once (it does not outlive another round).
+      this._established = false;
+      this._schedule(0);
       return;
     }
     if (code === 4001) {
@@ -606,7 +621,8 @@ export class OortClient {
   _readUrl(live) {
     if (!this._streamUrl && this.session != null) this._streamUrl = `${this._streamBase}/${encodeURIComponent(this.session)}`;
     const offset = this._offset ?? this._computedOffset() ?? "-1";
-    let url = `${this._streamUrl}?offset=${encodeURIComponent(offset)}&live=${live}`;
+    let url = `${this._streamUrl}?offset=${encodeURIComponent(offset)}`;
+    if (live) url += `&live=${live}`;
     if (this._cursor) url += `&cursor=${encodeURIComponent(this._cursor)}`;
     return url;
   }
@@ -621,8 +637,11 @@ export class OortClient {
   async _runHttp(gen) {
     const live = this.transport;
     try {
-      if (!this._token) await this._cometConnect(gen);
-      if (gen !== this._gen) return;
+      if (!this._token) {
+        await this._cometConnect(gen);
+        if (gen !== this._gen) return;
+        this._pump();
+      }
       if (live === "sse") await this._readSse(gen);
       else await this._longPoll(gen);
     } catch (err) {
@@ -660,11 +679,15 @@ export class OortClient {
   }
 
   async _longPoll(gen) {
+    // A catch-up read first (it answers at once), then long polls.
+    let live = null;
     while (gen === this._gen) {
       await this._settleProbe();
       if (gen !== this._gen) return;
       const started = Date.now();
-      const res = await this._fetch(this._readUrl("long-poll"), { headers: this._authHeaders() }, POLL_TIMEOUT_MS);
+      const polled = live;
+      live = "long-poll";
+      const res = await this._fetch(this._readUrl(polled), { headers: this._authHeaders() }, POLL_TIMEOUT_MS);
       if (gen !== this._gen) return;
       if (res.status !== 200 && res.status !== 204) throw await httpError(res, "read");
       const closed = this._absorb(res);
@@ -680,7 +703,7 @@ export class OortClient {
         this._finish("closed", { reason: "the session ended" });
         return;
       }
-      if (res.status === 204 && Date.now() - started < 500) await new Promise((r) => setTimeout(r, 500));
+      if (res.status === 204 && polled && Date.now() - started < 500) await new Promise((r) => setTimeout(r, 500));
     }
   }
 
@@ -799,7 +822,7 @@ export class OortClient {
           item.resolve();
           continue;
         }
-        if (!this._token || !this._streamUrl || !this._established) break; // established pumps again
+        if (!this._token || !this._streamUrl) break; // the HTTP session pumps again once it has one
         const transport = this.transport;
         try {
           await this._post(item);
