@@ -4,9 +4,9 @@
 //! binds port 0 and the real address is read from the log.
 //!
 //! Modules needing outside tools fail with install instructions when a tool is missing:
-//! `demo_browser` (Node.js, `npm ci` in e2e/browser, Debian's chromium) and `autobahn`
-//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and `api_contract`
-//! (schemathesis, installed by scripts/test-prerequisites).
+//! `demo_browser` and `transports_browser` (Node.js, `npm ci` in e2e/browser, Debian's
+//! chromium) and `autobahn` (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
+//! `api_contract` (schemathesis, installed by scripts/test-prerequisites).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,4 +19,5 @@ mod environment;
 mod https_callbacks;
 mod shutdown;
 mod support;
+mod transports_browser;
 mod unix_socket;
