@@ -379,7 +379,7 @@ async fn register(
     }
     if durable {
         let token = state.tokens.issue(&key, session.epoch.0);
-        let welcome = protocol::welcome(&key, &token, 0);
+        let welcome = protocol::welcome(&key, &token, 0, state.router.node_id().as_str());
         let limits = state.registry.buffer_limits();
         let durable = Durable::start(&session, welcome, first_message.as_ref(), limits);
         session.set_durable(durable);
