@@ -1,6 +1,6 @@
 // Drives the `oort demo` chat page (which uses /oort.js) in headless Chromium with transports
 // blocked, as a corporate proxy would:
-//   0. nothing blocked: the page is on `websocket`; one message round trip; a screenshot.
+//   0. nothing blocked: the page is on `websocket`; one message round trip.
 //   a. every WebSocket to the gateway fails: two tabs fall back to `sse` and chat both ways,
 //      each message exactly once in each tab.
 //   b. WebSockets and SSE (`live=sse`) both fail: two tabs fall back to `long-poll` and chat
@@ -8,8 +8,8 @@
 //
 //   node e2e/browser/transports.test.mjs http://127.0.0.1:PORT/ [screenshot.png]
 //
-// The screenshot (default /tmp/oort-demo.png) shows a connected page with its transport and
-// state. Exits 0 on success and non-zero on any failure, always within OVERALL_TIMEOUT_MS.
+// The screenshot (default /tmp/oort-demo.png) shows a connected page (one of the `sse` tabs)
+// with its transport, state and node. Exits 0 on success and non-zero on any failure, always within OVERALL_TIMEOUT_MS.
 // The browser is Debian's (`apt-get install chromium`), or $OORT_CHROMIUM.
 
 import { mkdtempSync, rmSync, existsSync, statSync } from "node:fs";
@@ -213,10 +213,6 @@ try {
     await expectTransport(wendy, "Wendy", "websocket");
     await say(wendy, "hello over websocket");
     await waitForText(wendy, "#log", "Wendy: hello over websocket");
-    step(`screenshot ${screenshot}`);
-    await wendy.screenshot({ path: screenshot, fullPage: true });
-    const size = statSync(screenshot).size;
-    if (size < 1000) throw new Error(`the screenshot ${screenshot} has only ${size} bytes`);
     await wendy.close();
     await context.close();
     contexts.pop();
@@ -242,6 +238,10 @@ try {
     await expectTransport(alice, "Alice", "sse");
     await expectTransport(bob, "Bob", "sse");
     console.log(`  blocked: ${counts.ws} WebSockets`);
+    step(`screenshot of Alice's tab (sse) in ${screenshot}`);
+    await alice.screenshot({ path: screenshot, fullPage: true });
+    const size = statSync(screenshot).size;
+    if (size < 1000) throw new Error(`the screenshot ${screenshot} has only ${size} bytes`);
     step("sse: Bob leaves; Alice sees it");
     await bob.close();
     await waitForText(alice, "#log", "Bob left");
