@@ -86,6 +86,7 @@ function base64ToBuffer(text) {
 function toQuery(query) {
   if (query == null) return new URLSearchParams();
   if (typeof query === "string") return new URLSearchParams(query.replace(/^\?/, ""));
+  if (query instanceof URLSearchParams) return new URLSearchParams(query);
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) {
     if (v === undefined || v === null) continue;
