@@ -127,17 +127,29 @@ impl ClientListener {
         let connect_path = &self.state.config.path.connect;
         let is_stream = is_stream_request(&first, &self.state.config.session.stream_path);
         let is_api = self.shares_api && !is_stream && !is_connect_request(&first, connect_path);
-        let io = Rewind::new(first, io);
         if is_stream {
             // Clients of the HTTP transports: a long-poll or SSE response lasts long, so it
             // must not hold the handshake's room; the per-address slot stays.
             drop((silent, head));
-            match admission.admit_client(accepted) {
-                Ok(ticket) => Box::pin(self.serve_streams(io, peer, ticket, &stop)).await,
-                Err(refusal) => Box::pin(admission.answer(io, refusal)).await,
+            let ticket = match admission.admit_client(accepted) {
+                Ok(ticket) => ticket,
+                Err(refusal) => {
+                    return Box::pin(admission.answer(Rewind::new(first, io), refusal)).await;
+                }
+            };
+            if super::sse_direct::is_sse_request(&first) {
+                let bounds = super::sse_direct::HeadBounds {
+                    max_head: self.state.config.limits.client_max_head,
+                    deadline,
+                };
+                Box::pin(self.serve_sse(io, first, bounds, peer, ticket, &stop)).await;
+            } else {
+                let io = Rewind::new(first, io);
+                Box::pin(self.serve_streams(io, peer, ticket, &stop)).await;
             }
             return;
         }
+        let io = Rewind::new(first, io);
         if is_api {
             // The backend's connections: the large head limit, under their own count.
             drop((silent, head));
@@ -215,6 +227,25 @@ impl ClientListener {
             Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
             Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
             Ok(()) => {}
+        }
+    }
+
+    /// An SSE read, served without hyper's connection buffers (`sse_direct`).
+    async fn serve_sse(
+        &self,
+        io: Box<dyn Connection>,
+        first: bytes::Bytes,
+        bounds: super::sse_direct::HeadBounds,
+        peer: Option<SocketAddr>,
+        ticket: PeerTicket,
+        stop: &CancellationToken,
+    ) {
+        let limit = self.state.config.queue.slow_consumer_timeout.0;
+        let io = super::write_deadline::WriteDeadline::new(io, limit);
+        let app = self.app.clone();
+        if let Err(err) = super::sse_direct::serve(app, io, first, bounds, peer, ticket, stop).await
+        {
+            debug!(error = %err, "SSE connection ended with an error");
         }
     }
 

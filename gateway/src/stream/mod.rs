@@ -158,6 +158,18 @@ async fn perform(
     if state.registry.durable(claims.key.as_str()).is_some() {
         return Ok(state.registry.serve_stream(request).await);
     }
+    // Boxed: an idle SSE response keeps this future for as long as it waits, and the lookup,
+    // the NATS request and a take-over are kilobytes that a local wait does not need.
+    Box::pin(perform_elsewhere(state, claims, request, wait)).await
+}
+
+/// [`perform`] for a session this node does not hold.
+async fn perform_elsewhere(
+    state: &Arc<AppState>,
+    claims: &Claims,
+    request: StreamRequest,
+    wait: Duration,
+) -> Result<StreamAnswer, Response> {
     let owner = match state.router.owner(claims.key.as_str()).await {
         Ok(Some(owner)) if owner != *state.router.node_id() => owner,
         Ok(_) => return Ok(StreamAnswer::Over),
