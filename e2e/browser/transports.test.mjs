@@ -50,8 +50,9 @@ const watchdog = setTimeout(() => {
 
 const problems = []; // console warnings from oort.js and page errors: any fails the test
 
+const startedAt = Date.now();
 function step(text) {
-  console.log(`step: ${text}`);
+  console.log(`step (${((Date.now() - startedAt) / 1000).toFixed(1)} s): ${text}`);
 }
 
 /** Opens the page and joins the chat as `name`; returns once it is connected. */
@@ -99,6 +100,18 @@ async function countLines(page, text) {
   return page.$$eval("#log p", (ps, want) => ps.filter((p) => p.textContent === want).length, text);
 }
 
+/** Submits each of `texts` through the page's form, back to back. */
+async function burst(page, texts) {
+  await page.evaluate((all) => {
+    const input = document.querySelector("#message");
+    const form = document.querySelector("#send");
+    for (const text of all) {
+      input.value = text;
+      form.requestSubmit();
+    }
+  }, texts);
+}
+
 async function say(page, text) {
   await page.fill("#message", text);
   await page.click("#send button[type=submit]");
@@ -126,21 +139,18 @@ async function chatBothWays(first, second, names, tag) {
   step(`${b} answers; both see it`);
   await say(second, `hi ${a}, ${b} here ${tag}`);
   for (const page of [first, second]) await waitForText(page, "#log", lines[1]);
+  // Submitted from inside the pages (Playwright's clicks in a background tab wait for
+  // animation frames it does not get), so both bursts go out at once and interleave.
   step(`a burst of 10 from ${a} while ${b} sends 10`);
   const burstA = Array.from({ length: 10 }, (_, i) => `burst ${a} ${i} ${tag}`);
   const burstB = Array.from({ length: 10 }, (_, i) => `burst ${b} ${i} ${tag}`);
-  await Promise.all([
-    (async () => {
-      for (const text of burstA) await say(first, text);
-    })(),
-    (async () => {
-      for (const text of burstB) await say(second, text);
-    })(),
-  ]);
+  await Promise.all([burst(first, burstA), burst(second, burstB)]);
+  step("bursts sent");
   for (const page of [first, second]) {
     await waitForText(page, "#log", `${a}: ${burstA.at(-1)}`);
     await waitForText(page, "#log", `${b}: ${burstB.at(-1)}`);
   }
+  step("bursts seen");
   lines.push(...burstA.map((t) => `${a}: ${t}`), ...burstB.map((t) => `${b}: ${t}`));
   await new Promise((r) => setTimeout(r, SETTLE_MS)); // a duplicate would show up by now
   for (const [page, who] of [
