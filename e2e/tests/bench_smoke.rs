@@ -49,6 +49,8 @@ async fn every_scenario_runs_against_one_node() {
             "send",
             "fanout",
             "fanout",
+            "sse",
+            "longpoll",
             "chat",
             "resume",
             "rolling"
