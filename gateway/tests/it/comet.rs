@@ -408,3 +408,88 @@ async fn an_sse_client_that_stops_reading_is_cut_off_like_a_slow_websocket() {
     .await;
     assert!(ended.is_ok(), "the stalled SSE response was cut off");
 }
+
+#[tokio::test]
+async fn browsers_on_other_origins_get_cors_head_and_etags_work() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let session = HttpSession::connect(&base(&gateway), "key=cors&first=x").await;
+    let preflight = http_client()
+        .request(reqwest::Method::OPTIONS, session.url())
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        header(&preflight, "access-control-allow-headers")
+            .unwrap()
+            .contains("Authorization")
+    );
+    assert!(
+        header(&preflight, "access-control-allow-methods")
+            .unwrap()
+            .contains("DELETE")
+    );
+    let read = http_client()
+        .get(format!("{}?offset=-1", session.url()))
+        .bearer_auth(&session.token)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = header(&read, "access-control-expose-headers").unwrap();
+    for name in [
+        "Stream-Next-Offset",
+        "Stream-Closed",
+        "Stream-Cursor",
+        "ETag",
+        "Oort-Token",
+    ] {
+        assert!(exposed.contains(name), "{name} is exposed: {exposed}");
+    }
+    // The same read again, with its ETag: nothing changed.
+    let etag = header(&read, "etag").unwrap().to_owned();
+    let again = http_client()
+        .get(format!("{}?offset=-1", session.url()))
+        .bearer_auth(&session.token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // HEAD: the tail, then the end once the backend closed the session.
+    let head = http_client()
+        .head(session.url())
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        header(&head, "stream-next-offset"),
+        Some(session.offset(1).as_str())
+    );
+    assert_eq!(header(&head, "stream-closed"), None);
+    let (status, _) = post_json(
+        &gateway.api_url(),
+        "/v1/close",
+        &json!({"sessions": ["cors"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head = http_client()
+        .head(session.url())
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&head, "stream-closed"), Some("true"));
+    let refused = session.post("after the close").await;
+    assert_eq!(refused.status(), 409);
+}
