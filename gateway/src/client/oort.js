@@ -51,6 +51,7 @@ const ACK_EVERY = 32;
 const ACK_AFTER_MS = 250;
 const SEND_RETRIES = 5;
 const TAKEOVER_GRACE_MS = 15_000;
+const PROBE_PAUSE_MS = 200;
 
 /** Connects to an Oort gateway; see the header comment. */
 export function connect(url, options = {}) {
@@ -145,6 +146,7 @@ export class OortClient {
     this._probeSettled = null;
     this._retryTimer = null;
     this._switchedAt = 0;
+    this._probePaused = false;
     this._takeovers = 0;
     this._abort = null;
     this._ackTimer = null;
@@ -365,7 +367,7 @@ export class OortClient {
     try {
       ws = new WebSocket(url, ["oort.v1"]);
     } catch (err) {
-      if (probe) this._planProbe(true);
+      if (probe) this._probeFailed();
       else this._transportFailed(String(err));
       return;
     }
@@ -416,14 +418,14 @@ export class OortClient {
       if (!welcomed) {
         if (resetReason !== null || event.code === 4000) {
           if (probe) {
-            // The session is gone; the running HTTP transport will learn it too.
-            this._planProbe(true);
+            // The session is gone; the HTTP transport will learn it too.
+            this._probeFailed();
             return;
           }
           this._reset(resetReason || event.reason || "reset");
           return;
         }
-        if (probe) this._planProbe(true);
+        if (probe) this._probeFailed();
         else this._transportFailed(`WebSocket closed before its welcome (${event.code})`);
         return;
       }
@@ -445,6 +447,7 @@ export class OortClient {
       this.transport = "websocket";
       this._established = false;
       this._switchedAt = Date.now();
+      this._probePaused = false;
     }
     this._wsTry = null;
     this._ws = ws;
@@ -531,6 +534,15 @@ export class OortClient {
     this._schedule(code === 1012 ? 0 : this._delay());
   }
 
+  /** The background WebSocket did not open: read on over HTTP, quietly, where it paused. */
+  _probeFailed() {
+    if (this._probePaused) {
+      this._probePaused = false;
+      if (!this._closed && this.transport !== "websocket") this._runHttp(++this._gen);
+    }
+    this._planProbe(true);
+  }
+
   _endProbe() {
     this._probe = null;
     this._probeSettled?.();
@@ -555,12 +567,21 @@ export class OortClient {
     const ws = this._transports.indexOf("websocket");
     if (ws < 0 || this.transport === "websocket") return;
     const ms = PROBE_MS * (0.8 + Math.random() * 0.4);
-    this._probeTimer = setTimeout(() => {
+    this._probeTimer = setTimeout(async () => {
       this._probeTimer = null;
       if (this._closed || this.transport === "websocket" || this._probe) return;
       if (!this._token) {
         this._planProbe();
         return;
+      }
+      if (this.transport === "sse" && this._established) {
+        // End our SSE read first: one still open on the server when the WebSocket resumes
+        // would read once more and take the session back (4001).
+        this._gen++;
+        this._abortHttp();
+        this._probePaused = true;
+        await new Promise((resolve) => setTimeout(resolve, PROBE_PAUSE_MS));
+        if (this._closed || this.transport === "websocket") return;
       }
       this._openWs(true);
     }, ms);
