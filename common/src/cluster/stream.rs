@@ -26,8 +26,10 @@ pub enum StreamOp {
     Read {
         /// Where the read starts.
         from: StreamPosition,
-        /// The position acknowledges every message up to it.
-        ack: bool,
+        /// A client's new request: its position acknowledges every message up to it, and it
+        /// takes the session from any other transport. A read that continues a response (an
+        /// SSE stream's next events) is not fresh, and takes nothing from anyone.
+        fresh: bool,
         /// How long to wait for a message when there is none (0: answer at once).
         wait_ms: u32,
         /// Bytes of messages one answer carries at most (always at least one message).
@@ -87,4 +89,6 @@ pub enum StreamAnswer {
     /// The node holding the session is shutting down: the asking node takes the session over
     /// (as a WebSocket resume there would) and serves it itself.
     Draining,
+    /// Another transport has the session (a newer reader, a WebSocket): this reader is done.
+    Displaced,
 }

@@ -113,6 +113,10 @@ async fn establish(State(chat): State<Arc<Chat>>, headers: HeaderMap) -> StatusC
     let Some(key) = session_of(&headers) else {
         return StatusCode::BAD_REQUEST;
     };
+    // A resumed session (`X-Oort-Resumed`, no connect callback) is someone already online.
+    if chat.names().contains_key(&key) {
+        return StatusCode::OK;
+    }
     // The session is announced only once its WebSocket is open.
     let Some(name) = chat.pending().remove(&key) else {
         return StatusCode::NOT_FOUND;

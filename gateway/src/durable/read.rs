@@ -45,6 +45,9 @@ pub(crate) enum StreamRefusal {
     Over,
     /// It is being taken over by another node (a WebSocket resume there): read again there.
     Moving,
+    /// Another transport has the session (a newer reader, or a WebSocket that resumed it): this
+    /// reader is done (409).
+    Displaced,
 }
 
 /// What a read found.
@@ -72,13 +75,17 @@ impl StreamChunk {
 
 impl Durable {
     /// Reads what is kept after `from`, at most `max_bytes` (but always one message when there
-    /// is one). With `ack`, the position acknowledges everything up to it. With `wait` and
-    /// nothing to read, registers this reader as the one to wake, answering any older one.
-    /// A WebSocket attached to the session is taken over (close 4001): the client moved here.
+    /// is one). With `wait` and nothing to read, registers this reader as the one to wake.
+    ///
+    /// A `fresh` read is a client's new request: its position acknowledges everything up to
+    /// it, and it takes the session from any other transport (an older reader is answered at
+    /// once; a WebSocket is closed with 4001: the client moved here). A read that continues a
+    /// response (the next events of an SSE stream) takes nothing from anyone: when another
+    /// transport has the session, it is displaced.
     pub(crate) fn read(
         &self,
         from: StreamFrom,
-        ack: bool,
+        fresh: bool,
         wait: bool,
         max_bytes: usize,
     ) -> Result<Read, StreamRefusal> {
@@ -86,6 +93,9 @@ impl Durable {
         match &state.phase {
             Phase::Ended | Phase::Departed => return Err(StreamRefusal::Over),
             Phase::Receiving { .. } => return Err(StreamRefusal::Moving),
+            Phase::Attached(_) | Phase::Waiting { .. } if !fresh => {
+                return Err(StreamRefusal::Displaced);
+            }
             Phase::Attached(connection) => {
                 connection.queue.close(CloseCommand::taken_over(), false);
                 state.go_away();
@@ -98,7 +108,7 @@ impl Durable {
         }
         state.read_over_http = true;
         let after = position(&state, from)?;
-        if ack && after > 0 {
+        if fresh && after > 0 {
             // Cannot fail: `position` checked it is not past the last message.
             let _ = state.buffer.ack(after);
         }
@@ -295,6 +305,25 @@ mod tests {
         assert!(newer.await.is_ok());
         let got = chunk(durable.read(StreamFrom::After(0), true, true, 1024));
         assert_eq!(seqs(&got), [1]);
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_response_never_takes_the_session_from_a_newer_reader() {
+        let durable = session(None);
+        let Ok(Read::Wait { woken: newer, .. }) =
+            durable.read(StreamFrom::After(0), true, true, 1024)
+        else {
+            panic!("waits")
+        };
+        assert_eq!(
+            durable.read(StreamFrom::After(0), false, true, 1024).err(),
+            Some(StreamRefusal::Displaced)
+        );
+        assert_eq!(
+            durable.push(&Payload::text("x"), &QUEUE, &LIMITS),
+            oort_common::DeliveryStatus::Ok
+        );
+        assert!(newer.await.is_ok(), "the newer reader kept the session");
     }
 
     #[tokio::test]

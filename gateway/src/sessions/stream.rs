@@ -38,7 +38,7 @@ impl SessionRegistry {
             }
             StreamOp::Read {
                 from,
-                ack,
+                fresh,
                 wait_ms,
                 max_bytes,
             } => {
@@ -49,7 +49,7 @@ impl SessionRegistry {
                     StreamPosition::After(seq) => StreamFrom::After(seq),
                 };
                 match self
-                    .read(&durable, from, ack, wait, max_bytes as usize)
+                    .read(&durable, from, fresh, wait, max_bytes as usize)
                     .await
                 {
                     Ok(chunk) => {
@@ -71,12 +71,12 @@ impl SessionRegistry {
         &self,
         durable: &Arc<Durable>,
         from: StreamFrom,
-        ack: bool,
+        fresh: bool,
         wait: Duration,
         max_bytes: usize,
     ) -> Result<StreamChunk, StreamRefusal> {
         let deadline = tokio::time::Instant::now() + wait;
-        let (woken, at) = match durable.read(from, ack, !wait.is_zero(), max_bytes)? {
+        let (woken, at) = match durable.read(from, fresh, !wait.is_zero(), max_bytes)? {
             Read::Chunk(chunk) => return Ok(chunk),
             Read::Wait { woken, at } => (woken, at),
         };
@@ -86,8 +86,8 @@ impl SessionRegistry {
                 Read::Chunk(chunk) => Ok(chunk),
                 Read::Wait { .. } => Ok(StreamChunk::empty(at)),
             },
-            // A newer reader, a WebSocket, a move or the backend's close: only the close is
-            // this reader's to report; otherwise it steps aside with nothing.
+            // The backend's close (this reader reports it), or another transport took the
+            // session (a newer reader, a WebSocket, another node): this reader is done.
             Ok(Err(_)) => match durable.tail() {
                 Ok((_, true)) => {
                     match durable.read(StreamFrom::After(at), false, false, max_bytes)? {
@@ -95,7 +95,10 @@ impl SessionRegistry {
                         Read::Wait { .. } => Ok(StreamChunk::empty(at)),
                     }
                 }
-                _ => Ok(StreamChunk::empty(at)),
+                // Released by the drain: the client reads again, through another node.
+                Ok(_) if self.is_draining() => Ok(StreamChunk::empty(at)),
+                Ok(_) => Err(StreamRefusal::Displaced),
+                Err(refusal) => Err(refusal),
             },
             Err(_elapsed) => {
                 durable.stop_waiting();
@@ -111,6 +114,7 @@ fn refused(refusal: StreamRefusal) -> StreamAnswer {
         StreamRefusal::Ahead { last } => StreamAnswer::Ahead { last },
         StreamRefusal::Over => StreamAnswer::Over,
         StreamRefusal::Moving => StreamAnswer::Moving,
+        StreamRefusal::Displaced => StreamAnswer::Displaced,
     }
 }
 

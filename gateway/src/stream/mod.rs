@@ -201,6 +201,10 @@ fn refusal(answer: StreamAnswer) -> Response {
             StatusCode::BAD_REQUEST,
             &format!("the offset is past the session's last message ({last})"),
         ),
+        StreamAnswer::Displaced => error(
+            StatusCode::CONFLICT,
+            "another reader or a WebSocket took this session",
+        ),
         StreamAnswer::Moving | StreamAnswer::Draining => {
             let mut response = unavailable("the session is moving to another node; retry");
             response

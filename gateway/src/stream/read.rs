@@ -178,10 +178,10 @@ pub(super) async fn head(state: &Arc<AppState>, claims: &Claims) -> Response {
     (StatusCode::OK, headers).into_response()
 }
 
-fn read_op(from: StreamPosition, ack: bool, wait: Duration) -> StreamOp {
+fn read_op(from: StreamPosition, fresh: bool, wait: Duration) -> StreamOp {
     StreamOp::Read {
         from,
-        ack,
+        fresh,
         wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
         max_bytes: MAX_CHUNK_BYTES,
     }
