@@ -200,9 +200,22 @@ impl ClientListener {
         // A connect is one request: upgraded, or refused and done. Closing after it gives the
         // handshake's reservation back at once.
         let result = serve_http(&http, true, io, self.app.clone(), peer, Some(ticket), stop).await;
+        self.ended(result, peer, true);
+    }
+
+    /// Counts a client connection that ended on a head too large, or too slow when
+    /// `timeouts_refuse` (a keep-alive connection that stays idle between requests merely ends).
+    fn ended(
+        &self,
+        result: Result<(), hyper::Error>,
+        peer: Option<SocketAddr>,
+        timeouts_refuse: bool,
+    ) {
         match result {
             Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
-            Err(err) if err.is_timeout() => self.count(RefusalReason::HeadTimeout, peer),
+            Err(err) if err.is_timeout() && timeouts_refuse => {
+                self.count(RefusalReason::HeadTimeout, peer);
+            }
             Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
             Ok(()) => {}
         }
@@ -223,11 +236,7 @@ impl ClientListener {
         let limit = self.state.config.queue.slow_consumer_timeout.0;
         let io = super::write_deadline::WriteDeadline::new(io, limit);
         let result = serve_http(&http, false, io, self.app.clone(), peer, Some(ticket), stop).await;
-        match result {
-            Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
-            Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
-            Ok(()) => {}
-        }
+        self.ended(result, peer, false);
     }
 
     /// An SSE read, served without hyper's connection buffers (`sse_direct`).

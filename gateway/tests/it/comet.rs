@@ -16,15 +16,9 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Sends `data` to `key`; the session's status.
 async fn send(gateway: &TestGateway, key: &str, data: &str) -> String {
-    let (status, answer) = post_json(
-        &gateway.api_url(),
-        "/v1/send",
-        &json!({"sessions": [key], "data": data}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["results"][0]["status"].as_str().unwrap().to_owned()
+    crate::api::status_of(&crate::api::v1_send_one(gateway, key, data).await).to_owned()
 }
 
 fn base(gateway: &TestGateway) -> String {

@@ -69,13 +69,7 @@ async fn items(lines: &mut Lines<BufReader<ChildStdout>>, count: usize) -> Vec<(
 }
 
 async fn send(gateway: &TestGateway, key: &str, data: &str) {
-    let (status, answer) = post_json(
-        &gateway.api_url(),
-        "/v1/send",
-        &json!({"sessions": [key], "data": data}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    crate::api::v1_send_one(gateway, key, data).await;
 }
 
 fn numbered(range: std::ops::RangeInclusive<u64>) -> Vec<(u64, String)> {
