@@ -47,6 +47,14 @@ export interface ConnectOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** The Durable Streams base path; default `stream` next to the connect path (`/stream`). */
   streamPath?: string;
+  /**
+   * More gateways of the same cluster (each like `url`), for when no load balancer is in
+   * front: when the current one cannot be reached or its connection is lost (1012: draining),
+   * the client moves on to the next and resumes the same session there.
+   */
+  urls?: string[];
+  /** While on a fallback transport, how often to try the WebSocket again; default 30000 (+-20 %). */
+  websocketRetryMs?: number;
 }
 
 export declare class OortClient {

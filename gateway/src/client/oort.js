@@ -17,6 +17,13 @@
 //            backoff:    { initialMs = 500, maxMs = 30000 }, exponential with full jitter
 //            streamPath: the Durable Streams base path (default: "stream" next to the connect
 //                        path, i.e. "/stream")
+//            urls:       more gateways of the same cluster (each as `url`), for when there is no
+//                        load balancer in front: when the current one cannot be reached, or its
+//                        connection is lost (e.g. 1012, the node is draining), the client moves
+//                        on to the next, resuming the same session there (any node serves any
+//                        session)
+//            websocketRetryMs: while on a fallback transport, how often to try the WebSocket
+//                        again in the background (default 30000, with +-20 % jitter)
 //
 // One session, three transports (docs/protocol.md and the Durable Streams endpoints):
 //   - "websocket": WebSocket subprotocol oort.v1 on the connect path; resumes with
@@ -28,7 +35,8 @@
 // delivered (a WebSocket that does not reach its welcome, an HTTP read that does not get an
 // answer) is given up for the next one, on the same session (the token and the last seq carry
 // over: the offset is hex16(token id)_hex16(last seq)). While on a fallback, the WebSocket is
-// tried again in the background about every 30 s and taken back when it opens.
+// tried again in the background about every 30 s (websocketRetryMs) and taken back when it
+// opens.
 //
 // Messages: each seq is delivered once, in order (a seq at or below the last delivered one is
 // dropped). Text arrives as a string, binary as an ArrayBuffer.
@@ -84,6 +92,19 @@ function base64ToBuffer(text) {
   return bytes.buffer;
 }
 
+/** The WebSocket URL and the Durable Streams base of a gateway's base URL. */
+function endpointOf(url, streamPath) {
+  const here = globalThis.location?.href;
+  const base = new URL(url ?? globalThis.location?.origin ?? "", here);
+  const secure = base.protocol === "https:" || base.protocol === "wss:";
+  const httpOrigin = `${secure ? "https:" : "http:"}//${base.host}`;
+  const wsOrigin = `${secure ? "wss:" : "ws:"}//${base.host}`;
+  const path = base.pathname || "/";
+  const dir = path.endsWith("/") ? path : path.slice(0, path.lastIndexOf("/") + 1);
+  const connectPath = path.endsWith("/") ? `${path}connect` : path;
+  return { base, wsUrl: wsOrigin + connectPath, streamBase: httpOrigin + (streamPath ?? `${dir}stream`) };
+}
+
 function toQuery(query) {
   if (query == null) return new URLSearchParams();
   if (typeof query === "string") return new URLSearchParams(query.replace(/^\?/, ""));
@@ -99,19 +120,15 @@ function toQuery(query) {
 
 export class OortClient {
   constructor(url, options = {}) {
-    const here = globalThis.location?.href;
-    const base = new URL(url ?? globalThis.location?.origin ?? "", here);
-    const secure = base.protocol === "https:" || base.protocol === "wss:";
-    const httpOrigin = `${secure ? "https:" : "http:"}//${base.host}`;
-    const wsOrigin = `${secure ? "wss:" : "ws:"}//${base.host}`;
-    const path = base.pathname || "/";
-    const dir = path.endsWith("/") ? path : path.slice(0, path.lastIndexOf("/") + 1);
-    const connectPath = path.endsWith("/") ? `${path}connect` : path;
-    const params = new URLSearchParams(base.search);
+    const first = endpointOf(url, options.streamPath);
+    const params = new URLSearchParams(first.base.search);
     for (const [k, v] of toQuery(options.query)) params.append(k, v);
     this._query = params.toString();
-    this._wsUrl = wsOrigin + connectPath;
-    this._streamBase = httpOrigin + (options.streamPath ?? `${dir}stream`);
+    this._endpoints = [first, ...(options.urls ?? []).map((other) => endpointOf(other, options.streamPath))];
+    this._ei = 0;
+    this._wsUrl = first.wsUrl;
+    this._streamBase = first.streamBase;
+    this._probeMs = options.websocketRetryMs > 0 ? options.websocketRetryMs : PROBE_MS;
     const wanted = options.transports ?? ALL_TRANSPORTS;
     this._transports = wanted.filter((t) => ALL_TRANSPORTS.includes(t));
     if (this._transports.length === 0) throw new Error(`oort: no known transport in ${JSON.stringify(wanted)}`);
@@ -310,9 +327,20 @@ export class OortClient {
     else this._runHttp(++this._gen);
   }
 
+  /** Moves on to the next gateway of `urls` (nothing to do with one), on the same session. */
+  _nextEndpoint() {
+    if (this._endpoints.length < 2) return;
+    this._ei = (this._ei + 1) % this._endpoints.length;
+    const { wsUrl, streamBase } = this._endpoints[this._ei];
+    this._wsUrl = wsUrl;
+    this._streamBase = streamBase;
+    if (this.session != null) this._streamUrl = `${streamBase}/${encodeURIComponent(this.session)}`;
+  }
+
   /** The current transport failed to (re)establish: retry, or after two failures fall back. */
   _transportFailed(why) {
     if (this._closed) return;
+    this._nextEndpoint();
     this._failures++;
     if (this.state === "connected" || this.state === "resumed") this._setState("disconnected", { reason: why });
     if (this._failures >= 2 && this._ti < this._transports.length - 1) {
@@ -529,6 +557,7 @@ export class OortClient {
       return;
     }
     this._established = false;
+    this._nextEndpoint();
     this._setState("disconnected", { reason: reason || `connection lost (${code})`, code });
     // 1012: the node is draining; resume at once elsewhere.
     this._schedule(code === 1012 ? 0 : this._delay());
@@ -566,7 +595,7 @@ export class OortClient {
     this._probeTimer = null;
     const ws = this._transports.indexOf("websocket");
     if (ws < 0 || this.transport === "websocket") return;
-    const ms = PROBE_MS * (0.8 + Math.random() * 0.4);
+    const ms = this._probeMs * (0.8 + Math.random() * 0.4);
     this._probeTimer = setTimeout(async () => {
       this._probeTimer = null;
       if (this._closed || this.transport === "websocket" || this._probe) return;
