@@ -4,8 +4,9 @@
 //! binds port 0 and the real address is read from the log.
 //!
 //! Modules needing outside tools fail with install instructions when a tool is missing:
-//! `demo_browser` and `transports_browser` (Node.js, `npm ci` in e2e/browser, Debian's
-//! chromium) and `autobahn` (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
+//! `demo_browser`, `transports_browser` and `cluster_browser` (Node.js, `npm ci` in
+//! e2e/browser, Debian's chromium; `cluster_browser` also nats-server) and `autobahn`
+//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
 //! `api_contract` (schemathesis, installed by scripts/test-prerequisites).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
@@ -14,6 +15,7 @@
 mod api_contract;
 mod autobahn;
 mod cli;
+mod cluster_browser;
 mod demo_browser;
 mod environment;
 mod https_callbacks;
