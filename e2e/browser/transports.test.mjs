@@ -5,6 +5,10 @@
 //      each message exactly once in each tab.
 //   b. WebSockets and SSE (`live=sse`) both fail: two tabs fall back to `long-poll` and chat
 //      both ways, each message exactly once in each tab.
+//   c. back to WebSocket: two tabs open `?ws_retry_ms=2000` with WebSockets blocked (so they
+//      are on `sse`), keep sending, and WebSockets are unblocked meanwhile: oort.js's
+//      background retry takes both back to `websocket`, each message exactly once, in order,
+//      in each tab, and no reset.
 //
 //   node e2e/browser/transports.test.mjs http://127.0.0.1:PORT/ [screenshot.png]
 //
@@ -56,7 +60,7 @@ function step(text) {
 }
 
 /** Opens the page and joins the chat as `name`; returns once it is connected. */
-async function join(context, name) {
+async function join(context, name, query = "") {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   page.on("pageerror", (err) => {
@@ -70,7 +74,7 @@ async function join(context, name) {
       problems.push(`[${name}] ${text}`);
     }
   });
-  await page.goto(url, { waitUntil: "load" });
+  await page.goto(url + query, { waitUntil: "load" });
   await page.fill("#name", name);
   await page.click("#join button[type=submit]");
   await page.waitForSelector("#chat:not([hidden])");
@@ -110,6 +114,43 @@ async function burst(page, texts) {
       form.requestSubmit();
     }
   }, texts);
+}
+
+/** Sends `texts` from inside the page, one every `every` ms; resolves when all are submitted. */
+function sendSlowly(page, texts, every) {
+  return page.evaluate(
+    ([all, ms]) =>
+      new Promise((resolve) => {
+        const input = document.querySelector("#message");
+        const form = document.querySelector("#send");
+        let i = 0;
+        const timer = setInterval(() => {
+          input.value = all[i];
+          form.requestSubmit();
+          if (++i >= all.length) {
+            clearInterval(timer);
+            resolve();
+          }
+        }, ms);
+      }),
+    [texts, every],
+  );
+}
+
+/** Records every #state the page shows, as state@transport, in window.__states. */
+async function recordStates(page) {
+  await page.evaluate(() => {
+    const state = document.querySelector("#state");
+    const transport = document.querySelector("#transport");
+    window.__states = [`${state.textContent}@${transport.textContent}`];
+    const record = () => {
+      const now = `${state.textContent}@${transport.textContent}`;
+      if (window.__states.at(-1) !== now) window.__states.push(now);
+    };
+    for (const el of [state, transport]) {
+      new MutationObserver(record).observe(el, { childList: true, characterData: true, subtree: true });
+    }
+  });
 }
 
 async function say(page, text) {
@@ -288,8 +329,86 @@ try {
     contexts.pop();
   }
 
+  // c. Back to WebSocket once WebSockets get through again.
+  {
+    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
+    profiles.push(dir);
+    const context = await newContext(dir);
+    contexts.push(context);
+    const counts = { ws: 0, passed: 0 };
+    let blocked = true;
+    await context.routeWebSocket(/\/connect/, (ws) => {
+      if (blocked) {
+        counts.ws++;
+        ws.close({ code: 1011, reason: "blocked by the test" });
+      } else {
+        counts.passed++;
+        ws.connectToServer(); // unhandled messages pass through both ways
+      }
+    });
+    step("back to websocket: Erin and Finn join with WebSockets blocked");
+    const erin = await join(context, "Erin", "?ws_retry_ms=2000");
+    await expectTransport(erin, "Erin", "sse");
+    const finn = await join(context, "Finn", "?ws_retry_ms=2000");
+    await expectTransport(finn, "Finn", "sse");
+    await recordStates(erin);
+    await recordStates(finn);
+    const count = 30;
+    const fromErin = Array.from({ length: count }, (_, i) => `Erin switches ${i}`);
+    const fromFinn = Array.from({ length: count }, (_, i) => `Finn switches ${i}`);
+    step(`both send ${count} messages, one every 200 ms; WebSockets are unblocked meanwhile`);
+    const sending = Promise.all([sendSlowly(erin, fromErin, 200), sendSlowly(finn, fromFinn, 200)]);
+    await waitForText(erin, "#log", `Erin: ${fromErin[3]}`);
+    blocked = false;
+    step("unblocked; waiting for the background retry");
+    for (const [page, name] of [
+      [erin, "Erin"],
+      [finn, "Finn"],
+    ]) {
+      await expectTransport(page, name, "websocket");
+    }
+    await sending;
+    step("all sent");
+    const lines = [...fromErin.map((t) => `Erin: ${t}`), ...fromFinn.map((t) => `Finn: ${t}`)];
+    for (const page of [erin, finn]) {
+      await waitForText(page, "#log", lines[count - 1]);
+      await waitForText(page, "#log", lines.at(-1));
+    }
+    await new Promise((r) => setTimeout(r, SETTLE_MS)); // a duplicate would show up by now
+    for (const [page, who] of [
+      [erin, "Erin"],
+      [finn, "Finn"],
+    ]) {
+      const shown = await page.$$eval("#log p", (ps) => ps.map((p) => p.textContent));
+      for (const want of lines) {
+        const n = shown.filter((l) => l === want).length;
+        if (n !== 1) throw new Error(`${who}'s tab shows ${JSON.stringify(want)} ${n} times, not once`);
+      }
+      for (const [sender, sent] of [
+        ["Erin", fromErin],
+        ["Finn", fromFinn],
+      ]) {
+        const at = sent.map((t) => shown.indexOf(`${sender}: ${t}`));
+        if (at.some((i, k) => k > 0 && i < at[k - 1])) throw new Error(`${who}'s tab shows ${sender}'s messages out of order`);
+      }
+      const states = await page.evaluate(() => window.__states);
+      if (states.some((s) => s.startsWith("reset") || s.startsWith("closed"))) {
+        throw new Error(`${who}'s tab went through ${JSON.stringify(states)}`);
+      }
+      if (shown.some((l) => l.startsWith("Connection lost"))) throw new Error(`${who}'s tab lost its session`);
+      console.log(`  ${who}: states ${states.join(" ")}`);
+    }
+    console.log(`  blocked: ${counts.ws} WebSockets; passed after the unblock: ${counts.passed}`);
+    await erin.close();
+    await finn.close();
+    await context.close();
+    contexts.pop();
+  }
+
   if (problems.length) throw new Error(`oort.js reported problems:\n  ${problems.join("\n  ")}`);
-  console.log("PASS: the demo page chatted over websocket, sse (WebSockets blocked) and long-poll (both blocked)");
+  console.log(
+    "PASS: the demo page chatted over websocket, sse (WebSockets blocked), long-poll (both blocked), and went back from sse to websocket",
+  );
 } catch (err) {
   failed = true;
   console.error(`FAIL: ${err?.stack || err}`);
