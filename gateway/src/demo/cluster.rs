@@ -187,7 +187,17 @@ async fn run_started(
     for (id, url) in &urls {
         info!(node = %id, "Oort demo node {id}: {url}");
     }
-    announce(&urls, control_port);
+    // The host the nodes' URLs name (loopback for 0.0.0.0), where the control endpoint is too.
+    let control_host = urls
+        .first()
+        .and_then(|(_, url)| url.strip_prefix("http://"))
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map_or("127.0.0.1", |(host, _)| host)
+        .to_owned();
+    announce(
+        &urls,
+        &format!("http://{control_host}:{control_port}/nodes"),
+    );
     shutdown.cancelled().await;
     info!("stopping the demo cluster");
     match server.await {
@@ -202,11 +212,11 @@ async fn run_started(
     clippy::print_stdout,
     reason = "the demo's addresses are its output, for people and scripts"
 )]
-fn announce(urls: &[(String, String)], control_port: u16) {
+fn announce(urls: &[(String, String)], control: &str) {
     for (id, url) in urls {
         println!("Oort demo node {id}: {url}");
     }
-    println!("Oort demo control: http://127.0.0.1:{control_port}/nodes");
+    println!("Oort demo control: {control}");
     if let Some((_, first)) = urls.first() {
         println!(
             "Oort demo running: open {first} in two browser tabs and chat (Ctrl-C to stop); \
