@@ -19,6 +19,7 @@ mod cluster_browser;
 mod demo_browser;
 mod environment;
 mod https_callbacks;
+mod protocol_doc;
 mod shutdown;
 mod support;
 mod transports_browser;
