@@ -1,7 +1,8 @@
 //! docs/protocol.md's curl lines for sessions over HTTP (section 11) work as written: they run
 //! with bash against `oort demo`, in the order the document gives them, with only the demo's
 //! port changed. The two live reads are the only ones adapted: the long-poll runs in the
-//! background until the message posted after it arrives, and the SSE read is cut after 2 s.
+//! background while the documented message is posted (so it need not wait 25 s, though it may
+//! if the message wins the race), and the SSE read is cut after 2 s.
 
 use std::time::Duration;
 
