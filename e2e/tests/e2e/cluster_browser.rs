@@ -12,54 +12,22 @@ use std::time::{Duration, Instant};
 use oort_e2e::process::OortProcess;
 use oort_e2e::{TIMEOUT, http_client};
 
-use crate::support::{describe, workspace_root};
+use crate::browser_support::{browser, require, url_in};
+use crate::support::describe;
 
 /// The whole browser script's bound; the script has its own, shorter ones.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the demo may take to start nats-server and both nodes and elect a leader.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Explains what to install when a tool is missing.
-fn require(what: &str, present: bool, install: &str) {
-    assert!(present, "{what} is missing; install it with: {install}");
-}
-
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
 }
 
-/// The URL in a line the demo printed.
-fn url_in(line: &str) -> String {
-    line.split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_moves_to_the_other_node_when_its_node_restarts() {
-    let browser_dir = workspace_root().join("e2e/browser");
-    let chromium = std::env::var("OORT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    require(
-        &chromium,
-        Path::new(&chromium).exists(),
-        "apt-get install -y chromium",
-    );
-    require(
-        "e2e/browser/node_modules/playwright-core",
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "(cd e2e/browser && npm ci)",
-    );
-    let node_works = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    require(
-        "node (Node.js 20 or later)",
-        node_works,
-        "apt-get install -y nodejs npm",
-    );
+    let browser = browser();
     require(
         "nats-server (on the PATH)",
         on_path("nats-server"),
@@ -84,17 +52,9 @@ async fn a_tab_moves_to_the_other_node_when_its_node_restarts() {
     );
 
     let started = Instant::now();
-    let mut script = tokio::process::Command::new("node");
-    script
-        .arg(browser_dir.join("cluster.test.mjs"))
-        .arg(&n1)
-        .arg(&n2)
-        .env("OORT_CHROMIUM", &chromium)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, script.output())
-        .await
-        .unwrap_or_else(|_| panic!("the browser test ran past {BROWSER_TIMEOUT:?}"))
-        .expect("run node");
+    let output = browser
+        .run("cluster.test.mjs", &[&n1, &n2], BROWSER_TIMEOUT)
+        .await;
     assert!(
         output.status.success(),
         "the browser cluster test failed\n{}\n--- oort demo --nodes 2 ---\n{}",

@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use oort_e2e::TIMEOUT;
-use oort_e2e::process::OortProcess;
-
+use crate::browser_support::{start_demo, stop_demo};
 use crate::support::{describe, workspace_root};
 
 /// The shell lines of section 11, comments and blank lines left out.
@@ -43,17 +41,8 @@ async fn the_curl_lines_of_the_http_transports_work_as_written() {
     }
     let lines = documented_lines();
     assert!(lines.len() >= 6, "the section lost its examples: {lines:?}");
-    let demo = OortProcess::spawn(&["demo", "--port", "0"], &[]);
-    let banner = demo
-        .wait_for_line("Oort demo running: open http://", TIMEOUT)
-        .await;
-    let base = banner
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .expect("a URL in the banner")
-        .trim_end_matches('/')
-        .to_owned();
-    let host = base.trim_start_matches("http://");
+    let (demo, url) = start_demo().await;
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
     let lines: Vec<String> = lines
         .iter()
         .map(|line| line.replace("127.0.0.1:9180", host))
@@ -111,4 +100,5 @@ async fn the_curl_lines_of_the_http_transports_work_as_written() {
         3,
         "the POSTs and the DELETE answered 204:\n{text}"
     );
+    stop_demo(demo).await;
 }
