@@ -14,6 +14,7 @@ pub mod client;
 pub mod cluster;
 mod cluster_api;
 pub mod durable_client;
+pub mod http_stream;
 pub mod nats;
 pub mod pki;
 pub mod process;

@@ -49,6 +49,8 @@ async fn every_scenario_runs_against_one_node() {
             "send",
             "fanout",
             "fanout",
+            "sse",
+            "longpoll",
             "chat",
             "resume",
             "rolling"
@@ -60,7 +62,11 @@ async fn every_scenario_runs_against_one_node() {
         durable["frames_received"].as_u64().unwrap() > 0,
         "oort.v1 sessions received their sends: {durable}"
     );
-    for report in &reports[7..9] {
+    let (sse, polls) = (&reports[6], &reports[7]);
+    assert_eq!(sse["fanout"][0]["received"], 50, "{sse}");
+    assert_eq!(polls["out_of_order"], 0, "{polls}");
+    assert!(polls["messages_per_s"].as_f64().unwrap() > 0.0, "{polls}");
+    for report in &reports[9..11] {
         assert!(
             report["resumes"].as_u64().unwrap() > 0 && report["lost"] == 0,
             "clients resumed and lost nothing: {report}"

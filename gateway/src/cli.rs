@@ -37,11 +37,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
-    /// Run a single node with a built-in chat backend and page.
+    /// Run a node (or, with --nodes, a local cluster) with a built-in chat backend and page.
     Demo {
-        /// Port for the demo (the chat page and the gateway).
+        /// Port for the demo (the chat page and the gateway); with --nodes, the first node's
+        /// (the others take the next ones). 0 picks free ports.
         #[arg(long, default_value_t = 9180)]
         port: u16,
+        /// Run this many nodes as a cluster on this machine (needs nats-server on the PATH):
+        /// one chat backend, a page per node with the cluster's members and a restart button
+        /// per node.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9), conflicts_with = "nats")]
+        nodes: u16,
         /// Address to bind (127.0.0.1 keeps the demo private to this machine).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
@@ -55,6 +61,17 @@ pub(crate) enum Command {
         /// How many demo nodes form the cluster.
         #[arg(long, default_value_t = 1, requires = "nats")]
         bootstrap_expect: usize,
+        /// Use this chat backend (a URL) instead of starting one (set by `--nodes`).
+        #[arg(long, hide = true)]
+        backend: Option<String>,
+        /// The port of the `--nodes` supervisor's control endpoint, for the page's restart
+        /// buttons (set by `--nodes`).
+        #[arg(long, hide = true, requires = "backend")]
+        control_port: Option<u16>,
+        /// Where this node keeps its raft data (set by `--nodes`; default: a fresh temporary
+        /// directory).
+        #[arg(long, hide = true, requires = "nats")]
+        data_dir: Option<PathBuf>,
     },
 }
 

@@ -19,6 +19,7 @@ mod server;
 mod sessions;
 mod state;
 mod stats;
+mod stream;
 pub mod telemetry;
 pub mod tls;
 

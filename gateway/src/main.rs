@@ -46,35 +46,117 @@ fn main() -> ExitCode {
         Some(Command::Demo {
             port,
             host,
+            nodes,
             nats,
             node_id,
             bootstrap_expect,
+            backend,
+            control_port,
+            data_dir,
         }) => {
             if let Err(err) =
                 telemetry::init("info", rust_log().as_deref(), config::LogFormat::Text)
             {
                 eprintln!("oort: {err}");
             }
+            if nodes > 1 {
+                return demo_cluster(host, port, nodes);
+            }
+            let supervised = backend.is_some();
             let cluster = nats.map(|nats| demo::DemoCluster {
                 nats,
                 node_id,
                 bootstrap_expect,
-                data_dir: std::env::temp_dir().join(format!(
-                    "oort-demo-{}-{}",
-                    std::process::id(),
-                    rand::random::<u32>()
-                )),
+                data_dir: data_dir.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!(
+                        "oort-demo-{}-{}",
+                        std::process::id(),
+                        rand::random::<u32>()
+                    ))
+                }),
             });
             let machine = Host {
                 hostname: hostname(),
+                // `oort demo --nodes` hands its nodes one secret, so sessions resume on any.
+                resume_secret: std::env::var(demo::RESUME_SECRET_ENV)
+                    .ok()
+                    .filter(|secret| !secret.is_empty())
+                    .map(config::Secret::new),
                 ..Host::default()
             };
-            run_async(
-                async move { demo::run(&host, port, cluster, &machine, shutdown_signal()).await },
-            )
+            let backend = demo::DemoBackend {
+                url: backend,
+                control_port,
+            };
+            run_async(async move {
+                let shutdown = shutdown_signal();
+                if supervised {
+                    stop_at_end_of_stdin(shutdown.clone());
+                }
+                demo::run(&host, port, cluster, backend, &machine, shutdown).await
+            })
         }
         None => run_gateway(&cli.run),
     }
+}
+
+/// `oort demo --nodes N`: needs nats-server on the PATH.
+fn demo_cluster(host: String, port: u16, nodes: u16) -> ExitCode {
+    let Some(nats_server) = find_on_path("nats-server") else {
+        eprintln!(
+            "oort: `oort demo --nodes {nodes}` needs nats-server on the PATH; install it with \
+             `apt-get install nats-server` (Debian, Ubuntu) or from https://nats.io/download"
+        );
+        return ExitCode::FAILURE;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("oort: cannot find this program's path to start the nodes: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut secret = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+    let spec = demo::ClusterDemo {
+        exe,
+        nats_server,
+        host,
+        port,
+        nodes,
+        work_dir: std::env::temp_dir().join(format!(
+            "oort-demo-cluster-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        )),
+        resume_secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    run_async(async move { demo::run_cluster(spec, shutdown_signal()).await })
+}
+
+/// The first executable `name` in `$PATH`.
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|file| {
+            std::fs::metadata(file)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// A node of `oort demo --nodes` stops when its supervisor's end of stdin closes (the
+/// supervisor stopped it, or ended without doing so). A plain thread: a read of stdin cannot
+/// be cancelled, and the process must not wait for it at exit.
+fn stop_at_end_of_stdin(shutdown: CancellationToken) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 256];
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        shutdown.cancel();
+    });
 }
 
 fn check_config(file: &std::path::Path, print: bool) -> ExitCode {

@@ -162,6 +162,7 @@ impl AppState {
                 ended,
             ));
         }
+        tokio::spawn(crate::connection::sweep_idle(Arc::downgrade(&state)));
         Ok(state)
     }
 
@@ -185,6 +186,9 @@ impl AppState {
 
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        // HTTP readers held here are answered now: their clients' next requests (through
+        // other nodes) move the sessions there.
+        self.registry.start_draining();
     }
 
     /// Ready to serve: not draining and the router can serve.

@@ -26,7 +26,7 @@ pub use cluster::{
 };
 pub use epochs::EpochSource;
 pub use local::LocalRouter;
-pub use request::{DeliveryRequest, LocalSessions};
+pub use request::{BoxedAnswer, DeliveryRequest, LocalSessions};
 
 /// Why the router could not do what was asked.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -171,6 +171,20 @@ impl Router {
         match self {
             Self::Local(_) => Ok(None),
             Self::Cluster(router) => router.take_over(previous, key, id, seen).await,
+        }
+    }
+
+    /// Serves `request` on the node holding the stream (`owner`, another node): see
+    /// [`ClusterRouter::stream`]. Single node, every stream is local and this is never needed.
+    pub async fn stream(
+        &self,
+        owner: &NodeId,
+        request: &oort_common::cluster::StreamRequest,
+        wait: std::time::Duration,
+    ) -> Result<oort_common::cluster::StreamAnswer, RouterError> {
+        match self {
+            Self::Local(_) => Ok(oort_common::cluster::StreamAnswer::Over),
+            Self::Cluster(router) => router.stream(owner, request, wait).await,
         }
     }
 

@@ -124,6 +124,10 @@ mod tests {
         ) -> Option<oort_common::cluster::HandoverTail> {
             None
         }
+
+        fn stream(&self, _: oort_common::cluster::StreamRequest) -> crate::BoxedAnswer<'_> {
+            Box::pin(async { oort_common::cluster::StreamAnswer::Over })
+        }
     }
 
     fn router() -> (Router, Arc<Recorder>) {

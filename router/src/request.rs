@@ -1,6 +1,9 @@
 //! The delivery request and the gateway's side of the contract.
 
-use oort_common::cluster::HandoverTail;
+use std::future::Future;
+use std::pin::Pin;
+
+use oort_common::cluster::{HandoverTail, StreamAnswer, StreamRequest};
 use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
 
 /// One payload for a list of sessions.
@@ -48,4 +51,11 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// client has not seen after `seen`, or `None` when this node no longer has it. The
     /// session is over here once this returns.
     fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail>;
+
+    /// Serves an operation on the stream of a session held here, for an HTTP client whose
+    /// request arrived at another node. A read may wait (up to the request's `wait_ms`).
+    fn stream(&self, request: StreamRequest) -> BoxedAnswer<'_>;
 }
+
+/// The future of [`LocalSessions::stream`].
+pub type BoxedAnswer<'a> = Pin<Box<dyn Future<Output = StreamAnswer> + Send + 'a>>;

@@ -11,6 +11,7 @@ mod framing;
 mod hostile_input_tests;
 mod messages;
 pub mod raft;
+mod stream;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,7 @@ pub use messages::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, HandoverTail, Hello,
     KeptMessage,
 };
+pub use stream::{StreamAnswer, StreamOp, StreamPosition, StreamRequest};
 
 use crate::NodeId;
 
@@ -61,17 +63,20 @@ pub enum SubjectKind {
     Broadcast,
     /// Answers to this node's own requests.
     Reply,
+    /// Reads of session streams held here (HTTP transports).
+    Stream,
 }
 
 impl SubjectKind {
     /// Every kind, in a stable order (for pre-registered metrics).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Hello,
         Self::Raft,
         Self::Control,
         Self::Deliver,
         Self::Broadcast,
         Self::Reply,
+        Self::Stream,
     ];
 
     /// The kind as a metric label.
@@ -83,6 +88,7 @@ impl SubjectKind {
             Self::Deliver => "deliver",
             Self::Broadcast => "broadcast",
             Self::Reply => "reply",
+            Self::Stream => "stream",
         }
     }
 }
@@ -124,6 +130,11 @@ impl Subjects {
     /// Deliveries to the sessions of the node with this raft id.
     pub fn deliver(&self, raft_id: u64) -> String {
         format!("{}.deliver.{raft_id}", self.prefix)
+    }
+
+    /// Reads of the session streams held by the node with this raft id.
+    pub fn stream(&self, raft_id: u64) -> String {
+        format!("{}.stream.{raft_id}", self.prefix)
     }
 
     /// Cluster-wide broadcasts.

@@ -33,6 +33,15 @@ pub struct SessionConfig {
     pub resume_secret_file: String,
     /// Earlier resume secrets, still accepted, so the secret can be rotated without resets.
     pub previous_resume_secrets: Vec<Secret>,
+    /// Where sessions are served over HTTP as Durable Streams (Comet connect at this path,
+    /// each session's stream below it). Empty: no HTTP transports.
+    #[serde(deserialize_with = "lenient::string")]
+    pub stream_path: String,
+    /// How long a long-poll read waits for a message before answering 204.
+    pub long_poll_timeout: GoDuration,
+    /// How long one SSE response lasts before the server ends it (the client reads on from
+    /// where it was, so proxies and CDNs see bounded responses).
+    pub sse_duration: GoDuration,
 }
 
 impl Default for SessionConfig {
@@ -46,6 +55,9 @@ impl Default for SessionConfig {
             resume_secret: Secret::default(),
             resume_secret_file: String::new(),
             previous_resume_secrets: Vec::new(),
+            stream_path: "/stream".into(),
+            long_poll_timeout: GoDuration::from_secs(25),
+            sse_duration: GoDuration::from_secs(60),
         }
     }
 }
@@ -72,6 +84,31 @@ impl SessionConfig {
                 self.resume_token_ttl.to_string(),
                 "at least 2s: tokens are whole seconds, and connected clients get fresh ones at \
                  half their life",
+            ));
+        }
+        let long_poll = self.long_poll_timeout.0;
+        if long_poll < std::time::Duration::from_millis(100) || long_poll.as_secs() > 120 {
+            return Err(ConfigError::invalid(
+                "session.long_poll_timeout",
+                self.long_poll_timeout.to_string(),
+                "between 100ms and 120s: proxies cut longer requests, and shorter ones poll",
+            ));
+        }
+        let sse = self.sse_duration.0;
+        if sse < std::time::Duration::from_secs(1) || sse.as_secs() > 3600 {
+            return Err(ConfigError::invalid(
+                "session.sse_duration",
+                self.sse_duration.to_string(),
+                "between 1s and 1h",
+            ));
+        }
+        if !self.stream_path.is_empty()
+            && (!self.stream_path.starts_with('/') || self.stream_path.ends_with('/'))
+        {
+            return Err(ConfigError::invalid(
+                "session.stream_path",
+                &self.stream_path,
+                "a path such as /stream: starting with / and not ending with one",
             ));
         }
         if !self.resume_secret.is_empty() && !self.resume_secret_file.is_empty() {

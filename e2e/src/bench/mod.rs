@@ -9,6 +9,7 @@ pub mod chat;
 pub mod clients;
 pub mod failover;
 pub mod fanout;
+pub mod http_transports;
 pub mod idle;
 pub mod idle_workers;
 pub mod procfs;

@@ -15,7 +15,7 @@ use oort_e2e::bench::resume::{self, ResumeOptions};
 use oort_e2e::bench::rolling::{self, RollingOptions};
 use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::target::{Limits, Target};
-use oort_e2e::bench::{backend, chat, failover, fanout, idle_workers};
+use oort_e2e::bench::{backend, chat, failover, fanout, http_transports, idle_workers};
 use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
@@ -149,6 +149,23 @@ enum Scenario {
         /// Nodes (3 or more).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+    },
+    /// SSE (sessions read as Durable Streams): N clients each holding an idle SSE response,
+    /// the gateway's memory per client, then fan-out rounds (/v1/send naming all, broadcast).
+    Sse {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Long-polling (sessions read as Durable Streams): N clients each polling; the memory per
+    /// held poll, then sends to every session as fast as polls come back: round trips/s.
+    Longpoll {
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
     },
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
@@ -374,6 +391,12 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             };
             vec![serde_json::to_value(resume::run(target, &options).await?)?]
         }
+        Scenario::Sse { clients, rounds } => vec![serde_json::to_value(
+            http_transports::run_sse(target, clients, rounds).await?,
+        )?],
+        Scenario::Longpoll { clients, duration } => vec![serde_json::to_value(
+            http_transports::run_longpoll(target, clients, Duration::from_secs(duration)).await?,
+        )?],
         Scenario::Smoke => smoke(target).await?,
         Scenario::Attack { options } => {
             vec![serde_json::to_value(
@@ -427,6 +450,20 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             report.sessions
         );
         reports.push(serde_json::to_value(report)?);
+    }
+    if target.nodes.len() == 1 {
+        let sse = http_transports::run_sse(target, 50, 1).await?;
+        anyhow::ensure!(
+            sse.fanout.iter().all(|round| round.received == 50),
+            "SSE fan-out lost events: {sse:?}"
+        );
+        reports.push(serde_json::to_value(sse)?);
+        let polls = http_transports::run_longpoll(target, 20, Duration::from_secs(1)).await?;
+        anyhow::ensure!(
+            polls.out_of_order == 0 && polls.messages_per_s > 0.0,
+            "long-poll lost or reordered messages: {polls:?}"
+        );
+        reports.push(serde_json::to_value(polls)?);
     }
     let chat = chat::run(target, 10, 10, Duration::from_secs(30)).await?;
     anyhow::ensure!(chat.all_received, "chat lost frames: {chat:?}");

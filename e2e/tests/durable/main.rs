@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod away;
+mod http;
 mod moves;
 mod rolling;
 

@@ -4,19 +4,25 @@
 //! binds port 0 and the real address is read from the log.
 //!
 //! Modules needing outside tools fail with install instructions when a tool is missing:
-//! `demo_browser` (Node.js, `npm ci` in e2e/browser, Debian's chromium) and `autobahn`
-//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and `api_contract`
-//! (schemathesis, installed by scripts/test-prerequisites).
+//! `demo_browser`, `transports_browser` and `cluster_browser` (Node.js, `npm ci` in
+//! e2e/browser, Debian's chromium; `cluster_browser` also nats-server) and `autobahn`
+//! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
+//! `api_contract` (schemathesis, installed by scripts/test-prerequisites) and `protocol_doc`
+//! (curl, jq).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_contract;
 mod autobahn;
+mod browser_support;
 mod cli;
+mod cluster_browser;
 mod demo_browser;
 mod environment;
 mod https_callbacks;
+mod protocol_doc;
 mod shutdown;
 mod support;
+mod transports_browser;
 mod unix_socket;

@@ -62,7 +62,10 @@ fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     if path.ends_with('/') {
         router = router.route(&format!("{path}{{*rest}}"), any(connect::handle));
     }
-    router
+    if let Some(streams) = crate::stream::routes(state) {
+        router = router.merge(streams);
+    }
+    router.merge(crate::stream::client_script_routes())
 }
 
 fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {

@@ -42,10 +42,34 @@ pub(crate) async fn handle(State(state): State<Arc<AppState>>, request: Request)
         .get::<PeerAddr>()
         .and_then(|peer| peer.0);
     let span = info_span!("connect", peer = ?peer, session = tracing::field::Empty);
-    connect(state, request).instrument(span).await
+    connect(state, request, Transport::WebSocket)
+        .instrument(span)
+        .await
 }
 
-async fn connect(state: Arc<AppState>, request: Request) -> Response {
+/// A Comet connect (`GET|POST {session.stream_path}`): the same checks and connect callback as
+/// a WebSocket connect, and a session read over HTTP as a Durable Stream.
+pub(crate) async fn handle_http(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<PeerAddr>()
+        .and_then(|peer| peer.0);
+    let span =
+        info_span!("connect", peer = ?peer, transport = "http", session = tracing::field::Empty);
+    connect(state, request, Transport::Http)
+        .instrument(span)
+        .await
+}
+
+/// How the connecting client will read its session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    WebSocket,
+    /// Durable Streams reads (catch-up, long-poll, SSE) of a session with no connection.
+    Http,
+}
+
+async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -> Response {
     let stats_count = state.stats.connection_started();
     let (mut parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -77,10 +101,11 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
     // A request that claims to be a WebSocket handshake must be a valid one before the backend
     // is asked. A plain request still reaches the backend, as in kuiperbelt, so its refusals
     // (a 403 for a bad cookie, say) are relayed to any client.
-    let claims_websocket = headers
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let claims_websocket = transport == Transport::WebSocket
+        && headers
+            .get(UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let offers_oort_v1 = offers_subprotocol(headers, protocol::SUBPROTOCOL);
     let upgrade = if claims_websocket {
         match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -100,7 +125,9 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
         _ticket: ticket,
         _address_slot: address_slot,
     };
-    if let Some(request) = resume::requested(parts.uri.query()) {
+    if transport == Transport::WebSocket
+        && let Some(request) = resume::requested(parts.uri.query())
+    {
         return resume_connect(&state, request, upgrade, offers_oort_v1, peer, &parts, held).await;
     }
     let headers = &parts.headers;
@@ -159,6 +186,9 @@ async fn connect(state: Arc<AppState>, request: Request) -> Response {
         return refuse(&state, StatusCode::BAD_REQUEST, &reason, headers);
     };
     tracing::Span::current().record("session", key.as_str());
+    if transport == Transport::Http {
+        return crate::stream::connected(&state, SessionKey::from(key), answer, peer).await;
+    }
     let Some(upgrade) = upgrade else {
         return refuse(
             &state,
@@ -349,7 +379,7 @@ async fn register(
     }
     if durable {
         let token = state.tokens.issue(&key, session.epoch.0);
-        let welcome = protocol::welcome(&key, &token, 0);
+        let welcome = protocol::welcome(&key, &token, 0, state.router.node_id().as_str());
         let limits = state.registry.buffer_limits();
         let durable = Durable::start(&session, welcome, first_message.as_ref(), limits);
         session.set_durable(durable);

@@ -181,7 +181,8 @@ fn welcomer(
 ) -> impl FnOnce(u64) -> axum::extract::ws::Message + use<> {
     let key = claims.key.clone();
     let token = state.tokens.issue(&key, claims.id);
-    move |seq| protocol::welcome(&key, &token, seq)
+    let node = state.router.node_id().clone();
+    move |seq| protocol::welcome(&key, &token, seq, node.as_str())
 }
 
 /// The session cannot be continued: it ends here, and the backend is told.

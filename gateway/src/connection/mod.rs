@@ -126,6 +126,30 @@ pub(crate) fn linger(state: Arc<AppState>, durable: Arc<Durable>, generation: u6
     });
 }
 
+/// Ends the sessions that went without any transport for `session.linger`: those read over
+/// HTTP between their requests, and those the backend closed whose reader never came back to
+/// see the end. One sweep for all of them costs less than a timer per request.
+pub(crate) async fn sweep_idle(state: std::sync::Weak<AppState>) {
+    let Some(linger) = state.upgrade().map(|state| state.config.session.linger.0) else {
+        return;
+    };
+    let every = (linger / 4).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    );
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        for durable in state.registry.idle() {
+            if let Some(cause) = durable.expire_idle(linger) {
+                end_durable(&state, &durable, cause).await;
+            }
+        }
+    }
+}
+
 /// Sees out the `oort.v1` sessions that ended without a connection (a `/close` while they
 /// lingered, the cluster purging this node): withdraws them and tells the backend.
 pub(crate) async fn see_out_ended(

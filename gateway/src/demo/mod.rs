@@ -1,7 +1,11 @@
 //! `oort demo`: one node, a built-in chat backend and a chat page at `/`, so a newcomer sees
 //! the whole flow (connect callback, receive callback, `/send` broadcast) with one command.
+//! `oort demo --nodes N` (see [`cluster`]) runs N such nodes as a cluster, with one backend.
 
 mod backend;
+mod cluster;
+
+pub use cluster::{ClusterDemo, RESUME_SECRET_ENV, run_cluster};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,11 +33,22 @@ pub struct DemoCluster {
     pub data_dir: PathBuf,
 }
 
+/// How a demo node finds its backend.
+#[derive(Clone, Debug, Default)]
+pub struct DemoBackend {
+    /// Use this backend (`http://127.0.0.1:PORT`) instead of starting one.
+    pub url: Option<String>,
+    /// The port of the `--nodes` supervisor's control endpoint, which the page's cluster panel
+    /// and restart buttons use.
+    pub control_port: Option<u16>,
+}
+
 /// Runs the demo on `host:port` until `shutdown` fires, alone or as a cluster node.
 pub async fn run(
     host: &str,
     port: u16,
     cluster: Option<DemoCluster>,
+    backend: DemoBackend,
     machine: &Host,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -46,20 +61,17 @@ pub async fn run(
     let gateway_addr = listener
         .tcp_addr()
         .ok_or_else(|| anyhow::anyhow!("the demo needs a TCP listener"))?;
-    let backend_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let backend_addr = backend_listener.local_addr()?;
-    let chat = backend::Chat::new(&format!("http://{}", loopback(gateway_addr)))?;
-    let backend_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let serve = axum::serve(backend_listener, backend::routes(chat))
-            .with_graceful_shutdown(backend_shutdown.cancelled_owned());
-        if let Err(err) = serve.await {
-            tracing::error!(error = %err, "demo backend failed");
+    let backend_url = match backend.url {
+        Some(url) => url,
+        None => {
+            let chat = backend::Chat::new(vec![format!("http://{}", loopback(gateway_addr))])?;
+            serve_backend(chat, shutdown.clone()).await?
         }
-    });
-    let gateway = Gateway::start(demo_config(backend_addr, cluster), machine)
+    };
+    let page = page(backend.control_port);
+    let gateway = Gateway::start(demo_config(&backend_url, cluster), machine)
         .await?
-        .with_client_routes(axum::Router::new().route("/", get(|| async { Html(PAGE) })));
+        .with_client_routes(axum::Router::new().route("/", get(move || async move { page })));
     info!(
         "Oort demo: open http://{}/ in two browser tabs and chat",
         display_addr(host, gateway_addr)
@@ -87,7 +99,35 @@ fn announce(addr: &str) {
     );
 }
 
-fn demo_config(backend: SocketAddr, cluster: Option<DemoCluster>) -> Config {
+/// Serves the chat backend on a free loopback port until `shutdown`; returns its URL.
+async fn serve_backend(
+    chat: std::sync::Arc<backend::Chat>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<String> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, backend::routes(chat))
+            .with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(err) = serve.await {
+            tracing::error!(error = %err, "demo backend failed");
+        }
+    });
+    Ok(url)
+}
+
+/// The chat page, told the control endpoint's port when there is one.
+fn page(control_port: Option<u16>) -> Html<String> {
+    let port = control_port
+        .map(|port| port.to_string())
+        .unwrap_or_default();
+    Html(PAGE.replace(
+        r#"<meta name="oort-demo-control" content="">"#,
+        &format!(r#"<meta name="oort-demo-control" content="{port}">"#),
+    ))
+}
+
+fn demo_config(backend: &str, cluster: Option<DemoCluster>) -> Config {
     let mut config = Config::default();
     if let Some(cluster) = cluster {
         config.cluster.nats = cluster
@@ -100,10 +140,10 @@ fn demo_config(backend: SocketAddr, cluster: Option<DemoCluster>) -> Config {
         config.cluster.bootstrap_expect = cluster.bootstrap_expect.max(1);
         config.cluster.data_dir = cluster.data_dir.display().to_string();
     }
-    config.callback.connect = format!("http://{backend}/connect");
-    config.callback.establish = format!("http://{backend}/establish");
-    config.callback.receive = format!("http://{backend}/receive");
-    config.callback.close = format!("http://{backend}/close");
+    config.callback.connect = format!("{backend}/connect");
+    config.callback.establish = format!("{backend}/establish");
+    config.callback.receive = format!("{backend}/receive");
+    config.callback.close = format!("{backend}/close");
     config.callback.timeout = oort_common::config::GoDuration::from_secs(5);
     config.suppress_access_log = true;
     config.shutdown_grace_period = oort_common::config::GoDuration::from_secs(5);

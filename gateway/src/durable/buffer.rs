@@ -79,6 +79,11 @@ impl ReplayBuffer {
         self.dropped_through
     }
 
+    /// The highest sequence number the client acknowledged (0: none).
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked
+    }
+
     /// Messages and bytes kept.
     pub(crate) fn depth(&self) -> (usize, usize) {
         (self.kept.len(), self.bytes)

@@ -11,16 +11,19 @@
 
 mod buffer;
 pub(crate) mod protocol;
+mod read;
 pub(crate) mod token;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use oort_common::cluster::{HandoverTail, KeptMessage};
 use oort_common::{DeliveryStatus, Epoch, FrameKind, Payload, SessionKey};
 
 pub(crate) use buffer::{BufferLimits, Gap, Kept, ReplayBuffer};
+pub(crate) use read::{Read, StreamChunk, StreamFrom, StreamRefusal};
 
 use crate::sessions::{CloseCause, CloseCommand, QueueLimits, Session};
 
@@ -30,7 +33,15 @@ enum Phase {
     Attached(Arc<Session>),
     /// No connection; lingering. The generation tells one spell apart from the next, so an old
     /// linger timer never ends a session that was resumed and dropped again since.
-    Away { generation: u64 },
+    Away { generation: u64, since: Instant },
+    /// An HTTP reader (a long-poll or an SSE stream) waits for the next message; a send wakes
+    /// it, and so does a newer reader (the older one is answered at once).
+    Waiting {
+        wake: tokio::sync::oneshot::Sender<()>,
+    },
+    /// The backend closed a session read over HTTP: its reader is still to see the last
+    /// messages and the end of the stream (`Stream-Closed`). Sends answer `not_found`.
+    Closed { since: Instant },
     /// Being taken over from another node: messages sent meanwhile are held, unnumbered, until
     /// the other node's tail arrives, and numbered after it.
     Receiving { held: Vec<Payload> },
@@ -77,6 +88,20 @@ struct State {
     buffer: ReplayBuffer,
     phase: Phase,
     generation: u64,
+    /// Read over HTTP at least once: a backend close then waits for the reader to see the end.
+    read_over_http: bool,
+}
+
+impl State {
+    /// No transport: the session lingers from now on.
+    fn go_away(&mut self) -> u64 {
+        self.generation += 1;
+        self.phase = Phase::Away {
+            generation: self.generation,
+            since: Instant::now(),
+        };
+        self.generation
+    }
 }
 
 impl Durable {
@@ -113,16 +138,63 @@ impl Durable {
         )
     }
 
-    fn with(connection: &Arc<Session>, id: u64, buffer: ReplayBuffer, phase: Phase) -> Arc<Self> {
-        Arc::new(Self {
-            key: connection.key.clone(),
+    /// A session read over HTTP being taken over from another node (shutting down): sends
+    /// meanwhile are held until its tail arrives ([`Self::take_tail`]).
+    pub(crate) fn receiving_detached(key: SessionKey, epoch: Epoch, id: u64) -> Arc<Self> {
+        let durable = Self::new(
+            key,
+            epoch,
             id,
-            registered: AtomicU64::new(connection.epoch.0),
+            ReplayBuffer::new(),
+            Phase::Receiving { held: Vec::new() },
+        );
+        durable.lock().read_over_http = true;
+        durable
+    }
+
+    /// A new session without a connection, to be read over HTTP (a Comet connect): the connect
+    /// callback's first message, when there is one, is message 1.
+    pub(crate) fn start_detached(
+        key: SessionKey,
+        epoch: Epoch,
+        first_message: Option<&Payload>,
+        limits: &BufferLimits,
+    ) -> Arc<Self> {
+        let mut buffer = ReplayBuffer::new();
+        if let Some(payload) = first_message {
+            let frame = protocol::message(buffer.next_seq(), payload);
+            buffer.keep(frame, payload.len(), limits);
+        }
+        let phase = Phase::Away {
+            generation: 0,
+            since: Instant::now(),
+        };
+        let durable = Self::new(key, epoch, epoch.0, buffer, phase);
+        durable.lock().read_over_http = true;
+        durable
+    }
+
+    fn with(connection: &Arc<Session>, id: u64, buffer: ReplayBuffer, phase: Phase) -> Arc<Self> {
+        Self::new(connection.key.clone(), connection.epoch, id, buffer, phase)
+    }
+
+    fn new(
+        key: SessionKey,
+        epoch: Epoch,
+        id: u64,
+        buffer: ReplayBuffer,
+        phase: Phase,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            id,
+            registered: AtomicU64::new(epoch.0),
             committed_at: AtomicU64::new(0),
             state: Mutex::new(State {
                 buffer,
                 phase,
                 generation: 0,
+                read_over_http: false,
             }),
         })
     }
@@ -162,7 +234,17 @@ impl Durable {
         let seq = state.buffer.next_seq();
         let size = payload.len();
         match &mut state.phase {
-            Phase::Ended | Phase::Departed => DeliveryStatus::NotFound,
+            Phase::Ended | Phase::Departed | Phase::Closed { .. } => DeliveryStatus::NotFound,
+            Phase::Waiting { .. } => {
+                let frame = protocol::message(seq, payload);
+                state.buffer.keep(frame, size, limits);
+                // The reader takes it from the buffer; the session lingers until it is back.
+                if let Phase::Waiting { wake } = std::mem::replace(&mut state.phase, Phase::Ended) {
+                    let _ = wake.send(());
+                }
+                state.go_away();
+                DeliveryStatus::Ok
+            }
             Phase::Receiving { held } => {
                 if held.len() >= limits.max_messages {
                     DeliveryStatus::QueueFull
@@ -207,7 +289,22 @@ impl Durable {
         let mut state = self.lock();
         let seq = state.buffer.next_seq();
         match &state.phase {
-            Phase::Ended | Phase::Departed => (DeliveryStatus::NotFound, false),
+            Phase::Ended | Phase::Departed | Phase::Closed { .. } => {
+                (DeliveryStatus::NotFound, false)
+            }
+            Phase::Away { .. } | Phase::Waiting { .. } if state.read_over_http => {
+                // Its HTTP reader gets the last word, then the end of the stream; the session
+                // ends once the reader has seen it (or after the linger).
+                if let Some(payload) = last_word {
+                    let frame = protocol::message(seq, payload);
+                    state.buffer.keep(frame, payload.len(), limits);
+                }
+                // Dropping a waiting reader's wake answers it at once, with the end.
+                state.phase = Phase::Closed {
+                    since: Instant::now(),
+                };
+                (DeliveryStatus::Ok, false)
+            }
             Phase::Attached(connection) => {
                 let connection = connection.clone();
                 let last_word = last_word.map(|payload| {
@@ -217,7 +314,7 @@ impl Durable {
                 });
                 (connection.queue.push_last(last_word, close), false)
             }
-            Phase::Away { .. } | Phase::Receiving { .. } => {
+            Phase::Away { .. } | Phase::Waiting { .. } | Phase::Receiving { .. } => {
                 state.phase = Phase::Ended;
                 (DeliveryStatus::Ok, true)
             }
@@ -240,7 +337,10 @@ impl Durable {
         limits: &BufferLimits,
     ) -> Result<(), Gap> {
         let mut state = self.lock();
-        if !matches!(state.phase, Phase::Attached(_) | Phase::Away { .. }) {
+        if !matches!(
+            state.phase,
+            Phase::Attached(_) | Phase::Away { .. } | Phase::Waiting { .. }
+        ) {
             return Err(Gap::Dropped { through: u64::MAX });
         }
         let replay = state.buffer.replay_after(seen, limits)?;
@@ -251,6 +351,7 @@ impl Durable {
         if let Phase::Attached(older) = &state.phase {
             older.queue.close(CloseCommand::taken_over(), false);
         }
+        // A waiting HTTP reader is answered at once (its wake is dropped here).
         state.phase = Phase::Attached(connection.clone());
         Ok(())
     }
@@ -265,6 +366,13 @@ impl Durable {
         welcome: impl FnOnce(u64) -> Message,
         limits: &BufferLimits,
     ) -> Result<(), Gap> {
+        self.take_tail(tail, limits)?;
+        self.attach(connection, seen, welcome, limits)
+    }
+
+    /// The tail from the previous owner arrived: numbering continues from it, messages held
+    /// meanwhile follow it, and the session lingers here until a transport attaches.
+    pub(crate) fn take_tail(&self, tail: Tail, limits: &BufferLimits) -> Result<(), Gap> {
         let mut state = self.lock();
         let Phase::Receiving { held } = &mut state.phase else {
             return Err(Gap::Dropped { through: u64::MAX });
@@ -277,16 +385,15 @@ impl Durable {
         for kept in tail.kept {
             buffer.keep(kept.frame, kept.size, limits);
         }
+        // What came before the tail was acknowledged there (or counted as dropped).
+        let _ = buffer.ack(first.saturating_sub(1));
         for payload in held {
             let frame = protocol::message(buffer.next_seq(), &payload);
             buffer.keep(frame, payload.len(), limits);
         }
         state.buffer = buffer;
-        state.phase = Phase::Away {
-            generation: state.generation,
-        };
-        drop(state);
-        self.attach(connection, seen, welcome, limits)
+        state.go_away();
+        Ok(())
     }
 
     /// The connection ended. Unless it was taken over or its cause ends the session, the
@@ -301,16 +408,13 @@ impl Durable {
             state.phase = Phase::Ended;
             return Detached::Ended;
         }
-        state.generation += 1;
-        let generation = state.generation;
-        state.phase = Phase::Away { generation };
-        Detached::Away(generation)
+        Detached::Away(state.go_away())
     }
 
     /// The linger of `generation` is over: ends the session if it is still away since then.
     pub(crate) fn expire(&self, generation: u64) -> bool {
         let mut state = self.lock();
-        if matches!(state.phase, Phase::Away { generation: g } if g == generation) {
+        if matches!(state.phase, Phase::Away { generation: g, .. } if g == generation) {
             state.phase = Phase::Ended;
             return true;
         }
@@ -329,9 +433,9 @@ impl Durable {
                 connection.queue.close(CloseCommand::taken_over(), false);
                 true
             }
-            Phase::Away { .. } => true,
+            Phase::Away { .. } | Phase::Waiting { .. } => true,
             Phase::Departed => true,
-            Phase::Ended | Phase::Receiving { .. } => {
+            Phase::Ended | Phase::Receiving { .. } | Phase::Closed { .. } => {
                 state.phase = Phase::Ended;
                 false
             }
@@ -363,12 +467,40 @@ impl Durable {
 
     /// True while the session goes on here.
     pub(crate) fn is_going(&self) -> bool {
-        !matches!(self.lock().phase, Phase::Ended | Phase::Departed)
+        !matches!(
+            self.lock().phase,
+            Phase::Ended | Phase::Departed | Phase::Closed { .. }
+        )
     }
 
-    /// True while no connection is attached.
+    /// True while no WebSocket is attached (an HTTP reader may be waiting).
     pub(crate) fn is_away(&self) -> bool {
-        matches!(self.lock().phase, Phase::Away { .. })
+        matches!(
+            self.lock().phase,
+            Phase::Away { .. } | Phase::Waiting { .. }
+        )
+    }
+
+    /// True while no transport is attached, or closed by the backend with its end unread.
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self.lock().phase, Phase::Away { .. } | Phase::Closed { .. })
+    }
+
+    /// Ends the session if it has been without any transport for `linger`, or closed by the
+    /// backend that long ago with its reader gone; the cause to end it with.
+    pub(crate) fn expire_idle(&self, linger: Duration) -> Option<crate::sessions::CloseCause> {
+        let mut state = self.lock();
+        let cause = match state.phase {
+            Phase::Away { since, .. } if since.elapsed() >= linger => {
+                crate::sessions::CloseCause::LingerExpired
+            }
+            Phase::Closed { since } if since.elapsed() >= linger => {
+                crate::sessions::CloseCause::ClosedByBackend
+            }
+            _ => return None,
+        };
+        state.phase = Phase::Ended;
+        Some(cause)
     }
 
     /// Messages and bytes kept for replay, and the last sequence number given out.

@@ -41,20 +41,22 @@ pub(crate) fn message(seq: u64, payload: &Payload) -> Message {
     }
 }
 
-/// The first frame of every `oort.v1` connection.
-pub(crate) fn welcome(session: &SessionKey, resume: &str, seq: u64) -> Message {
+/// The first frame of every `oort.v1` connection; `node` is the node serving it.
+pub(crate) fn welcome(session: &SessionKey, resume: &str, seq: u64, node: &str) -> Message {
     #[derive(Serialize)]
     struct Welcome<'a> {
         r#type: &'static str,
         session: &'a str,
         resume: &'a str,
         seq: u64,
+        node: &'a str,
     }
     text(&Welcome {
         r#type: "welcome",
         session: session.as_str(),
         resume,
         seq,
+        node,
     })
 }
 

@@ -14,10 +14,19 @@ use oort_common::SessionKey;
 use ring::hmac;
 
 /// What a valid token names.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Claims {
     pub key: SessionKey,
     pub id: u64,
+    /// When the token expires, in Unix seconds.
+    pub expiry: u64,
+}
+
+impl Claims {
+    /// True once less than half of `ttl` is left: time to hand the client a fresh token.
+    pub(crate) fn wants_renewal(&self, ttl: Duration) -> bool {
+        self.expiry.saturating_sub(unix_now()) < ttl.as_secs() / 2
+    }
 }
 
 /// Why a token is refused. Every case answers 401; the text goes in the body.
@@ -104,6 +113,7 @@ impl TokenKeys {
         Ok(Claims {
             key: SessionKey::from(key),
             id,
+            expiry,
         })
     }
 
@@ -138,12 +148,15 @@ mod tests {
     fn a_token_names_its_session_and_id() {
         let keys = TokenKeys::new("oort", b"secret-one", &[], DAY);
         let token = keys.issue(&SessionKey::from("user.1/α"), 42);
+        let claims = keys.verify(&token).unwrap();
         assert_eq!(
-            keys.verify(&token),
-            Ok(Claims {
-                key: SessionKey::from("user.1/α"),
-                id: 42
-            })
+            (&claims.key, claims.id),
+            (&SessionKey::from("user.1/α"), 42)
+        );
+        assert!(!claims.wants_renewal(DAY), "a fresh token needs no renewal");
+        assert!(
+            claims.wants_renewal(DAY * 3),
+            "past half of a longer life it does"
         );
     }
 

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span};
 
 use super::Connection;
-use super::request_line::{is_connect_request, read_first_line};
+use super::request_line::{is_connect_request, is_stream_request, read_first_line};
 use super::rewind::Rewind;
 use super::serve::{HeadLimits, serve_http};
 use crate::admission::{Accepted, AddressKey, PeerTicket, RefusalReason};
@@ -125,7 +125,30 @@ impl ClientListener {
         }
         let Some(first) = first else { return };
         let connect_path = &self.state.config.path.connect;
-        let is_api = self.shares_api && !is_connect_request(&first, connect_path);
+        let is_stream = is_stream_request(&first, &self.state.config.session.stream_path);
+        let is_api = self.shares_api && !is_stream && !is_connect_request(&first, connect_path);
+        if is_stream {
+            // Clients of the HTTP transports: a long-poll or SSE response lasts long, so it
+            // must not hold the handshake's room; the per-address slot stays.
+            drop((silent, head));
+            let ticket = match admission.admit_client(accepted) {
+                Ok(ticket) => ticket,
+                Err(refusal) => {
+                    return Box::pin(admission.answer(Rewind::new(first, io), refusal)).await;
+                }
+            };
+            if super::sse_direct::is_sse_request(&first) {
+                let bounds = super::sse_direct::HeadBounds {
+                    max_head: self.state.config.limits.client_max_head,
+                    deadline,
+                };
+                Box::pin(self.serve_sse(io, first, bounds, peer, ticket, &stop)).await;
+            } else {
+                let io = Rewind::new(first, io);
+                Box::pin(self.serve_streams(io, peer, ticket, &stop)).await;
+            }
+            return;
+        }
         let io = Rewind::new(first, io);
         if is_api {
             // The backend's connections: the large head limit, under their own count.
@@ -177,11 +200,61 @@ impl ClientListener {
         // A connect is one request: upgraded, or refused and done. Closing after it gives the
         // handshake's reservation back at once.
         let result = serve_http(&http, true, io, self.app.clone(), peer, Some(ticket), stop).await;
+        self.ended(result, peer, true);
+    }
+
+    /// Counts a client connection that ended on a head too large, or too slow when
+    /// `timeouts_refuse` (a keep-alive connection that stays idle between requests merely ends).
+    fn ended(
+        &self,
+        result: Result<(), hyper::Error>,
+        peer: Option<SocketAddr>,
+        timeouts_refuse: bool,
+    ) {
         match result {
             Err(err) if err.is_parse_too_large() => self.count(RefusalReason::HeadTooLarge, peer),
-            Err(err) if err.is_timeout() => self.count(RefusalReason::HeadTimeout, peer),
+            Err(err) if err.is_timeout() && timeouts_refuse => {
+                self.count(RefusalReason::HeadTimeout, peer);
+            }
             Err(err) => debug!(error = %err, "HTTP connection ended with an error"),
             Ok(()) => {}
+        }
+    }
+
+    /// A client of the HTTP transports: requests on one connection one after another (polls,
+    /// messages), each head under the client head limits.
+    async fn serve_streams<I>(
+        &self,
+        io: I,
+        peer: Option<SocketAddr>,
+        ticket: PeerTicket,
+        stop: &CancellationToken,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let http = self.client_http.builder();
+        let limit = self.state.config.queue.slow_consumer_timeout.0;
+        let io = super::write_deadline::WriteDeadline::new(io, limit);
+        let result = serve_http(&http, false, io, self.app.clone(), peer, Some(ticket), stop).await;
+        self.ended(result, peer, false);
+    }
+
+    /// An SSE read, served without hyper's connection buffers (`sse_direct`).
+    async fn serve_sse(
+        &self,
+        io: Box<dyn Connection>,
+        first: bytes::Bytes,
+        bounds: super::sse_direct::HeadBounds,
+        peer: Option<SocketAddr>,
+        ticket: PeerTicket,
+        stop: &CancellationToken,
+    ) {
+        let limit = self.state.config.queue.slow_consumer_timeout.0;
+        let io = super::write_deadline::WriteDeadline::new(io, limit);
+        let app = self.app.clone();
+        if let Err(err) = super::sse_direct::serve(app, io, first, bounds, peer, ticket, stop).await
+        {
+            debug!(error = %err, "SSE connection ended with an error");
         }
     }
 

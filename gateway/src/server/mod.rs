@@ -6,6 +6,8 @@ mod listener;
 mod request_line;
 mod rewind;
 mod serve;
+mod sse_direct;
+mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

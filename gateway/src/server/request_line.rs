@@ -32,6 +32,30 @@ where
     }
 }
 
+/// True when `first` starts a request of the HTTP transports: the Comet connect at
+/// `stream_path`, a session stream below it, or the browser client script.
+pub(crate) fn is_stream_request(first: &[u8], stream_path: &str) -> bool {
+    let Some(path) = request_path(first) else {
+        return false;
+    };
+    (!stream_path.is_empty()
+        && (path == stream_path
+            || path
+                .strip_prefix(stream_path)
+                .is_some_and(|rest| rest.starts_with('/'))))
+        || path == "/oort.js"
+        || path == "/oort.d.ts"
+}
+
+fn request_path(first: &[u8]) -> Option<String> {
+    let line = first.split(|b| *b == b'\n').next().unwrap_or_default();
+    let target = line.split(|b| *b == b' ').nth(1)?;
+    let target = std::str::from_utf8(target).ok()?;
+    http::Uri::try_from(target)
+        .ok()
+        .map(|uri| uri.path().to_owned())
+}
+
 /// True when `first` starts a request for the connect path (`connect_path`, or anything below
 /// it when it ends in `/`).
 pub(crate) fn is_connect_request(first: &[u8], connect_path: &str) -> bool {
@@ -53,6 +77,28 @@ pub(crate) fn is_connect_request(first: &[u8], connect_path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_requests_are_told_apart() {
+        let yes: [&[u8]; 4] = [
+            b"GET /stream/abc?offset=-1&live=sse HTTP/1.1\r\n",
+            b"POST /stream HTTP/1.1\r\n",
+            b"GET /oort.js HTTP/1.1\r\n",
+            b"DELETE /stream/k%20y HTTP/1.1\r\n",
+        ];
+        for first in yes {
+            assert!(is_stream_request(first, "/stream"), "{first:?}");
+        }
+        let no: [&[u8]; 3] = [
+            b"GET /streams HTTP/1.1\r\n",
+            b"POST /send HTTP/1.1\r\n",
+            b"GET /connect HTTP/1.1\r\n",
+        ];
+        for first in no {
+            assert!(!is_stream_request(first, "/stream"), "{first:?}");
+        }
+        assert!(!is_stream_request(b"GET /stream/a HTTP/1.1\r\n", ""));
+    }
 
     #[tokio::test]
     async fn reads_to_the_first_line_feed_or_the_limit() {

@@ -3,6 +3,7 @@
 
 mod queue;
 mod registry;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -149,6 +150,15 @@ impl CloseCommand {
             1000,
             "session replaced by a newer connection",
             CloseCause::Replaced,
+        )
+    }
+
+    /// The client ended its session over HTTP (`DELETE` on its stream).
+    pub(crate) fn client_ended() -> Self {
+        Self::new(
+            1000,
+            "the client ended the session",
+            CloseCause::ClientClosed,
         )
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct SessionRegistry {
     epochs: Arc<EpochSource>,
     /// `oort.v1` sessions another node registered, waiting for it to take their buffers.
     departed: DashMap<SessionKey, (Arc<Durable>, Instant)>,
+    /// The node is shutting down: HTTP readers are sent elsewhere.
+    draining: std::sync::atomic::AtomicBool,
     ended: mpsc::UnboundedSender<EndedDurable>,
     ended_rx: Mutex<Option<mpsc::UnboundedReceiver<EndedDurable>>>,
 }
@@ -100,6 +102,7 @@ impl SessionRegistry {
             buffer_limits,
             epochs,
             departed: DashMap::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             ended,
             ended_rx: Mutex::new(Some(ended_rx)),
         }
@@ -164,6 +167,37 @@ impl SessionRegistry {
         if let Some(older) = older
             && durable.is_none_or(|durable| !Arc::ptr_eq(&durable, &older))
         {
+            older.end(Some(CloseCommand::replaced()));
+        }
+        Committed::Live
+    }
+
+    /// The registration of a session read over HTTP committed at `index`: its durable part
+    /// (held by `placeholder`, which only stood for it while pending) takes the key over,
+    /// unless a newer registration of the key won meanwhile.
+    pub(crate) fn commit_detached(&self, placeholder: &Arc<Session>, index: u64) -> Committed {
+        let mut slot = self.slots.entry(placeholder.key.clone()).or_default();
+        let superseded_at = take_pending(&mut slot, placeholder);
+        let Some(durable) = placeholder.durable().cloned() else {
+            return Committed::Superseded;
+        };
+        let newer_here = slot
+            .live
+            .as_ref()
+            .is_some_and(|live| live.epoch > placeholder.epoch)
+            || slot
+                .durable
+                .as_ref()
+                .is_some_and(|held| held.registered() > placeholder.epoch);
+        if superseded_at > index || newer_here {
+            return Committed::Superseded;
+        }
+        if let Some(older) = slot.live.take() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            older.queue.close(CloseCommand::replaced(), false);
+        }
+        durable.set_registered(placeholder.epoch, index);
+        if let Some(older) = slot.durable.replace(durable) {
             older.end(Some(CloseCommand::replaced()));
         }
         Committed::Live
@@ -248,6 +282,33 @@ impl SessionRegistry {
         }
     }
 
+    /// The node starts shutting down: HTTP readers waiting here are answered at once, and
+    /// reads from now on answer that the session must move.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        let durables: Vec<Arc<Durable>> = self
+            .slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .collect();
+        for durable in durables {
+            durable.release_reader();
+        }
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Sessions without any transport (or closed with their end unread).
+    pub(crate) fn idle(&self) -> Vec<Arc<Durable>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.durable.clone())
+            .filter(|durable| durable.is_idle())
+            .collect()
+    }
+
     /// Sessions lingering without a connection.
     pub(crate) fn lingering(&self) -> Vec<Arc<Durable>> {
         self.slots
@@ -320,7 +381,7 @@ impl SessionRegistry {
             .count()
     }
 
-    fn report_ended(&self, durable: Arc<Durable>, cause: CloseCause, unregister: bool) {
+    pub(super) fn report_ended(&self, durable: Arc<Durable>, cause: CloseCause, unregister: bool) {
         let _ = self.ended.send(EndedDurable {
             durable,
             cause,
@@ -469,6 +530,10 @@ impl LocalSessions for SessionRegistry {
     fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail> {
         let tail = SessionRegistry::hand_over(self, key, id, seen)?;
         Some(crate::durable::tail_to_wire(tail))
+    }
+
+    fn stream(&self, request: oort_common::cluster::StreamRequest) -> oort_router::BoxedAnswer<'_> {
+        Box::pin(self.serve_stream(request))
     }
 
     fn superseded(&self, key: &SessionKey, index: u64) {

@@ -159,3 +159,20 @@ pub async fn send_marker(base: &str, key: &str, token: Option<&str>) {
     let answer = json_of(response).await;
     assert_eq!(answer["results"][0]["status"], "ok", "the marker: {answer}");
 }
+
+/// `POST /v1/send` of text `data` to one session; the whole answer (asserted 200).
+pub async fn v1_send_one(gateway: &TestGateway, key: &str, data: &str) -> Value {
+    let (status, answer) = post_json(
+        &gateway.api_url(),
+        "/v1/send",
+        &serde_json::json!({"sessions": [key], "data": data}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// The first session's status in a `/v1/send` answer.
+pub fn status_of(answer: &Value) -> &str {
+    answer["results"][0]["status"].as_str().unwrap_or_default()
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use oort_common::config::GoDuration;
 use oort_e2e::durable_client::{ConnectError, Data, DurableClient, Event, Position};
 use oort_e2e::{CallbackKind, TIMEOUT, WsClient};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::{post_json, session_info};
 use crate::support::TestGateway;
@@ -26,20 +26,7 @@ async fn connect(gateway: &TestGateway, key: &str) -> DurableClient {
     client
 }
 
-async fn send(gateway: &TestGateway, key: &str, data: &str) -> Value {
-    let (status, answer) = post_json(
-        &gateway.api_url(),
-        "/v1/send",
-        &json!({"sessions": [key], "data": data}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-fn status_of(answer: &Value) -> &str {
-    answer["results"][0]["status"].as_str().unwrap_or_default()
-}
+use crate::api::{status_of, v1_send_one as send};
 
 /// Waits until the gateway noticed the dropped connection: a send answers `buffered`.
 async fn dropped(gateway: &TestGateway, key: &str, probe: &str) {

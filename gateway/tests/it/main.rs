@@ -27,6 +27,8 @@ mod bad_backend;
 mod bad_input;
 mod broadcast;
 mod callback_concurrency;
+mod comet;
+mod comet_official_client;
 mod durable;
 mod limits;
 mod methods;

@@ -133,7 +133,9 @@ impl Rejections {
 fn max_bytes(kind: SubjectKind) -> usize {
     match kind {
         SubjectKind::Hello => 64 << 10,
-        SubjectKind::Raft | SubjectKind::Control | SubjectKind::Reply => MAX_MESSAGE_BYTES + 64,
+        SubjectKind::Raft | SubjectKind::Control | SubjectKind::Reply | SubjectKind::Stream => {
+            MAX_MESSAGE_BYTES + 64
+        }
         SubjectKind::Deliver | SubjectKind::Broadcast => usize::MAX,
     }
 }

@@ -55,6 +55,11 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// This node's sessions.
+    pub(crate) fn sessions(&self) -> Arc<dyn LocalSessions> {
+        self.sessions.clone()
+    }
+
     pub(crate) fn new(
         core: Arc<Core>,
         control: Arc<Control>,

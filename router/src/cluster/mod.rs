@@ -25,6 +25,7 @@ mod registrar;
 mod snapshot_receiver;
 mod status;
 pub mod store;
+mod stream;
 pub mod types;
 mod voters;
 
@@ -33,7 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oort_common::cluster::{
-    ControlRequest, ControlResponse, DirectoryCommand, HandoverTail, Owner, Subjects,
+    ControlRequest, ControlResponse, DirectoryCommand, HandoverTail, Owner, StreamAnswer,
+    StreamRequest, Subjects,
 };
 use oort_common::config::{ClusterConfig, NatsAccess};
 use oort_common::envelope::Sealer;
@@ -218,6 +220,7 @@ impl ClusterRouter {
         let subscribed = async {
             network::serve(self.core.clone()).await?;
             self.control.serve().await?;
+            stream::serve(&self.core, self.delivery.sessions()).await?;
             self.delivery.serve().await
         };
         if let Err(err) = subscribed.await {
@@ -321,6 +324,23 @@ impl ClusterRouter {
                 "unexpected hand-over answer: {other:?}"
             ))),
         }
+    }
+
+    /// Serves `request` on `owner`, which holds the session's stream, over
+    /// `.stream.<raft_id>`; `wait` is how long the owner may hold a read for a message.
+    pub async fn stream(
+        &self,
+        owner: &NodeId,
+        request: &StreamRequest,
+        wait: Duration,
+    ) -> Result<StreamAnswer, RouterError> {
+        stream::call(
+            &self.core,
+            oort_common::cluster::raft_id(owner),
+            request,
+            wait,
+        )
+        .await
     }
 
     /// The owner of `key` in this node's own replica, without asking anyone: what this node
