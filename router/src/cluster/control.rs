@@ -238,12 +238,31 @@ impl Control {
         }
     }
 
-    /// Promotes a live, caught-up learner while there are fewer voters than configured.
+    /// Keeps the configured number of voters: promotes a live, caught-up learner while there
+    /// are fewer, and makes one a learner again when there are more. Only between membership
+    /// changes: during one, the voters are the union of two sets.
     pub(crate) async fn promote_if_needed(&self) {
         let membership = self.core.membership();
-        if membership.voter_ids().count() >= self.core.config.voters
-            || membership.learner_ids().next().is_none()
-        {
+        if membership.get_joint_config().len() > 1 {
+            return;
+        }
+        let voters = membership.voter_ids().count();
+        if voters > self.core.config.voters {
+            let view = self.voter_view().await;
+            if let Some(Change::Voters { voters, .. }) = voters::demote(&view, self.core.raft_id) {
+                info!(voters = ?self.names(&voters), "one voter too many: making it a learner again");
+                if let Err(err) = self
+                    .core
+                    .raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                    .await
+                {
+                    warn!(error = %err, "demotion failed");
+                }
+            }
+            return;
+        }
+        if voters >= self.core.config.voters || membership.learner_ids().next().is_none() {
             return;
         }
         let view = self.voter_view().await;

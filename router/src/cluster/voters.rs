@@ -103,6 +103,24 @@ pub(crate) fn promote(view: &VoterView) -> Option<Change> {
     })
 }
 
+/// More voters than wanted (a promotion and a replacement that overlapped under load can leave
+/// one too many, and nothing else would ever take it back): the change that makes one of them
+/// a learner again, if that is safe. The highest id other than `leader` goes, so that every
+/// decision is reproducible.
+pub(crate) fn demote(view: &VoterView, leader: RaftId) -> Option<Change> {
+    if view.voters.len() <= view.target {
+        return None;
+    }
+    let node = view.voters.iter().rev().copied().find(|id| *id != leader)?;
+    let new: BTreeSet<RaftId> = view.voters.iter().copied().filter(|v| *v != node).collect();
+    let old_ok = live_count(&view.voters, &view.live) >= quorum(view.voters.len());
+    let new_ok = live_count(&new, &view.live) >= quorum(new.len());
+    (old_ok && new_ok).then_some(Change::Voters {
+        voters: new,
+        removed: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -121,6 +139,29 @@ mod tests {
             caught_up: set(caught_up),
             target: 3,
         }
+    }
+
+    #[test]
+    fn one_voter_too_many_goes_back_to_learning_if_that_is_safe() {
+        let four = view(&[1, 2, 3, 4], &[5], &[1, 2, 3, 4, 5], &[5]);
+        assert_eq!(
+            demote(&four, 4),
+            Some(Change::Voters {
+                voters: set(&[1, 2, 4]),
+                removed: None,
+            }),
+            "the highest id that does not lead"
+        );
+        assert_eq!(
+            demote(&four, 1),
+            Some(Change::Voters {
+                voters: set(&[1, 2, 3]),
+                removed: None,
+            })
+        );
+        assert_eq!(demote(&view(&[1, 2, 3], &[], &[1, 2, 3], &[]), 1), None);
+        // Two of four voters are down: three voters would have one live, no quorum.
+        assert_eq!(demote(&view(&[1, 2, 3, 4], &[], &[1, 4], &[]), 1), None);
     }
 
     #[test]
