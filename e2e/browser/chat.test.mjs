@@ -8,43 +8,19 @@
 // The browser is Debian's (`apt-get install chromium`), or $OORT_CHROMIUM; playwright never
 // downloads one.
 
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as joinPath } from "node:path";
-import { chromium } from "playwright-core";
+import { CHROMIUM, launch, requireChromium, say, step, waitForText, watchdog } from "./harness.mjs";
 
 const STEP_TIMEOUT_MS = 15_000;
 const OVERALL_TIMEOUT_MS = 90_000;
-const CHROMIUM = process.env.OORT_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const url = process.argv[2];
 if (!url) {
   console.error("usage: node chat.test.mjs URL");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: apt-get install -y chromium (or set OORT_CHROMIUM)`);
-  process.exit(3);
-}
+requireChromium();
 
-const watchdog = setTimeout(() => {
-  console.error(`FAIL: the browser test did not finish within ${OVERALL_TIMEOUT_MS} ms`);
-  process.exit(4);
-}, OVERALL_TIMEOUT_MS);
-
-function step(text) {
-  console.log(`step: ${text}`);
-}
+const timer = watchdog(OVERALL_TIMEOUT_MS);
 
 /** Opens the page and joins the chat as `name`. */
 async function join(context, name) {
@@ -59,36 +35,14 @@ async function join(context, name) {
   return page;
 }
 
-/** Waits until the element's text contains `text`. */
-async function waitForText(page, selector, text) {
-  try {
-    await page.waitForFunction(
-      ([sel, want]) => document.querySelector(sel)?.textContent.includes(want),
-      [selector, text],
-      { timeout: STEP_TIMEOUT_MS },
-    );
-  } catch (err) {
-    const seen = await page.textContent(selector).catch(() => "(unreadable)");
-    throw new Error(`${selector} never showed ${JSON.stringify(text)}; it shows ${JSON.stringify(seen)}`);
-  }
-}
 
-async function say(page, text) {
-  await page.fill("#message", text);
-  await page.click("#send button[type=submit]");
-}
 
-const profile = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
-let context;
+let browser;
 let failed = false;
 try {
   step(`launch ${CHROMIUM}`);
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    timeout: STEP_TIMEOUT_MS * 2,
-  });
+  browser = await launch(STEP_TIMEOUT_MS * 2);
+  const { context } = browser;
 
   step("Alice joins");
   const alice = await join(context, "Alice");
@@ -118,8 +72,7 @@ try {
   failed = true;
   console.error(`FAIL: ${err?.stack || err}`);
 } finally {
-  await context?.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-  clearTimeout(watchdog);
+  await browser?.close();
+  clearTimeout(timer);
 }
 process.exit(failed ? 1 : 0);

@@ -11,48 +11,24 @@
 // Exits 0 on success and non-zero on any failure, always within OVERALL_TIMEOUT_MS.
 // The browser is Debian's (`apt-get install chromium`), or $OORT_CHROMIUM.
 
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as joinPath } from "node:path";
-import { chromium } from "playwright-core";
+import { CHROMIUM, launch, requireChromium, say, sendSlowly, step, waitForText, watchdog } from "./harness.mjs";
 
 const STEP_TIMEOUT_MS = 20_000;
 const OVERALL_TIMEOUT_MS = 150_000;
 const SETTLE_MS = 1_500;
 const COUNT = 30; // messages per tab while the node restarts
 const EVERY_MS = 150;
-const CHROMIUM = process.env.OORT_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const [urlA, urlB] = process.argv.slice(2);
 if (!urlA || !urlB) {
   console.error("usage: node cluster.test.mjs NODE1_URL NODE2_URL");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: apt-get install -y chromium (or set OORT_CHROMIUM)`);
-  process.exit(3);
-}
+requireChromium();
 
-const watchdog = setTimeout(() => {
-  console.error(`FAIL: the browser test did not finish within ${OVERALL_TIMEOUT_MS} ms`);
-  process.exit(4);
-}, OVERALL_TIMEOUT_MS);
+const timer = watchdog(OVERALL_TIMEOUT_MS);
 
 const problems = []; // page errors and oort.js console warnings (a gap, an offset mismatch)
-const startedAt = Date.now();
-function step(text) {
-  console.log(`step (${((Date.now() - startedAt) / 1000).toFixed(1)} s): ${text}`);
-}
 
 /** Opens `url` and joins the chat as `name`; returns once connected. */
 async function join(context, url, name) {
@@ -108,48 +84,8 @@ async function waitFor(page, what, fn, arg) {
   }
 }
 
-/** Waits until the element's text contains `text` (or equals it, with `exact`). */
-async function waitForText(page, selector, text, exact = false) {
-  try {
-    await page.waitForFunction(
-      ([sel, want, whole]) => {
-        const seen = document.querySelector(sel)?.textContent ?? "";
-        return whole ? seen.trim() === want : seen.includes(want);
-      },
-      [selector, text, exact],
-      { timeout: STEP_TIMEOUT_MS },
-    );
-  } catch {
-    const seen = await page.textContent(selector).catch(() => "(unreadable)");
-    throw new Error(`${selector} never showed ${JSON.stringify(text)}; it shows ${JSON.stringify(seen)}`);
-  }
-}
 
-async function say(page, text) {
-  await page.fill("#message", text);
-  await page.click("#send button[type=submit]");
-}
 
-/** Starts sending `texts` from inside the page, one every EVERY_MS; resolves when all are submitted. */
-function sendSlowly(page, texts) {
-  return page.evaluate(
-    ([all, every]) =>
-      new Promise((resolve) => {
-        const input = document.querySelector("#message");
-        const form = document.querySelector("#send");
-        let i = 0;
-        const timer = setInterval(() => {
-          input.value = all[i];
-          form.requestSubmit();
-          if (++i >= all.length) {
-            clearInterval(timer);
-            resolve();
-          }
-        }, every);
-      }),
-    [texts, EVERY_MS],
-  );
-}
 
 async function logLines(page) {
   return page.$$eval("#log p", (ps) => ps.map((p) => p.textContent));
@@ -159,18 +95,12 @@ async function nodeOf(page) {
   return (await page.textContent("#node")).trim();
 }
 
-let context;
-const profile = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
+let browser;
 let failed = false;
 try {
   step(`launch ${CHROMIUM}`);
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    timeout: STEP_TIMEOUT_MS * 2,
-    viewport: { width: 900, height: 900 },
-  });
+  browser = await launch(STEP_TIMEOUT_MS * 2, { viewport: { width: 900, height: 900 } });
+  const { context } = browser;
 
   step(`Ann joins on ${urlA}`);
   const ann = await join(context, urlA, "Ann");
@@ -202,7 +132,7 @@ try {
   step(`both keep sending (${COUNT} each, one every ${EVERY_MS} ms); Ann restarts n1 meanwhile`);
   const fromAnn = Array.from({ length: COUNT }, (_, i) => `Ann says ${i}`);
   const fromBen = Array.from({ length: COUNT }, (_, i) => `Ben says ${i}`);
-  const sending = Promise.all([sendSlowly(ann, fromAnn), sendSlowly(ben, fromBen)]);
+  const sending = Promise.all([sendSlowly(ann, fromAnn, EVERY_MS), sendSlowly(ben, fromBen, EVERY_MS)]);
   await waitForText(ann, "#log", `Ann: ${fromAnn[4]}`);
   step("Ann clicks Restart n1");
   await ann.click('#members button.restart[data-node="n1"]');
@@ -267,8 +197,7 @@ try {
   failed = true;
   console.error(`FAIL: ${err?.stack || err}`);
 } finally {
-  await context?.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-  clearTimeout(watchdog);
+  await browser?.close();
+  clearTimeout(timer);
 }
 process.exit(failed ? 1 : 0);

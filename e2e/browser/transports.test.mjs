@@ -16,25 +16,13 @@
 // with its transport, state and node. Exits 0 on success and non-zero on any failure, always within OVERALL_TIMEOUT_MS.
 // The browser is Debian's (`apt-get install chromium`), or $OORT_CHROMIUM.
 
-import { mkdtempSync, rmSync, existsSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as joinPath } from "node:path";
-import { chromium } from "playwright-core";
+import { statSync } from "node:fs";
+
+import { CHROMIUM, launch, requireChromium, say, sendSlowly, step, waitForText, watchdog } from "./harness.mjs";
 
 const STEP_TIMEOUT_MS = 20_000;
 const OVERALL_TIMEOUT_MS = 150_000;
 const SETTLE_MS = 1_500;
-const CHROMIUM = process.env.OORT_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const url = process.argv[2];
 const screenshot = process.argv[3] || "/tmp/oort-demo.png";
@@ -42,22 +30,11 @@ if (!url) {
   console.error("usage: node transports.test.mjs URL [screenshot.png]");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: apt-get install -y chromium (or set OORT_CHROMIUM)`);
-  process.exit(3);
-}
+requireChromium();
 
-const watchdog = setTimeout(() => {
-  console.error(`FAIL: the browser test did not finish within ${OVERALL_TIMEOUT_MS} ms`);
-  process.exit(4);
-}, OVERALL_TIMEOUT_MS);
+const timer = watchdog(OVERALL_TIMEOUT_MS);
 
 const problems = []; // console warnings from oort.js and page errors: any fails the test
-
-const startedAt = Date.now();
-function step(text) {
-  console.log(`step (${((Date.now() - startedAt) / 1000).toFixed(1)} s): ${text}`);
-}
 
 /** Opens the page and joins the chat as `name`; returns once it is connected. */
 async function join(context, name, query = "") {
@@ -82,22 +59,6 @@ async function join(context, name, query = "") {
   return page;
 }
 
-/** Waits until the element's text contains `text` (or equals it, with `exact`). */
-async function waitForText(page, selector, text, exact = false) {
-  try {
-    await page.waitForFunction(
-      ([sel, want, whole]) => {
-        const seen = document.querySelector(sel)?.textContent ?? "";
-        return whole ? seen.trim() === want : seen.includes(want);
-      },
-      [selector, text, exact],
-      { timeout: STEP_TIMEOUT_MS },
-    );
-  } catch (err) {
-    const seen = await page.textContent(selector).catch(() => "(unreadable)");
-    throw new Error(`${selector} never showed ${JSON.stringify(text)}; it shows ${JSON.stringify(seen)}`);
-  }
-}
 
 /** How many lines of #log are exactly `text`. */
 async function countLines(page, text) {
@@ -116,26 +77,6 @@ async function burst(page, texts) {
   }, texts);
 }
 
-/** Sends `texts` from inside the page, one every `every` ms; resolves when all are submitted. */
-function sendSlowly(page, texts, every) {
-  return page.evaluate(
-    ([all, ms]) =>
-      new Promise((resolve) => {
-        const input = document.querySelector("#message");
-        const form = document.querySelector("#send");
-        let i = 0;
-        const timer = setInterval(() => {
-          input.value = all[i];
-          form.requestSubmit();
-          if (++i >= all.length) {
-            clearInterval(timer);
-            resolve();
-          }
-        }, ms);
-      }),
-    [texts, every],
-  );
-}
 
 /** Records every #state the page shows, as state@transport, in window.__states. */
 async function recordStates(page) {
@@ -153,10 +94,6 @@ async function recordStates(page) {
   });
 }
 
-async function say(page, text) {
-  await page.fill("#message", text);
-  await page.click("#send button[type=submit]");
-}
 
 async function expectTransport(page, name, transport) {
   await waitForText(page, "#transport", transport, true);
@@ -218,15 +155,6 @@ async function chatBothWays(first, second, names, tag) {
   if (joined !== 1) throw new Error(`${a}'s tab shows "${b} joined" ${joined} times, not once`);
 }
 
-async function newContext(dir) {
-  return chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    timeout: STEP_TIMEOUT_MS * 2,
-    viewport: { width: 900, height: 820 },
-  });
-}
 
 /** Makes every WebSocket to the gateway's connect path fail; counts them. */
 async function blockWebSockets(context, counts) {
@@ -247,34 +175,30 @@ async function blockSse(context, counts) {
   );
 }
 
-const profiles = [];
-const contexts = [];
+const browsers = []; // each { context, close }
 let failed = false;
 try {
   step(`launch ${CHROMIUM}`);
 
   // 0. Nothing blocked: WebSocket.
   {
-    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
-    profiles.push(dir);
-    const context = await newContext(dir);
-    contexts.push(context);
+    const browser = await launch(STEP_TIMEOUT_MS * 2, { viewport: { width: 900, height: 820 } });
+    browsers.push(browser);
+    const { context } = browser;
     step("websocket: Wendy joins");
     const wendy = await join(context, "Wendy");
     await expectTransport(wendy, "Wendy", "websocket");
     await say(wendy, "hello over websocket");
     await waitForText(wendy, "#log", "Wendy: hello over websocket");
     await wendy.close();
-    await context.close();
-    contexts.pop();
+    await browsers.pop().close();
   }
 
   // a. WebSockets blocked: SSE.
   {
-    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
-    profiles.push(dir);
-    const context = await newContext(dir);
-    contexts.push(context);
+    const browser = await launch(STEP_TIMEOUT_MS * 2, { viewport: { width: 900, height: 820 } });
+    browsers.push(browser);
+    const { context } = browser;
     const counts = { ws: 0, sse: 0 };
     await blockWebSockets(context, counts);
     step("sse: Alice joins with WebSockets blocked");
@@ -297,16 +221,14 @@ try {
     await bob.close();
     await waitForText(alice, "#log", "Bob left");
     await alice.close();
-    await context.close();
-    contexts.pop();
+    await browsers.pop().close();
   }
 
   // b. WebSockets and SSE blocked: long-poll.
   {
-    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
-    profiles.push(dir);
-    const context = await newContext(dir);
-    contexts.push(context);
+    const browser = await launch(STEP_TIMEOUT_MS * 2, { viewport: { width: 900, height: 820 } });
+    browsers.push(browser);
+    const { context } = browser;
     const counts = { ws: 0, sse: 0 };
     await blockWebSockets(context, counts);
     await blockSse(context, counts);
@@ -325,16 +247,14 @@ try {
     await dave.close();
     await waitForText(carol, "#log", "Dave left");
     await carol.close();
-    await context.close();
-    contexts.pop();
+    await browsers.pop().close();
   }
 
   // c. Back to WebSocket once WebSockets get through again.
   {
-    const dir = mkdtempSync(joinPath(tmpdir(), "oort-chromium-"));
-    profiles.push(dir);
-    const context = await newContext(dir);
-    contexts.push(context);
+    const browser = await launch(STEP_TIMEOUT_MS * 2, { viewport: { width: 900, height: 820 } });
+    browsers.push(browser);
+    const { context } = browser;
     const counts = { ws: 0, passed: 0 };
     let blocked = true;
     await context.routeWebSocket(/\/connect/, (ws) => {
@@ -401,8 +321,7 @@ try {
     console.log(`  blocked: ${counts.ws} WebSockets; passed after the unblock: ${counts.passed}`);
     await erin.close();
     await finn.close();
-    await context.close();
-    contexts.pop();
+    await browsers.pop().close();
   }
 
   if (problems.length) throw new Error(`oort.js reported problems:\n  ${problems.join("\n  ")}`);
@@ -413,8 +332,7 @@ try {
   failed = true;
   console.error(`FAIL: ${err?.stack || err}`);
 } finally {
-  for (const context of contexts) await context.close().catch(() => {});
-  for (const dir of profiles) rmSync(dir, { recursive: true, force: true });
-  clearTimeout(watchdog);
+  for (const browser of browsers) await browser.close();
+  clearTimeout(timer);
 }
 process.exit(failed ? 1 : 0);

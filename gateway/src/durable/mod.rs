@@ -141,15 +141,8 @@ impl Durable {
     /// A session read over HTTP being taken over from another node (shutting down): sends
     /// meanwhile are held until its tail arrives ([`Self::take_tail`]).
     pub(crate) fn receiving_detached(key: SessionKey, epoch: Epoch, id: u64) -> Arc<Self> {
-        let durable = Self::new(
-            key,
-            epoch,
-            id,
-            ReplayBuffer::new(),
-            Phase::Receiving { held: Vec::new() },
-        );
-        durable.lock().read_over_http = true;
-        durable
+        let phase = Phase::Receiving { held: Vec::new() };
+        Self::new(key, epoch, id, ReplayBuffer::new(), phase, true)
     }
 
     /// A new session without a connection, to be read over HTTP (a Comet connect): the connect
@@ -169,13 +162,18 @@ impl Durable {
             generation: 0,
             since: Instant::now(),
         };
-        let durable = Self::new(key, epoch, epoch.0, buffer, phase);
-        durable.lock().read_over_http = true;
-        durable
+        Self::new(key, epoch, epoch.0, buffer, phase, true)
     }
 
     fn with(connection: &Arc<Session>, id: u64, buffer: ReplayBuffer, phase: Phase) -> Arc<Self> {
-        Self::new(connection.key.clone(), connection.epoch, id, buffer, phase)
+        Self::new(
+            connection.key.clone(),
+            connection.epoch,
+            id,
+            buffer,
+            phase,
+            false,
+        )
     }
 
     fn new(
@@ -184,6 +182,7 @@ impl Durable {
         id: u64,
         buffer: ReplayBuffer,
         phase: Phase,
+        read_over_http: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             key,
@@ -194,7 +193,7 @@ impl Durable {
                 buffer,
                 phase,
                 generation: 0,
-                read_over_http: false,
+                read_over_http,
             }),
         })
     }

@@ -233,10 +233,16 @@ impl ClientListener {
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let http = self.client_http.builder();
-        let limit = self.state.config.queue.slow_consumer_timeout.0;
-        let io = super::write_deadline::WriteDeadline::new(io, limit);
+        let io = self.write_deadline(io);
         let result = serve_http(&http, false, io, self.app.clone(), peer, Some(ticket), stop).await;
         self.ended(result, peer, false);
+    }
+
+    /// `io` whose writes give up on a client that stops reading, after the slow-consumer
+    /// timeout WebSockets get.
+    fn write_deadline<I>(&self, io: I) -> super::write_deadline::WriteDeadline<I> {
+        let limit = self.state.config.queue.slow_consumer_timeout.0;
+        super::write_deadline::WriteDeadline::new(io, limit)
     }
 
     /// An SSE read, served without hyper's connection buffers (`sse_direct`).
@@ -249,8 +255,7 @@ impl ClientListener {
         ticket: PeerTicket,
         stop: &CancellationToken,
     ) {
-        let limit = self.state.config.queue.slow_consumer_timeout.0;
-        let io = super::write_deadline::WriteDeadline::new(io, limit);
+        let io = self.write_deadline(io);
         let app = self.app.clone();
         if let Err(err) = super::sse_direct::serve(app, io, first, bounds, peer, ticket, stop).await
         {
