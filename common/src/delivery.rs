@@ -28,11 +28,14 @@ pub enum DeliveryStatus {
     /// client's connections): the message is kept and delivered when the client resumes.
     /// Appended last: the backbone encodes statuses by position.
     Buffered,
+    /// A subscribe that would take the session past `channels.max_per_session`; the session's
+    /// channels are unchanged. Appended last: the backbone encodes statuses by position.
+    ChannelLimit,
 }
 
 impl DeliveryStatus {
     /// All statuses, in a stable order (for counters and documentation).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Ok,
         Self::NotFound,
         Self::QueueFull,
@@ -41,6 +44,7 @@ impl DeliveryStatus {
         Self::OwnerTimeout,
         Self::Skipped,
         Self::Buffered,
+        Self::ChannelLimit,
     ];
 
     /// The status as it appears in JSON and in metric labels.
@@ -54,6 +58,7 @@ impl DeliveryStatus {
             Self::OwnerTimeout => "owner_timeout",
             Self::Skipped => "skipped",
             Self::Buffered => "buffered",
+            Self::ChannelLimit => "channel_limit",
         }
     }
 
@@ -74,6 +79,7 @@ impl DeliveryStatus {
             Self::OwnerUnreachable => Some("kuiperbelt: session owner is unreachable"),
             Self::OwnerTimeout => Some("kuiperbelt: session owner did not answer in time"),
             Self::Skipped => Some("kuiperbelt: not sent because of strict broadcast"),
+            Self::ChannelLimit => Some("kuiperbelt: the session is in too many channels"),
         }
     }
 }

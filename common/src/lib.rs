@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** this crate does no I/O. Configuration arrives here as text plus an
 //! environment lookup function; reading files and the process environment is the binary's job.
 
+pub mod channel;
 pub mod cluster;
 pub mod config;
 pub mod delivery;

@@ -127,6 +127,10 @@ pub(crate) struct Metrics {
     /// Client connections not yet upgraded (or closed) that hold a reservation.
     pub handshakes: Gauge,
     deliveries: [Counter; DeliveryStatus::ALL.len()],
+    /// Publishes to channels through this node.
+    publishes: Counter,
+    /// Sessions (cluster-wide) that took those publishes.
+    publish_receivers: Counter,
     /// Messages refused because a session's queue was full.
     queue_overflows: Counter,
     closes: [Counter; CLOSE_CAUSES.len()],
@@ -184,6 +188,14 @@ impl Metrics {
             "Per-session delivery outcomes of backend sends.",
         );
         r.describe("oort_session_closes_total", "Sessions ended, by cause.");
+        r.describe(
+            "oort_publishes_total",
+            "Channel publishes through this node (POST /v1/publish).",
+        );
+        r.describe(
+            "oort_publish_receivers_total",
+            "Sessions, cluster-wide, that took the publishes made through this node.",
+        );
         r.describe(
             "oort_queue_overflows_total",
             "Messages refused because a session's outbound queue was full.",
@@ -248,6 +260,8 @@ impl Metrics {
             deliveries: DeliveryStatus::ALL
                 .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
             queue_overflows: r.counter("oort_queue_overflows_total", &[]),
+            publishes: r.counter("oort_publishes_total", &[]),
+            publish_receivers: r.counter("oort_publish_receivers_total", &[]),
             closes: CLOSE_CAUSES
                 .map(|c| r.counter("oort_session_closes_total", &[("cause", c.as_str())])),
             resumes: RESUME_OUTCOMES
@@ -323,6 +337,12 @@ impl Metrics {
         raft.ready.set(if status.ready { 1.0 } else { 0.0 });
     }
 
+    /// Counts one publish and the sessions that took it.
+    pub(crate) fn count_publish(&self, sessions: u64) {
+        self.publishes.increment(1);
+        self.publish_receivers.increment(sessions);
+    }
+
     /// Counts delivery outcomes.
     pub(crate) fn count_deliveries(&self, statuses: &[DeliveryStatus]) {
         for status in statuses {
@@ -366,6 +386,31 @@ impl Metrics {
     }
 
     /// The exposition text.
+    /// One gauge of this node's subscribers per channel the operator named in
+    /// `channels.metrics` (never per channel seen: label sets stay bounded).
+    pub(crate) fn channel_gauges(&self, names: &[String]) -> Vec<(String, Gauge)> {
+        let r = Registrar {
+            recorder: &self.recorder,
+        };
+        r.describe(
+            "oort_channel_sessions",
+            "Sessions on this node subscribed to a channel named in channels.metrics.",
+        );
+        names
+            .iter()
+            .map(|name| {
+                let key = Key::from_parts(
+                    "oort_channel_sessions",
+                    vec![Label::new("channel", name.clone())],
+                );
+                (
+                    name.clone(),
+                    self.recorder.register_gauge(&key, &Registrar::METADATA),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn render(&self) -> String {
         self.recorder.handle().render()
     }

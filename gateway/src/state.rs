@@ -28,6 +28,8 @@ pub(crate) struct AppState {
     pub router: Router,
     pub callbacks: CallbackClient,
     pub metrics: Metrics,
+    /// `channels.metrics`: the channels whose subscribers here `/metrics` counts.
+    pub channel_gauges: Vec<(String, metrics::Gauge)>,
     /// What clients may cost before the connect callback accepts them (`limits.*`,
     /// `client_address.*`).
     pub admission: Admission,
@@ -123,7 +125,12 @@ impl AppState {
                     data_dir.display()
                 ))
             })?);
-            let registry = Arc::new(SessionRegistry::new(limits, buffer_limits, epochs.clone()));
+            let registry = Arc::new(SessionRegistry::new(
+                limits,
+                buffer_limits,
+                epochs.clone(),
+                config.channels.max_per_session,
+            ));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
                 nats_access: host.nats_access.clone(),
@@ -136,12 +143,19 @@ impl AppState {
             (registry, router)
         } else {
             let epochs = Arc::new(EpochSource::in_memory());
-            let registry = Arc::new(SessionRegistry::new(limits, buffer_limits, epochs));
+            let registry = Arc::new(SessionRegistry::new(
+                limits,
+                buffer_limits,
+                epochs,
+                config.channels.max_per_session,
+            ));
             let router = Router::local(node_id, registry.clone());
             (registry, router)
         };
         let ended = registry.take_ended();
+        let channel_gauges = metrics.channel_gauges(&config.channels.metrics);
         let state = Arc::new(Self {
+            channel_gauges,
             tokens,
             config,
             session_header,

@@ -2,18 +2,20 @@
 //! raft state machine's data; applying a command here is deterministic, so every replica that
 //! applies the same log holds the same directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oort_common::cluster::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
 };
 use oort_common::{Epoch, NodeId, SessionKey};
 
-/// Session key -> owner, plus the node table.
+/// Session key -> owner, the node table, and which nodes hold subscribers of each channel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
     sessions: HashMap<SessionKey, Owner>,
     nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Channel -> the nodes holding subscribers of it (never an empty set).
+    channels: HashMap<String, BTreeSet<NodeId>>,
 }
 
 impl Directory {
@@ -32,8 +34,13 @@ impl Directory {
                     sessions: 0,
                 });
                 record.up = true;
+                let new_run = *epoch > record.since;
                 record.since = record.since.max(*epoch);
                 let since = record.since;
+                if new_run {
+                    // The earlier run's subscribers are gone with it.
+                    self.drop_interest(node);
+                }
                 // Sessions of an earlier run (a crash and a restart within the node timeout)
                 // died with it: the directory stops routing to them.
                 let before = self.sessions.len();
@@ -45,7 +52,11 @@ impl Directory {
                 }
                 purged
             }
-            DirectoryCommand::NodeDown { node } => self.purge(node),
+            DirectoryCommand::NodeDown { node } => {
+                self.drop_interest(node);
+                self.purge(node)
+            }
+            DirectoryCommand::Interest { node, changes } => self.interest(node, changes),
             DirectoryCommand::ForgetNode { node } => {
                 if self.nodes.get(node).is_some_and(|record| !record.up) {
                     self.nodes.remove(node);
@@ -133,6 +144,57 @@ impl Directory {
         (before - self.sessions.len()) as u64
     }
 
+    /// Records which channels `node` holds subscribers of. A node that is not up holds none.
+    fn interest(&mut self, node: &NodeId, changes: &[(String, bool)]) -> u64 {
+        if !self.nodes.get(node).is_some_and(|record| record.up) {
+            return 0;
+        }
+        let mut changed = 0;
+        for (channel, held) in changes {
+            let was = if *held {
+                !self
+                    .channels
+                    .entry(channel.clone())
+                    .or_default()
+                    .insert(node.clone())
+            } else {
+                let Some(nodes) = self.channels.get_mut(channel) else {
+                    continue;
+                };
+                let was = nodes.remove(node);
+                if nodes.is_empty() {
+                    self.channels.remove(channel);
+                }
+                was
+            };
+            if was != *held {
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Forgets every channel interest of `node`.
+    fn drop_interest(&mut self, node: &NodeId) {
+        self.channels.retain(|_, nodes| {
+            nodes.remove(node);
+            !nodes.is_empty()
+        });
+    }
+
+    /// The nodes holding subscribers of `channel`.
+    pub fn channel_nodes(&self, channel: &str) -> Vec<NodeId> {
+        self.channels
+            .get(channel)
+            .map(|nodes| nodes.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of channels with subscribers somewhere.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
     fn count(&mut self, node: &NodeId, delta: i64) {
         if let Some(record) = self.nodes.get_mut(node) {
             record.sessions = record.sessions.saturating_add_signed(delta);
@@ -180,6 +242,13 @@ impl Directory {
                 sessions,
             })
             .collect();
+        let mut channels: Vec<(String, Vec<NodeId>)> = self
+            .channels
+            .iter()
+            .map(|(channel, nodes)| (channel.clone(), nodes.iter().cloned().collect()))
+            .collect();
+        channels.sort();
+        snapshot.channels = channels;
     }
 
     /// Rebuilds a directory from its snapshot form.
@@ -203,6 +272,12 @@ impl Directory {
         Self {
             sessions,
             nodes: snapshot.nodes.into_iter().collect(),
+            channels: snapshot
+                .channels
+                .into_iter()
+                .filter(|(_, nodes)| !nodes.is_empty())
+                .map(|(channel, nodes)| (channel, nodes.into_iter().collect()))
+                .collect(),
         }
     }
 }
@@ -315,6 +390,43 @@ mod tests {
             "the earlier run's late registration is refused"
         );
         assert_eq!(directory.owner("fresh").map(|o| o.epoch), Some(Epoch(101)));
+    }
+
+    fn interest(directory: &mut Directory, n: &str, channel: &str, held: bool) -> u64 {
+        directory
+            .apply(&DirectoryCommand::Interest {
+                node: node(n),
+                changes: vec![(channel.to_owned(), held)],
+            })
+            .changed
+    }
+
+    #[test]
+    fn channel_interest_follows_nodes_and_their_runs() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        assert_eq!(interest(&mut directory, "a", "room", true), 1);
+        assert_eq!(interest(&mut directory, "a", "room", true), 0, "already held");
+        interest(&mut directory, "b", "room", true);
+        interest(&mut directory, "b", "lobby", true);
+        assert_eq!(directory.channel_nodes("room"), [node("a"), node("b")]);
+        assert_eq!(interest(&mut directory, "a", "room", false), 1);
+        assert_eq!(directory.channel_nodes("room"), [node("b")]);
+        assert_eq!(interest(&mut directory, "ghost", "room", true), 0, "unknown nodes hold nothing");
+        // The same run announcing itself again keeps its interest; a new run does not.
+        up(&mut directory, "b", 1);
+        assert_eq!(directory.channel_nodes("lobby"), [node("b")]);
+        up(&mut directory, "b", 5);
+        assert!(directory.channel_nodes("lobby").is_empty());
+        assert_eq!(directory.channel_count(), 0);
+        interest(&mut directory, "a", "room", true);
+        directory.apply(&DirectoryCommand::NodeDown { node: node("a") });
+        assert!(directory.channel_nodes("room").is_empty());
+        let mut snapshot = DirectorySnapshot::default();
+        interest(&mut directory, "b", "x", true);
+        directory.to_snapshot(&mut snapshot);
+        assert_eq!(Directory::from_snapshot(snapshot), directory);
     }
 
     #[test]

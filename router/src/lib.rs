@@ -10,6 +10,7 @@
 //! whole directory. The clustered router (a raft-replicated directory plus a NATS backbone) keeps
 //! this interface.
 
+mod channel;
 pub mod cluster;
 pub mod directory;
 mod epochs;
@@ -24,6 +25,8 @@ pub use cluster::{
     ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
     RejectedCounters,
 };
+pub use channel::{Presence, PublishOutcome};
+pub use cluster::MAX_PRESENCE_PAGE;
 pub use epochs::EpochSource;
 pub use local::LocalRouter;
 pub use request::{BoxedAnswer, DeliveryRequest, LocalSessions};
@@ -139,6 +142,45 @@ impl Router {
         match self {
             Self::Local(router) => Ok(Some(router.broadcast(payload))),
             Self::Cluster(router) => router.broadcast(payload, request_id).await.map(|()| None),
+        }
+    }
+
+    /// Adds `keys` to `channels` (`join`) or removes them, wherever the sessions are held;
+    /// one status per key. A join answered `ok` is in force cluster-wide: every later publish
+    /// to the channel, through any node, reaches the session and counts it (once the
+    /// publishing node has applied the directory entry that records its node's interest).
+    pub async fn subscribe(
+        &self,
+        keys: &[SessionKey],
+        channels: &[String],
+        join: bool,
+    ) -> Vec<DeliveryStatus> {
+        match self {
+            Self::Local(router) => router.subscribe(keys, channels, join),
+            Self::Cluster(router) => router.subscribe(keys, channels, join).await,
+        }
+    }
+
+    /// Sends `payload` to every session subscribed to any of `channels`, on every node; a
+    /// session in several of them gets it once.
+    pub async fn publish(
+        &self,
+        channels: &[String],
+        payload: &oort_common::Payload,
+        request_id: &str,
+    ) -> PublishOutcome {
+        match self {
+            Self::Local(router) => router.publish(channels, payload),
+            Self::Cluster(router) => router.publish(channels, payload, request_id).await,
+        }
+    }
+
+    /// Who is subscribed to `channel`, cluster-wide: the count, and up to `limit` sessions
+    /// after `after` in key order.
+    pub async fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> Presence {
+        match self {
+            Self::Local(router) => router.presence(channel, after, limit),
+            Self::Cluster(router) => router.presence(channel, after, limit).await,
         }
     }
 

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
+use oort_common::{DeliveryStatus, Epoch, NodeId, Payload, SessionKey};
 
-use crate::{DeliveryRequest, LocalSessions, RouterError};
+use crate::{DeliveryRequest, LocalSessions, Presence, PublishOutcome, RouterError};
 
 /// Routes everything to this node's own sessions.
 pub struct LocalRouter {
@@ -38,6 +38,40 @@ impl LocalRouter {
 
     pub(crate) fn owner(&self, key: &str) -> Option<NodeId> {
         self.sessions.holds(key).then(|| self.node_id.clone())
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        keys: &[SessionKey],
+        channels: &[String],
+        join: bool,
+    ) -> Vec<DeliveryStatus> {
+        self.sessions.subscribe(keys, channels, join)
+    }
+
+    pub(crate) fn publish(&self, channels: &[String], payload: &Payload) -> PublishOutcome {
+        let sessions = self.sessions.publish(channels, None, payload);
+        PublishOutcome {
+            sessions,
+            nodes: if sessions > 0 {
+                vec![self.node_id.clone()]
+            } else {
+                Vec::new()
+            },
+            unreachable: Vec::new(),
+        }
+    }
+
+    pub(crate) fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> Presence {
+        let (count, keys) = self.sessions.presence(channel, after, limit);
+        Presence {
+            count,
+            sessions: keys
+                .into_iter()
+                .map(|key| (key, self.node_id.clone()))
+                .collect(),
+            unreachable: Vec::new(),
+        }
     }
 }
 
@@ -73,7 +107,7 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
-    use oort_common::{DeliveryMode, Payload};
+    use oort_common::DeliveryMode;
 
     use super::*;
     use crate::Router;
@@ -127,6 +161,22 @@ mod tests {
 
         fn stream(&self, _: oort_common::cluster::StreamRequest) -> crate::BoxedAnswer<'_> {
             Box::pin(async { oort_common::cluster::StreamAnswer::Over })
+        }
+
+        fn subscribe(&self, targets: &[SessionKey], _: &[String], _: bool) -> Vec<DeliveryStatus> {
+            vec![DeliveryStatus::Ok; targets.len()]
+        }
+
+        fn publish(&self, _: &[String], _: Option<usize>, _: &Payload) -> u64 {
+            0
+        }
+
+        fn presence(&self, _: &str, _: Option<&str>, _: usize) -> (u64, Vec<SessionKey>) {
+            (0, Vec::new())
+        }
+
+        fn holds_channel(&self, _: &str) -> bool {
+            false
         }
     }
 

@@ -52,6 +52,30 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// session is over here once this returns.
     fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail>;
 
+    /// Adds the sessions held here among `targets` to `channels` (`join`), or removes them;
+    /// one status per target: `ok`, `not_found`, `closed`, or `channel_limit` when joining
+    /// would take a session past its limit (its channels are then unchanged).
+    fn subscribe(
+        &self,
+        targets: &[SessionKey],
+        channels: &[String],
+        join: bool,
+    ) -> Vec<DeliveryStatus>;
+
+    /// Queues a publish for the sessions held here: with `position`, those subscribed to
+    /// `channels[position]` and to none of the channels before it (each session then gets a
+    /// publish to several channels once, through the first it is in); without, those
+    /// subscribed to any of `channels`. Returns how many took it.
+    fn publish(&self, channels: &[String], position: Option<usize>, payload: &Payload) -> u64;
+
+    /// How many sessions held here are subscribed to `channel`, and up to `limit` of their
+    /// keys after `after`, in key order.
+    fn presence(&self, channel: &str, after: Option<&str>, limit: usize)
+    -> (u64, Vec<SessionKey>);
+
+    /// True while a session held here is subscribed to `channel`.
+    fn holds_channel(&self, channel: &str) -> bool;
+
     /// Serves an operation on the stream of a session held here, for an HTTP client whose
     /// request arrived at another node. A read may wait (up to the request's `wait_ms`).
     fn stream(&self, request: StreamRequest) -> BoxedAnswer<'_>;

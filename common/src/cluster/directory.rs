@@ -44,6 +44,16 @@ pub enum DirectoryCommand {
         /// The node.
         node: NodeId,
     },
+    /// `node` began (`true`) or stopped (`false`) holding subscribers of these channels, in
+    /// order. The directory records interest per node, not per session: it tells a publishing
+    /// node how many nodes will answer, and a presence query whom to ask. Appended last:
+    /// variants are encoded by position.
+    Interest {
+        /// The node.
+        node: NodeId,
+        /// Channel names, each with whether the node holds subscribers of it now.
+        changes: Vec<(String, bool)>,
+    },
 }
 
 /// What applying a [`DirectoryCommand`] did.
@@ -98,4 +108,33 @@ pub struct DirectorySnapshot {
     pub nodes: Vec<(NodeId, NodeRecord)>,
     /// Every registered session, by owner.
     pub sessions: Vec<NodeSessions>,
+    /// The nodes holding subscribers of each channel. Appended last: a snapshot written before
+    /// channels existed ends before it (see [`SessionsSnapshot`]).
+    pub channels: Vec<(String, Vec<NodeId>)>,
+}
+
+/// A snapshot as written before channels existed: read by a node restarting from the data
+/// directory of an earlier build.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsSnapshot {
+    /// The last log entry the snapshot includes.
+    pub last_applied: Option<LogId>,
+    /// The membership in effect at that entry.
+    pub last_membership: StoredMembership,
+    /// The node table.
+    pub nodes: Vec<(NodeId, NodeRecord)>,
+    /// Every registered session, by owner.
+    pub sessions: Vec<NodeSessions>,
+}
+
+impl From<SessionsSnapshot> for DirectorySnapshot {
+    fn from(old: SessionsSnapshot) -> Self {
+        Self {
+            last_applied: old.last_applied,
+            last_membership: old.last_membership,
+            nodes: old.nodes,
+            sessions: old.sessions,
+            channels: Vec::new(),
+        }
+    }
 }

@@ -71,6 +71,27 @@ pub enum ControlRequest {
         /// The client's position.
         seen: u64,
     },
+    /// Add these sessions, which the receiving node holds, to `channels` (or, with `join`
+    /// false, remove them). Answered `Statuses`, one per key, once the node's interest in
+    /// every channel it gained is committed. Appended last: variants are encoded by position.
+    Subscribe {
+        /// The sessions.
+        keys: Vec<SessionKey>,
+        /// The channels.
+        channels: Vec<String>,
+        /// Subscribe (`true`) or unsubscribe.
+        join: bool,
+    },
+    /// How many of the receiving node's sessions are subscribed to `channel`, and up to
+    /// `limit` of their keys after `after` in key order. Answered `Presence`. Appended last.
+    Presence {
+        /// The channel.
+        channel: String,
+        /// List keys after this one (none: from the first).
+        after: Option<SessionKey>,
+        /// Keys to list at most.
+        limit: u32,
+    },
 }
 
 /// What a client resuming elsewhere has not seen of its session: the messages after its
@@ -122,6 +143,15 @@ pub enum ControlResponse {
     /// The answer to [`ControlRequest::HandOver`]: `None` when this node no longer has the
     /// session. Appended last: variants are encoded by position.
     Tail(Option<HandoverTail>),
+    /// One status per session of a [`ControlRequest::Subscribe`]. Appended last.
+    Statuses(Vec<crate::DeliveryStatus>),
+    /// The answer to [`ControlRequest::Presence`]. Appended last.
+    Presence {
+        /// Sessions of the node subscribed to the channel.
+        count: u64,
+        /// Some of their keys, in order.
+        sessions: Vec<SessionKey>,
+    },
 }
 
 /// One delivery to sessions one node holds. Deliveries for one owner travel together on
@@ -148,6 +178,33 @@ pub struct BroadcastHeader {
     pub kind: FrameKind,
     /// The node the broadcast came in through.
     pub origin: NodeId,
+}
+
+/// A publish to one channel, on `oort.<cluster>.chan.<channel>`, heard by the nodes holding
+/// its subscribers; the payload follows the header. Every receiving node answers a
+/// [`PublishReceipt`] to the message's reply subject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishHeader {
+    /// The node the publish came in through (which delivers to its own sessions itself).
+    pub origin: NodeId,
+    /// The backend request, for the logs.
+    pub request_id: String,
+    /// Text or binary frame.
+    pub kind: FrameKind,
+    /// Every channel of the publish, in the order the publisher sent them (one message each).
+    pub channels: Vec<String>,
+    /// Which of `channels` this message is for. A session subscribed to several of them gets
+    /// the publish once: through the first of them it is in.
+    pub position: u32,
+}
+
+/// What one node did with a [`PublishHeader`] message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishReceipt {
+    /// The node.
+    pub node: NodeId,
+    /// Sessions that took the message (`ok` or `buffered`).
+    pub sessions: u64,
 }
 
 #[cfg(test)]

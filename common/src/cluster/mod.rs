@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
+    SessionsSnapshot,
 };
 pub use framing::{decode_framed, decode_records, encode_framed, encode_records};
 pub use messages::{
     BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, HandoverTail, Hello,
-    KeptMessage,
+    KeptMessage, PublishHeader, PublishReceipt,
 };
 pub use stream::{StreamAnswer, StreamOp, StreamPosition, StreamRequest};
 
@@ -65,11 +66,13 @@ pub enum SubjectKind {
     Reply,
     /// Reads of session streams held here (HTTP transports).
     Stream,
+    /// Publishes to channels this node holds subscribers of.
+    Channel,
 }
 
 impl SubjectKind {
     /// Every kind, in a stable order (for pre-registered metrics).
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Hello,
         Self::Raft,
         Self::Control,
@@ -77,6 +80,7 @@ impl SubjectKind {
         Self::Broadcast,
         Self::Reply,
         Self::Stream,
+        Self::Channel,
     ];
 
     /// The kind as a metric label.
@@ -89,6 +93,7 @@ impl SubjectKind {
             Self::Broadcast => "broadcast",
             Self::Reply => "reply",
             Self::Stream => "stream",
+            Self::Channel => "chan",
         }
     }
 }
@@ -135,6 +140,12 @@ impl Subjects {
     /// Reads of the session streams held by the node with this raft id.
     pub fn stream(&self, raft_id: u64) -> String {
         format!("{}.stream.{raft_id}", self.prefix)
+    }
+
+    /// Publishes to `channel` (a name [`crate::channel::check_channel_name`] accepted): heard
+    /// only by the nodes that subscribe to it, which are the nodes holding its subscribers.
+    pub fn channel(&self, channel: &str) -> String {
+        format!("{}.chan.{channel}", self.prefix)
     }
 
     /// Cluster-wide broadcasts.

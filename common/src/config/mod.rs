@@ -16,6 +16,7 @@ mod nats_access;
 mod nats_auth;
 mod nats_tls;
 mod secret;
+mod channels;
 mod session;
 mod template;
 mod unsafe_settings;
@@ -38,6 +39,7 @@ pub use nats_access::{ClientIdentity, NatsAccess, NatsAuth, NatsTls, ReadFile};
 pub use nats_auth::NatsAuthConfig;
 pub use nats_tls::NatsTlsConfig;
 pub use secret::{REDACTED, Secret};
+pub use channels::ChannelsConfig;
 pub use session::SessionConfig;
 pub use template::TemplateError;
 
@@ -122,6 +124,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `oort.v1` sessions: replay buffer, linger and resume tokens.
     pub session: SessionConfig,
+    /// Channel limits.
+    pub channels: ChannelsConfig,
 }
 
 impl Default for Config {
@@ -151,6 +155,7 @@ impl Default for Config {
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
             session: SessionConfig::default(),
+            channels: ChannelsConfig::default(),
         }
     }
 }

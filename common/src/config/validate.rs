@@ -39,6 +39,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     check_client_address(config, &client)?;
     config.cluster.validate()?;
     config.session.validate()?;
+    config.channels.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
             "log.level",

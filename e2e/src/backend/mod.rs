@@ -12,6 +12,7 @@
 //! | `nokey=1` | answer 200 without a session key |
 //! | `delay_ms=N` | wait before answering |
 //! | `protocol=P` | answer `Sec-WebSocket-Protocol: P` |
+//! | `channels=a,b` | answer `X-Oort-Channels: a,b` (the session's channels) |
 //!
 //! Establish, close and receive answer 200, except for session keys starting with
 //! `establish-fail` (establish answers 500) or `receive-fail` (receive answers 500).

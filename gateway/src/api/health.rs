@@ -54,6 +54,9 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(status) = state.router.cluster_status() {
         state.metrics.set_cluster(&status);
     }
+    for (channel, gauge) in &state.channel_gauges {
+        gauge.set(state.registry.channel_count(channel) as f64);
+    }
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -86,6 +86,10 @@ fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/sessions/{key}", json_errors(get(v1::session)))
         .route("/v1/cluster", json_errors(get(v1::cluster)))
         .route("/v1/broadcast", json_errors(post(v1::broadcast)))
+        .route("/v1/publish", json_errors(post(v1::publish)))
+        .route("/v1/subscribe", json_errors(post(v1::subscribe)))
+        .route("/v1/unsubscribe", json_errors(post(v1::unsubscribe)))
+        .route("/v1/channels/{name}", json_errors(get(v1::presence)))
         .route("/v1/drain", json_errors(post(health::drain)))
         .route("/metrics", json_errors(get(health::metrics)))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));

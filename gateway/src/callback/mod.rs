@@ -62,6 +62,8 @@ pub(crate) struct ConnectAnswer {
     pub session_key: Option<String>,
     /// The subprotocol the backend chose, if any.
     pub subprotocol: Option<HeaderValue>,
+    /// `X-Oort-Channels`: the channels the session starts in.
+    pub channels: Vec<HeaderValue>,
     /// The body: the first message on success, relayed to the client otherwise.
     pub body: Bytes,
 }
@@ -260,6 +262,12 @@ impl CallbackClient {
                     .filter(|key| !key.is_empty())
                     .map(str::to_owned),
                 subprotocol: header_text(&header::SEC_WEBSOCKET_PROTOCOL),
+                channels: response
+                    .headers()
+                    .get_all(crate::connect::CHANNELS_HEADER)
+                    .iter()
+                    .cloned()
+                    .collect(),
                 body,
             }
         })

@@ -6,6 +6,7 @@
 //! never accepts a session that cannot connect. The session is registered, with its first
 //! message queued, before the 101 is sent, so a send that follows the upgrade always finds it.
 
+mod channels;
 mod origin;
 mod reject;
 mod resume;
@@ -33,6 +34,7 @@ use crate::peer::PeerAddr;
 use crate::sessions::{CloseCommand, Committed, Session};
 use crate::state::AppState;
 
+pub(crate) use channels::{CHANNELS_HEADER, join as join_channels};
 pub(crate) use reject::reject;
 
 /// `GET {path.connect}`.
@@ -186,8 +188,13 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         return refuse(&state, StatusCode::BAD_REQUEST, &reason, headers);
     };
     tracing::Span::current().record("session", key.as_str());
+    let channels = match channels::named(&answer.channels, &state) {
+        Ok(channels) => channels,
+        Err(reason) => return refuse(&state, StatusCode::BAD_GATEWAY, &reason, headers),
+    };
     if transport == Transport::Http {
-        return crate::stream::connected(&state, SessionKey::from(key), answer, peer).await;
+        return crate::stream::connected(&state, SessionKey::from(key), answer, peer, &channels)
+            .await;
     }
     let Some(upgrade) = upgrade else {
         return refuse(
@@ -217,10 +224,11 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         answer.subprotocol
     };
     let key = SessionKey::from(key);
-    let registration = match register(&state, key, first_message, peer, durable).await {
+    let registration = match register(&state, key.clone(), first_message, peer, durable).await {
         Ok(registration) => registration,
         Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
     };
+    channels::join(&state, &key, &channels).await;
     upgrade_response(&state, upgrade, subprotocol, registration, held)
 }
 

@@ -1,6 +1,7 @@
 //! This node's sessions: the table from key to connection, each session's outbound queue, and
 //! why a session ended.
 
+mod channels;
 mod queue;
 mod registry;
 mod stream;

@@ -25,6 +25,7 @@ use oort_router::{EpochSource, LocalSessions};
 
 use tokio::sync::mpsc;
 
+use super::channels::ChannelTable;
 use super::{CloseCause, CloseCommand, QueueLimits, Session};
 use crate::durable::{BufferLimits, Durable, Gap, Tail};
 
@@ -86,6 +87,8 @@ pub(crate) struct SessionRegistry {
     draining: std::sync::atomic::AtomicBool,
     ended: mpsc::UnboundedSender<EndedDurable>,
     ended_rx: Mutex<Option<mpsc::UnboundedReceiver<EndedDurable>>>,
+    /// Channel memberships of the keys held here.
+    channels: ChannelTable,
 }
 
 impl SessionRegistry {
@@ -93,6 +96,7 @@ impl SessionRegistry {
         limits: QueueLimits,
         buffer_limits: BufferLimits,
         epochs: Arc<EpochSource>,
+        max_channels: usize,
     ) -> Self {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         Self {
@@ -105,7 +109,27 @@ impl SessionRegistry {
             draining: std::sync::atomic::AtomicBool::new(false),
             ended,
             ended_rx: Mutex::new(Some(ended_rx)),
+            channels: ChannelTable::new(max_channels),
         }
+    }
+
+    /// Removes the key's slot if nothing is left in it; its channel memberships go with it.
+    fn drop_if_empty(&self, key: &str) {
+        if self.slots.remove_if(key, |_, slot| slot.is_empty()).is_some()
+            && !self.slots.contains_key(key)
+        {
+            self.channels.forget(key);
+        }
+    }
+
+    /// The channels `key` is in here.
+    pub(crate) fn channels_of(&self, key: &str) -> Vec<String> {
+        self.channels.of(key)
+    }
+
+    /// Sessions in `channel` here.
+    pub(crate) fn channel_count(&self, channel: &str) -> usize {
+        self.channels.count(channel)
     }
 
     /// The bounds of every `oort.v1` session's replay buffer.
@@ -250,8 +274,7 @@ impl SessionRegistry {
         let empty = slot.is_empty();
         drop(slot);
         if empty {
-            self.slots
-                .remove_if(&durable.key, |_, slot| slot.is_empty());
+            self.drop_if_empty(durable.key.as_str());
         }
         true
     }
@@ -329,8 +352,7 @@ impl SessionRegistry {
             let empty = slot.is_empty();
             drop(slot);
             if empty {
-                self.slots
-                    .remove_if(&session.key, |_, slot| slot.is_empty());
+                self.drop_if_empty(session.key.as_str());
             }
         }
     }
@@ -349,7 +371,7 @@ impl SessionRegistry {
         let empty = slot.is_empty();
         drop(slot);
         if empty {
-            self.slots.remove_if(key, |_, slot| slot.is_empty());
+            self.drop_if_empty(key.as_str());
         }
         true
     }
@@ -536,6 +558,53 @@ impl LocalSessions for SessionRegistry {
         Box::pin(self.serve_stream(request))
     }
 
+    fn subscribe(
+        &self,
+        targets: &[SessionKey],
+        channels: &[String],
+        join: bool,
+    ) -> Vec<DeliveryStatus> {
+        targets
+            .iter()
+            .map(|key| {
+                if !LocalSessions::holds(self, key.as_str()) {
+                    return if self.slots.contains_key(key.as_str()) {
+                        DeliveryStatus::Closed
+                    } else {
+                        DeliveryStatus::NotFound
+                    };
+                }
+                if !join {
+                    self.channels.leave(key, channels);
+                    return DeliveryStatus::Ok;
+                }
+                match self.channels.join(key, channels) {
+                    Ok(()) => DeliveryStatus::Ok,
+                    Err(_) => DeliveryStatus::ChannelLimit,
+                }
+            })
+            .collect()
+    }
+
+    fn publish(&self, channels: &[String], position: Option<usize>, payload: &Payload) -> u64 {
+        let audience = self.channels.audience(channels, position);
+        if audience.is_empty() {
+            return 0;
+        }
+        LocalSessions::deliver(self, &audience, payload, &DeliveryMode::Send)
+            .into_iter()
+            .filter(|status| status.is_success())
+            .count() as u64
+    }
+
+    fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> (u64, Vec<SessionKey>) {
+        self.channels.presence(channel, after, limit)
+    }
+
+    fn holds_channel(&self, channel: &str) -> bool {
+        self.channels.holds(channel)
+    }
+
     fn superseded(&self, key: &SessionKey, index: u64) {
         if let Some(durable) = self.durable(key.as_str())
             && durable.committed_at() < index
@@ -561,8 +630,7 @@ impl LocalSessions for SessionRegistry {
         let empty = slot.is_empty();
         drop(slot);
         if empty {
-            self.slots
-                .remove_if(key.as_str(), |_, slot| slot.is_empty());
+            self.drop_if_empty(key.as_str());
         }
     }
 }
@@ -584,6 +652,7 @@ mod tests {
                 max_age: Duration::from_secs(60),
             },
             Arc::new(EpochSource::in_memory()),
+            4,
         )
     }
 

@@ -35,6 +35,7 @@ pub(crate) async fn connected(
     key: SessionKey,
     answer: ConnectAnswer,
     peer: Option<std::net::SocketAddr>,
+    channels: &[String],
 ) -> Response {
     let kind = FrameKind::from_content_type(answer.content_type.as_ref().map(|v| v.as_bytes()));
     let first_message = match Payload::new(kind, answer.body) {
@@ -75,6 +76,7 @@ pub(crate) async fn connected(
         );
     }
     drop(placeholder);
+    crate::connect::join_channels(state, &key, channels).await;
     state.metrics.connections_total.increment(1);
     if let Err(err) = state.callbacks.establish(&key, false, &state.metrics).await {
         warn!(error = %err, "establish callback refused the session");

@@ -27,6 +27,7 @@ mod bad_backend;
 mod bad_input;
 mod broadcast;
 mod callback_concurrency;
+mod channels;
 mod comet;
 mod comet_official_client;
 mod durable;

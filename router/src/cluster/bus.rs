@@ -136,7 +136,7 @@ fn max_bytes(kind: SubjectKind) -> usize {
         SubjectKind::Raft | SubjectKind::Control | SubjectKind::Reply | SubjectKind::Stream => {
             MAX_MESSAGE_BYTES + 64
         }
-        SubjectKind::Deliver | SubjectKind::Broadcast => usize::MAX,
+        SubjectKind::Deliver | SubjectKind::Broadcast | SubjectKind::Channel => usize::MAX,
     }
 }
 
@@ -253,6 +253,55 @@ impl Bus {
         self.check(SubjectKind::Reply, tag.as_bytes(), answer.payload)
             .map(|(body, _)| body)
             .ok_or_else(|| RequestError::Failed("the answer was dropped".into()))
+    }
+
+    /// Publishes `body` on `subject` and gathers the answers of every subscriber (`body` is
+    /// one message; each node that hears it may answer once), until `expected` answers came or
+    /// `timeout` passed. With nobody expected, it only publishes.
+    pub(crate) async fn gather(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        body: &[u8],
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Bytes>, String> {
+        let (message, tag) = self.sealer.seal(subject.as_bytes(), body);
+        if expected == 0 {
+            self.nats
+                .publish_with_headers(subject, headers, message.into())
+                .await
+                .map_err(|err| err.to_string())?;
+            return Ok(Vec::new());
+        }
+        let inbox = self.nats.new_inbox();
+        let mut answers_in = self
+            .nats
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|err| err.to_string())?;
+        self.nats
+            .publish_with_reply_and_headers(subject, inbox, headers, message.into())
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut answers = Vec::with_capacity(expected);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while answers.len() < expected {
+            let answer = match tokio::time::timeout_at(deadline, answers_in.next()).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) | Err(_) => break,
+            };
+            // "No responders" is a status message with an empty body: nobody listens.
+            if answer.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                break;
+            }
+            if let Some((body, _)) = self.check(SubjectKind::Reply, tag.as_bytes(), answer.payload)
+            {
+                answers.push(body);
+            }
+        }
+        let _ = answers_in.unsubscribe().await;
+        Ok(answers)
     }
 
     /// Answers a request.

@@ -37,6 +37,8 @@ pub(crate) struct Control {
     bootstrap_grant: Mutex<Option<(NodeId, Instant)>>,
     /// This node's sessions, for hand-overs.
     sessions: Arc<dyn LocalSessions>,
+    /// This node's channels, for subscriptions and presence queries from other nodes.
+    channels: super::channels::ChannelsCell,
 }
 
 impl Control {
@@ -50,7 +52,13 @@ impl Control {
             core,
             peers,
             bootstrap_grant: Mutex::new(None),
+            channels: super::channels::ChannelsCell::new(),
         }
+    }
+
+    /// Hands over the channels, which are built after this.
+    pub(crate) fn set_channels(&self, channels: Arc<super::channels::Channels>) {
+        let _ = self.channels.set(channels);
     }
 
     /// Answers control requests addressed to this node until the router stops.
@@ -114,6 +122,29 @@ impl Control {
             ControlRequest::HandOver { key, id, seen } => {
                 ControlResponse::Tail(self.sessions.hand_over(&key, id, seen))
             }
+            ControlRequest::Subscribe {
+                keys,
+                channels,
+                join,
+            } => match self.channels.get() {
+                Some(all) if valid_channels(&channels) => ControlResponse::Statuses(
+                    all.subscribe_here(&keys, &channels, join).await,
+                ),
+                Some(_) => ControlResponse::Failed("invalid channel names".into()),
+                None => ControlResponse::Failed("channels are not ready".into()),
+            },
+            ControlRequest::Presence {
+                channel,
+                after,
+                limit,
+            } => match self.channels.get() {
+                Some(all) => all.presence_here(
+                    &channel,
+                    after.as_ref().map(SessionKey::as_str),
+                    limit as usize,
+                ),
+                None => ControlResponse::Failed("channels are not ready".into()),
+            },
         }
     }
 
@@ -469,4 +500,11 @@ impl Control {
             RouterError::Unavailable(err.to_string())
         })
     }
+}
+
+/// Channel names from another node are checked as the API checks them: they become subjects.
+fn valid_channels(channels: &[String]) -> bool {
+    channels
+        .iter()
+        .all(|channel| oort_common::channel::check_channel_name(channel).is_ok())
 }

@@ -28,7 +28,7 @@ use crate::request::{DeliveryRequest, LocalSessions};
 const KEYS_PER_REQUEST: usize = 4096;
 
 /// Where each target goes.
-enum Route {
+pub(super) enum Route {
     Local,
     Remote(NodeId),
     Unknown,
@@ -173,6 +173,15 @@ impl Delivery {
             }
         }
         Plan { statuses, remote }
+    }
+
+    /// Where each key is held: here, on another node, or nowhere (then its status says
+    /// whether that is certain, `not_found`, or could not be confirmed, `owner_unreachable`).
+    pub(super) async fn locate(&self, keys: &[SessionKey]) -> (Vec<Route>, Vec<DeliveryStatus>) {
+        let mut routes: Vec<Route> = keys.iter().map(|key| self.route(key)).collect();
+        let mut statuses = vec![DeliveryStatus::NotFound; keys.len()];
+        self.resolve_unknown(keys, &mut routes, &mut statuses).await;
+        (routes, statuses)
     }
 
     fn route(&self, key: &SessionKey) -> Route {

@@ -11,6 +11,7 @@
 //! watch (fast failover).
 
 mod bus;
+mod channels;
 mod control;
 mod core;
 mod deliver;
@@ -45,11 +46,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use bus::{RejectReason, RejectedCounters};
+pub use channels::MAX_PRESENCE_PAGE;
 pub use status::{ClusterStatus, MemberStatus};
 
-use crate::RouterError;
+use crate::{Presence, PublishOutcome, RouterError};
 use crate::epochs::EpochSource;
 use crate::request::{DeliveryRequest, LocalSessions};
+use channels::Channels;
 use control::Control;
 use core::{AppendClock, Core, NatsState};
 use deliver::Delivery;
@@ -106,6 +109,7 @@ pub struct ClusterRouter {
     membership: Arc<Membership>,
     registrar: Arc<Registrar>,
     delivery: Arc<Delivery>,
+    channels: Arc<Channels>,
 }
 
 impl ClusterRouter {
@@ -197,6 +201,13 @@ impl ClusterRouter {
             sessions.clone(),
             log_deliveries,
         ));
+        let channels = Channels::new(
+            core.clone(),
+            control.clone(),
+            registrar.clone(),
+            delivery.clone(),
+        );
+        control.set_channels(channels.clone());
         membership.listen().await?;
         let router = Self {
             core,
@@ -204,6 +215,7 @@ impl ClusterRouter {
             membership,
             registrar,
             delivery,
+            channels,
         };
         let _ = watched.set(router.clone());
         tokio::spawn(router.clone().serve_when_unique());
@@ -228,6 +240,7 @@ impl ClusterRouter {
             return;
         }
         self.membership.start();
+        self.channels.start_sweeping();
         registrar::start(
             self.core.clone(),
             self.control.clone(),
@@ -280,6 +293,32 @@ impl ClusterRouter {
         request_id: &str,
     ) -> Result<(), RouterError> {
         self.delivery.broadcast(payload, request_id).await
+    }
+
+    /// Adds `keys` to `channels` (or removes them) wherever they are held.
+    pub async fn subscribe(
+        &self,
+        keys: &[SessionKey],
+        channels: &[String],
+        join: bool,
+    ) -> Vec<DeliveryStatus> {
+        self.channels.subscribe(keys, channels, join).await
+    }
+
+    /// Publishes to `channels`: this node's subscribers directly, other nodes' over NATS
+    /// (one message per channel, heard only by the nodes holding its subscribers).
+    pub async fn publish(
+        &self,
+        channels: &[String],
+        payload: &oort_common::Payload,
+        request_id: &str,
+    ) -> PublishOutcome {
+        self.channels.publish(channels, payload, request_id).await
+    }
+
+    /// Who is subscribed to `channel`, cluster-wide.
+    pub async fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> Presence {
+        self.channels.presence(channel, after, limit).await
     }
 
     /// The node holding `key`: the local replica, else the leader's linearizable answer (so

@@ -7,6 +7,9 @@
 //! orders it against registrations of the same key on other nodes), or refused, when the
 //! directory skipped it. Unregistrations are retried until they are applied, or until the
 //! cluster declares this node down (which purges them all anyway).
+//!
+//! Changes of this node's channel interest (the first subscriber of a channel here, the last
+//! one gone) are committed the same way, after the registrations of the same round.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -40,10 +43,18 @@ struct Job {
     done: oneshot::Sender<Outcome>,
 }
 
+/// Changes of channel interest, committed in order, each answered once committed.
+struct InterestJob {
+    changes: Vec<(String, bool)>,
+    done: oneshot::Sender<Result<(), RouterError>>,
+}
+
 /// The queues of pending registrations and unregistrations.
 pub(crate) struct Registrar {
     registers: mpsc::Sender<Job>,
     pending: Mutex<Option<mpsc::Receiver<Job>>>,
+    interest: mpsc::Sender<InterestJob>,
+    interest_pending: Mutex<Option<mpsc::Receiver<InterestJob>>>,
     /// Unregistrations not yet committed. Bounded by the sessions this node held: each one
     /// ends once.
     unregisters: Mutex<VecDeque<(SessionKey, Epoch)>>,
@@ -53,9 +64,12 @@ pub(crate) struct Registrar {
 impl Registrar {
     pub(crate) fn new() -> Self {
         let (registers, pending) = mpsc::channel(MAX_WAITING);
+        let (interest, interest_pending) = mpsc::channel(MAX_WAITING);
         Self {
             registers,
             pending: Mutex::new(Some(pending)),
+            interest,
+            interest_pending: Mutex::new(Some(interest_pending)),
             unregisters: Mutex::new(VecDeque::new()),
             unregister_added: Notify::new(),
         }
@@ -75,6 +89,17 @@ impl Registrar {
                     RouterError::Unavailable("the router is stopping".into())
                 }
             })?;
+        committed
+            .await
+            .map_err(|_| RouterError::Unavailable("the router stopped".into()))?
+    }
+
+    /// Queues changes of this node's channel interest and waits for their commit.
+    pub(crate) async fn interest(&self, changes: Vec<(String, bool)>) -> Result<(), RouterError> {
+        let (done, committed) = oneshot::channel();
+        self.interest
+            .try_send(InterestJob { changes, done })
+            .map_err(|_| RouterError::Unavailable("too many channel changes waiting".into()))?;
         committed
             .await
             .map_err(|_| RouterError::Unavailable("the router stopped".into()))?
@@ -129,11 +154,22 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     let Some(mut pending) = pending else { return };
+    let interest = registrar
+        .interest_pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some(mut interest) = interest else { return };
     tokio::spawn(async move {
         loop {
+            let mut interest_jobs = Vec::new();
             let first = tokio::select! {
                 job = pending.recv() => job,
                 () = registrar.unregister_added.notified() => None,
+                job = interest.recv() => {
+                    interest_jobs.extend(job);
+                    None
+                }
                 () = core.stop.cancelled() => return,
             };
             let mut jobs = Vec::new();
@@ -149,6 +185,13 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
             }
             if !jobs.is_empty() {
                 commit_registrations(&core, &control, jobs).await;
+            }
+            while interest_jobs.len() < MAX_INTEREST_JOBS {
+                let Ok(job) = interest.try_recv() else { break };
+                interest_jobs.push(job);
+            }
+            if !interest_jobs.is_empty() {
+                commit_interest(&core, &control, interest_jobs).await;
             }
             let unregisters = registrar.take_unregisters();
             if !unregisters.is_empty() {
@@ -171,6 +214,25 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
             }
         }
     });
+}
+
+/// Channel-interest jobs per raft entry at most (each is a few channel names).
+const MAX_INTEREST_JOBS: usize = 256;
+
+/// Commits interest changes as one entry, in the order they were queued.
+async fn commit_interest(core: &Core, control: &Control, jobs: Vec<InterestJob>) {
+    let changes = jobs
+        .iter()
+        .flat_map(|job| job.changes.iter().cloned())
+        .collect();
+    let command = DirectoryCommand::Interest {
+        node: core.node.clone(),
+        changes,
+    };
+    let outcome = commit(core, control, command).await.map(|_| ());
+    for job in jobs {
+        let _ = job.done.send(outcome.clone());
+    }
 }
 
 /// Commits one batch of registrations and answers each by its own outcome.

@@ -23,6 +23,8 @@ struct SessionInfo {
     peer: Option<String>,
     queued_messages: usize,
     queued_bytes: usize,
+    /// The channels the session is in.
+    channels: Vec<String>,
     /// Only for `oort.v1` sessions.
     #[serde(skip_serializing_if = "Option::is_none")]
     durable: Option<DurableInfo>,
@@ -89,6 +91,7 @@ pub(crate) async fn session(
         return Json(serde_json::json!({
             "session": key,
             "node": state.router.node_id().to_string(),
+            "channels": state.registry.channels_of(&key),
             "durable": DurableInfo::of(&durable, false),
         }))
         .into_response();
@@ -127,6 +130,7 @@ pub(crate) async fn session(
         peer: session.peer.map(|peer| peer.to_string()),
         queued_messages,
         queued_bytes,
+        channels: state.registry.channels_of(session.key.as_str()),
         durable: session
             .durable()
             .map(|durable| DurableInfo::of(durable, true)),

@@ -2,6 +2,7 @@
 //! the lookups in `info`. Every delivery answer reports a status for every session. The
 //! contract is docs/openapi.yaml; `request` holds the request bodies and their checks.
 
+mod channels;
 mod info;
 mod request;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 use super::access_log::RequestId;
 use super::error::ApiError;
 use crate::state::AppState;
+pub(crate) use channels::{presence, publish, subscribe, unsubscribe};
 pub(crate) use info::{cluster, session};
 use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
 
@@ -36,7 +38,7 @@ pub(crate) struct DeliveryAnswer {
 }
 
 impl DeliveryAnswer {
-    fn new(targets: Vec<SessionKey>, statuses: Vec<DeliveryStatus>) -> Self {
+    pub(super) fn new(targets: Vec<SessionKey>, statuses: Vec<DeliveryStatus>) -> Self {
         let ok = statuses
             .iter()
             .filter(|s| **s == DeliveryStatus::Ok)

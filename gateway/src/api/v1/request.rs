@@ -83,7 +83,7 @@ pub(super) struct BroadcastRequest {
 
 /// Reads an optional field that, when present, must not be `null`: serde would read `null` as
 /// absent, and the contract has no nullable request fields (leave a field out instead).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -173,7 +173,7 @@ fn delivery(
 }
 
 /// [`payload`], for requests that must carry one.
-fn required_payload(
+pub(super) fn required_payload(
     data: Option<String>,
     data_base64: Option<String>,
     binary: Option<bool>,

@@ -55,7 +55,14 @@ impl State {
     }
 
     fn decode(data: &[u8]) -> Result<Self, DecodeError> {
-        let snapshot: DirectorySnapshot = wire::decode_snapshot(data)?;
+        // A snapshot from a build before channels existed lacks their field.
+        let snapshot: DirectorySnapshot = match wire::decode_snapshot(data) {
+            Ok(snapshot) => snapshot,
+            Err(err) => match wire::decode_snapshot::<oort_common::cluster::SessionsSnapshot>(data) {
+                Ok(old) => old.into(),
+                Err(_) => return Err(err),
+            },
+        };
         Ok(Self {
             last_applied: snapshot.last_applied,
             last_membership: snapshot.last_membership.clone(),
@@ -383,6 +390,11 @@ impl DirectoryReader {
         keys.iter()
             .map(|key| state.directory.owner(key.as_str()).cloned())
             .collect()
+    }
+
+    /// The nodes holding subscribers of `channel`.
+    pub fn channel_nodes(&self, channel: &str) -> Vec<NodeId> {
+        self.shared.read().directory.channel_nodes(channel)
     }
 
     /// Every node the directory has heard of.

@@ -1,0 +1,230 @@
+//! Channels in the JSON API: `/v1/subscribe`, `/v1/unsubscribe`, `/v1/publish` and presence,
+//! `GET /v1/channels/{name}` (docs/channels.md).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use oort_common::SessionKey;
+use oort_common::channel::check_channel_name;
+use serde::{Deserialize, Serialize};
+
+use super::request::{parse, present, required_payload};
+use super::{DeliveryAnswer, id_of};
+use crate::api::access_log::RequestId;
+use crate::api::error::ApiError;
+use crate::state::AppState;
+
+/// Sessions listed by one presence answer when the request names no limit.
+const DEFAULT_PAGE: usize = 100;
+
+/// `/v1/subscribe` and `/v1/unsubscribe`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembershipRequest {
+    sessions: Vec<String>,
+    channels: Vec<String>,
+}
+
+/// `/v1/publish`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishRequest {
+    channels: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    data_base64: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    binary: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    strict: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct PublishAnswer {
+    result: &'static str,
+    /// Sessions that took the message, each once.
+    sessions: u64,
+    /// Nodes where at least one session took it.
+    nodes: usize,
+    /// Nodes holding subscribers that did not answer in time.
+    unreachable_nodes: Vec<String>,
+}
+
+/// Checks a list of channel names: not empty, within `channels.max_per_request`, each name
+/// valid; the error names the field.
+fn checked_channels(state: &AppState, channels: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if channels.is_empty() {
+        return Err(ApiError::bad_request(
+            "channels: must list at least one channel",
+        ));
+    }
+    let limit = state.config.channels.max_per_request;
+    if channels.len() > limit {
+        return Err(ApiError::bad_request(format!(
+            "channels: {} channels named; at most {limit} per request (channels.max_per_request)",
+            channels.len()
+        )));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(channels.len());
+    for (index, channel) in channels.into_iter().enumerate() {
+        check_channel_name(&channel)
+            .map_err(|err| ApiError::bad_request(format!("channels[{index}]: {err}")))?;
+        if !unique.contains(&channel) {
+            unique.push(channel);
+        }
+    }
+    Ok(unique)
+}
+
+async fn membership(
+    state: &AppState,
+    body: axum::body::Body,
+    join: bool,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    let request: MembershipRequest = parse(state, body).await?;
+    if request.sessions.is_empty() {
+        return Err(ApiError::bad_request(
+            "sessions: must list at least one session key",
+        ));
+    }
+    let limit = state.config.channels.max_sessions_per_request;
+    if request.sessions.len() > limit {
+        return Err(ApiError::bad_request(format!(
+            "sessions: {} sessions named; at most {limit} per request (channels.max_sessions_per_request)",
+            request.sessions.len()
+        )));
+    }
+    let channels = checked_channels(state, request.channels)?;
+    let keys: Vec<SessionKey> = request.sessions.into_iter().map(SessionKey::from).collect();
+    let statuses = state.router.subscribe(&keys, &channels, join).await;
+    Ok(Json(DeliveryAnswer::new(keys, statuses)))
+}
+
+/// `POST /v1/subscribe`: adds sessions, wherever they are held, to channels.
+pub(crate) async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    membership(&state, body, true).await
+}
+
+/// `POST /v1/unsubscribe`.
+pub(crate) async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Body,
+) -> Result<Json<DeliveryAnswer>, ApiError> {
+    membership(&state, body, false).await
+}
+
+/// `POST /v1/publish`: one message to every session subscribed to any of the channels, on
+/// every node; a session in several of them gets it once.
+pub(crate) async fn publish(
+    State(state): State<Arc<AppState>>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let request: PublishRequest = parse(&state, body).await?;
+    let channels = checked_channels(&state, request.channels)?;
+    let payload = required_payload(request.data, request.data_base64, request.binary, "")?;
+    if request.strict.unwrap_or(false) {
+        let mut unknown = Vec::new();
+        for channel in &channels {
+            if state.router.presence(channel, None, 0).await.count == 0 {
+                unknown.push(channel.clone());
+            }
+        }
+        if !unknown.is_empty() {
+            let body = serde_json::json!({
+                "error": "strict: no session is subscribed to these channels; nothing was published",
+                "channels": unknown,
+            });
+            return Ok((http::StatusCode::NOT_FOUND, Json(body)).into_response());
+        }
+    }
+    let outcome = state
+        .router
+        .publish(&channels, &payload, id_of(&request_id))
+        .await;
+    state.metrics.count_publish(outcome.sessions);
+    Ok(Json(PublishAnswer {
+        result: "ok",
+        sessions: outcome.sessions,
+        nodes: outcome.nodes.len(),
+        unreachable_nodes: outcome.unreachable.iter().map(ToString::to_string).collect(),
+    })
+    .into_response())
+}
+
+/// `?limit=&after=` of a presence query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PresenceQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Member {
+    session: SessionKey,
+    node: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PresenceAnswer {
+    channel: String,
+    /// Sessions subscribed, cluster-wide (on the nodes that answered).
+    sessions: u64,
+    /// Up to `limit` of them, in key order after `after`.
+    members: Vec<Member>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<SessionKey>,
+    unreachable_nodes: Vec<String>,
+}
+
+/// `GET /v1/channels/{name}`: how many sessions are subscribed, cluster-wide, and which.
+pub(crate) async fn presence(
+    State(state): State<Arc<AppState>>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<PresenceQuery>, QueryRejection>,
+) -> Result<Json<PresenceAnswer>, ApiError> {
+    let Path(channel) = name.map_err(|r| ApiError::bad_request(format!("name: {}", r.body_text())))?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    check_channel_name(&channel).map_err(|err| ApiError::bad_request(format!("name: {err}")))?;
+    let max = oort_router::MAX_PRESENCE_PAGE;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit > max {
+        return Err(ApiError::bad_request(format!(
+            "limit: at most {max} sessions per page (this asks for {limit})"
+        )));
+    }
+    let presence = state
+        .router
+        .presence(&channel, query.after.as_deref(), limit)
+        .await;
+    let next = (limit > 0 && presence.sessions.len() == limit)
+        .then(|| presence.sessions.last().map(|(key, _)| key.clone()))
+        .flatten();
+    Ok(Json(PresenceAnswer {
+        channel,
+        sessions: presence.count,
+        members: presence
+            .sessions
+            .into_iter()
+            .map(|(session, node)| Member {
+                session,
+                node: node.to_string(),
+            })
+            .collect(),
+        next,
+        unreachable_nodes: presence
+            .unreachable
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }))
+}
