@@ -37,6 +37,8 @@ pub struct NatsServer {
     log_added: Arc<Notify>,
     /// The client port.
     pub port: u16,
+    /// The monitoring port, when the server has one ([`NatsServer::start_monitored`]).
+    monitor_port: Option<u16>,
     // Held until the server is dropped: its client (and route) ports, and its config file.
     _ports: Vec<PortLease>,
     _dir: TempDir,
@@ -53,6 +55,51 @@ impl NatsServer {
         let client = reserve_port();
         let base = format!("host: \"127.0.0.1\"\nport: {}\n", client.port);
         Self::spawn(base, extra, vec![client]).await
+    }
+
+    /// A standalone server with its HTTP monitoring endpoint on (`/connz` lists each
+    /// connection's subscriptions: which subjects NATS routes to which node).
+    pub async fn start_monitored() -> Self {
+        let client = reserve_port();
+        let monitor = reserve_port();
+        let base = format!(
+            "host: \"127.0.0.1\"\nport: {}\nhttp: \"127.0.0.1:{}\"\n",
+            client.port, monitor.port
+        );
+        let monitor_port = monitor.port;
+        let mut server = Self::spawn(base, "", vec![client, monitor]).await;
+        server.monitor_port = Some(monitor_port);
+        server
+    }
+
+    /// The subjects each client connection subscribes to, by connection name (Oort nodes name
+    /// theirs `oort-<node id>`). Needs [`NatsServer::start_monitored`].
+    pub async fn subscriptions(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let port = self.monitor_port.expect("a monitored server");
+        let body = crate::http_client()
+            .get(format!("http://127.0.0.1:{port}/connz?subs=1&limit=1024"))
+            .send()
+            .await
+            .expect("GET /connz")
+            .bytes()
+            .await
+            .expect("connz body");
+        let connz: serde_json::Value = serde_json::from_slice(&body).expect("connz JSON");
+        connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|connection| {
+                let name = connection["name"].as_str().unwrap_or_default().to_owned();
+                let subjects = connection["subscriptions_list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect();
+                (name, subjects)
+            })
+            .collect()
     }
 
     /// `count` servers forming one NATS cluster (full mesh of routes). The servers do not
@@ -98,6 +145,7 @@ impl NatsServer {
             logs: Arc::default(),
             log_added: Arc::default(),
             port: ports[0].port,
+            monitor_port: None,
             _ports: ports,
             _dir: dir,
         };

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod channels;
 mod cross_node;
 mod delivery;
 mod drain_and_demo;
