@@ -104,6 +104,8 @@ pub struct HandoverTail {
     pub dropped_through: u64,
     /// The kept messages, oldest first, contiguous, ending at `next_seq - 1`.
     pub messages: Vec<KeptMessage>,
+    /// The channels the session is in: it stays in them on its new node.
+    pub channels: Vec<String>,
 }
 
 /// One message of a [`HandoverTail`]: the `oort.v1` frame as written to the client.

@@ -75,3 +75,47 @@ async fn a_crashed_owner_means_a_reset_and_a_fresh_connect() {
     assert_eq!(cluster.v1_send("n1", &["crashed"], "again").await, ["ok"]);
     assert_eq!(fresh.recv().await, (1, Data::Text("again".into())));
 }
+
+/// A session in channels resumes on another node still in them: publishes through any node
+/// reach it there, in its sequence, and presence names its new node.
+#[tokio::test]
+async fn a_session_keeps_its_channels_when_it_moves() {
+    let (_nats, cluster) = three_nodes().await;
+    let url = cluster.node("n1").ws_url("key=member&channels=news,sport");
+    let mut client = DurableClient::connect(&url).await.expect("an oort.v1 session");
+    let publish = |node: &'static str, data: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let body = serde_json::json!({ "channels": ["news"], "data": data });
+            let url = format!("{}/v1/publish", cluster.node(node).api_url());
+            oort_e2e::try_json(cluster.http().post(url).body(body.to_string()))
+                .await
+                .expect("a publish answer")
+        }
+    };
+    assert_eq!(publish("n2", "p1").await["sessions"], 1);
+    assert_eq!(client.recv().await, (1, Data::Text("p1".into())));
+    let position = client.drop_connection();
+    eventually(TIMEOUT, "n1 to notice the drop", || async {
+        let url = format!("{}/v1/sessions/member", cluster.node("n1").api_url());
+        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
+        (info["durable"]["connected"] == false).then_some(())
+    })
+    .await;
+    // Kept for the session while it is away.
+    assert_eq!(publish("n3", "p2").await["sessions"], 1);
+    let mut resumed = DurableClient::resume(&connect_url(&cluster, "n2"), &position)
+        .await
+        .expect("resumed on another node");
+    assert_eq!(resumed.recv().await, (2, Data::Text("p2".into())));
+    let answer = publish("n1", "p3").await;
+    assert_eq!(answer["sessions"], 1, "{answer}");
+    assert_eq!(resumed.recv().await, (3, Data::Text("p3".into())));
+    let url = format!("{}/v1/channels/sport", cluster.node("n3").api_url());
+    let page = oort_e2e::try_json(cluster.http().get(url)).await.expect("presence");
+    assert_eq!(
+        page["members"],
+        serde_json::json!([{ "session": "member", "node": "n2" }]),
+        "{page}"
+    );
+}

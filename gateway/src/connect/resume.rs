@@ -151,6 +151,7 @@ async fn take_over(
             None
         }
     };
+    let (tail, channels) = tail.map_or((None, Vec::new()), |(tail, channels)| (Some(tail), channels));
     let resumed = match tail {
         Some(tail) => durable.receive_tail(
             &session,
@@ -164,6 +165,7 @@ async fn take_over(
     match resumed {
         Ok(()) => {
             state.metrics.count_resume("moved");
+            crate::connect::join_channels(state, key, &channels).await;
             Outcome::Resumed(Registration::resumed(session, state.clone()))
         }
         Err(gap) => {

@@ -522,8 +522,9 @@ fn tail_of(buffer: &ReplayBuffer, seen: u64) -> Tail {
 /// per message: older messages past it are left out, and counted as dropped.
 const MAX_HANDOVER_BYTES: usize = 768 * 1024;
 
-/// The tail as it travels to the node that takes the session over.
-pub(crate) fn tail_to_wire(tail: Tail) -> HandoverTail {
+/// The tail as it travels to the node that takes the session over, with the session's
+/// channels.
+pub(crate) fn tail_to_wire(tail: Tail, channels: Vec<String>) -> HandoverTail {
     let mut total = 0;
     let mut dropped_through = tail.dropped_through;
     let keep_from = tail
@@ -557,12 +558,19 @@ pub(crate) fn tail_to_wire(tail: Tail) -> HandoverTail {
         next_seq: tail.next_seq,
         dropped_through,
         messages,
+        channels,
     }
 }
 
-/// The tail as the node taking the session over keeps it; `None` if a frame is not what this
-/// node would have written (the other node is not to be trusted blindly).
-pub(crate) fn tail_from_wire(tail: HandoverTail) -> Option<Tail> {
+/// The tail as the node taking the session over keeps it, and the session's channels (those
+/// with valid names); `None` if a frame is not what this node would have written (the other
+/// node is not to be trusted blindly).
+pub(crate) fn tail_from_wire(tail: HandoverTail) -> Option<(Tail, Vec<String>)> {
+    let channels: Vec<String> = tail
+        .channels
+        .into_iter()
+        .filter(|name| oort_common::channel::check_channel_name(name).is_ok())
+        .collect();
     let mut expected = tail.messages.first().map_or(tail.next_seq, |m| m.seq);
     let mut kept = Vec::with_capacity(tail.messages.len());
     for message in tail.messages {
@@ -588,9 +596,12 @@ pub(crate) fn tail_from_wire(tail: HandoverTail) -> Option<Tail> {
             at: std::time::Instant::now(),
         });
     }
-    (expected == tail.next_seq).then_some(Tail {
-        kept,
-        next_seq: tail.next_seq,
-        dropped_through: tail.dropped_through,
-    })
+    (expected == tail.next_seq).then_some((
+        Tail {
+            kept,
+            next_seq: tail.next_seq,
+            dropped_through: tail.dropped_through,
+        },
+        channels,
+    ))
 }

@@ -55,6 +55,13 @@ impl Slot {
     }
 }
 
+/// An `oort.v1` session another node registered: its buffer and channels wait for that node.
+struct Departed {
+    durable: Arc<Durable>,
+    channels: Vec<String>,
+    since: Instant,
+}
+
 /// An `oort.v1` session that ended without a connection to see it out (a `/close` while it
 /// lingered, the cluster purging this node): someone must withdraw it and tell the backend.
 pub(crate) struct EndedDurable {
@@ -82,7 +89,7 @@ pub(crate) struct SessionRegistry {
     buffer_limits: BufferLimits,
     epochs: Arc<EpochSource>,
     /// `oort.v1` sessions another node registered, waiting for it to take their buffers.
-    departed: DashMap<SessionKey, (Arc<Durable>, Instant)>,
+    departed: DashMap<SessionKey, Departed>,
     /// The node is shutting down: HTTP readers are sent elsewhere.
     draining: std::sync::atomic::AtomicBool,
     ended: mpsc::UnboundedSender<EndedDurable>,
@@ -281,27 +288,40 @@ impl SessionRegistry {
 
     /// Another node that took the session `key` (created under `id`) over asks for what its
     /// client has not seen after `seen`.
-    pub(crate) fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<Tail> {
+    pub(crate) fn hand_over(
+        &self,
+        key: &SessionKey,
+        id: u64,
+        seen: u64,
+    ) -> Option<(Tail, Vec<String>)> {
         self.departed
-            .retain(|_, (_, since)| since.elapsed() < DEPARTED_KEPT_FOR);
+            .retain(|_, departed| departed.since.elapsed() < DEPARTED_KEPT_FOR);
         // Its registration may not have reached this node's replica yet.
         if let Some(durable) = self.durable(key.as_str())
             && durable.id == id
         {
             self.depart(&durable);
         }
-        let (_, (durable, _)) = self
+        let (_, departed) = self
             .departed
-            .remove_if(key, |_, (durable, _)| durable.id == id)?;
-        durable.hand_over(seen)
+            .remove_if(key, |_, departed| departed.durable.id == id)?;
+        Some((departed.durable.hand_over(seen)?, departed.channels))
     }
 
     /// The session moves to another node: it leaves the table, and its buffer waits for that
     /// node in `departed`.
     fn depart(&self, durable: &Arc<Durable>) {
+        // Its channels go with it (the slot, and with it the memberships, may go now).
+        let channels = self.channels.of(durable.key.as_str());
         if self.remove_durable(durable) && durable.depart() {
-            self.departed
-                .insert(durable.key.clone(), (durable.clone(), Instant::now()));
+            self.departed.insert(
+                durable.key.clone(),
+                Departed {
+                    durable: durable.clone(),
+                    channels,
+                    since: Instant::now(),
+                },
+            );
         }
     }
 
@@ -550,8 +570,8 @@ impl LocalSessions for SessionRegistry {
     }
 
     fn hand_over(&self, key: &SessionKey, id: u64, seen: u64) -> Option<HandoverTail> {
-        let tail = SessionRegistry::hand_over(self, key, id, seen)?;
-        Some(crate::durable::tail_to_wire(tail))
+        let (tail, channels) = SessionRegistry::hand_over(self, key, id, seen)?;
+        Some(crate::durable::tail_to_wire(tail, channels))
     }
 
     fn stream(&self, request: oort_common::cluster::StreamRequest) -> oort_router::BoxedAnswer<'_> {

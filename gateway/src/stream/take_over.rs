@@ -53,13 +53,15 @@ pub(super) async fn take_over(
             None
         }
     };
-    let taken = tail.is_some_and(|tail| {
+    let taken = tail.and_then(|(tail, channels)| {
         durable
             .take_tail(tail, state.registry.buffer_limits())
             .is_ok()
+            .then_some(channels)
     });
-    if taken {
+    if let Some(channels) = taken {
         state.metrics.count_resume("moved");
+        crate::connect::join_channels(state, key, &channels).await;
         return Ok(());
     }
     state.metrics.count_resume("reset");
