@@ -81,7 +81,7 @@ impl ErrorKind {
     }
 }
 
-const CLOSE_CAUSES: [CloseCause; 16] = [
+const CLOSE_CAUSES: [CloseCause; 17] = [
     CloseCause::ClientClosed,
     CloseCause::ConnectionLost,
     CloseCause::IdleTimeout,
@@ -98,6 +98,7 @@ const CLOSE_CAUSES: [CloseCause; 16] = [
     CloseCause::Moving,
     CloseCause::LingerExpired,
     CloseCause::Reset,
+    CloseCause::UserLimit,
 ];
 
 /// How `oort.v1` resumes end: continued on the same node, moved from another node, or reset.

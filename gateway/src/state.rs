@@ -138,6 +138,7 @@ impl AppState {
                 data_dir,
                 epochs,
                 log_deliveries: !config.suppress_access_log,
+                user_limit: config.limits.user_limit(),
             };
             let router = Router::cluster(settings, registry.clone(), metrics.cluster()).await?;
             (registry, router)
@@ -149,7 +150,7 @@ impl AppState {
                 epochs,
                 config.channels.max_per_session,
             ));
-            let router = Router::local(node_id, registry.clone());
+            let router = Router::local(node_id, registry.clone(), config.limits.user_limit());
             (registry, router)
         };
         let ended = registry.take_ended();

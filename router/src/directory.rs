@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oort_common::cluster::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
+    UserLimit,
 };
 use oort_common::{Epoch, NodeId, SessionKey};
 
@@ -16,12 +17,24 @@ pub struct Directory {
     nodes: BTreeMap<NodeId, NodeRecord>,
     /// Channel -> the nodes holding subscribers of it (never an empty set).
     channels: HashMap<String, BTreeSet<NodeId>>,
+    /// User -> their sessions, oldest first (never an empty list).
+    users: HashMap<String, Vec<SessionKey>>,
+    /// Session -> its user, for the sessions that have one.
+    user_of: HashMap<SessionKey, String>,
 }
 
 impl Directory {
     /// Applies one command.
     pub fn apply(&mut self, command: &DirectoryCommand) -> DirectoryResponse {
         let mut refused = Vec::new();
+        if let DirectoryCommand::Admit {
+            node,
+            sessions,
+            limit,
+        } = command
+        {
+            return self.admit(node, sessions, *limit);
+        }
         let changed = match command {
             DirectoryCommand::Register { node, sessions } => {
                 self.register(node, sessions, &mut refused)
@@ -43,10 +56,8 @@ impl Directory {
                 }
                 // Sessions of an earlier run (a crash and a restart within the node timeout)
                 // died with it: the directory stops routing to them.
-                let before = self.sessions.len();
-                self.sessions
-                    .retain(|_, owner| owner.node != *node || owner.epoch >= since);
-                let purged = (before - self.sessions.len()) as u64;
+                let purged =
+                    self.drop_sessions_where(|owner| owner.node == *node && owner.epoch < since);
                 if let Some(record) = self.nodes.get_mut(node) {
                     record.sessions = record.sessions.saturating_sub(purged);
                 }
@@ -63,8 +74,120 @@ impl Directory {
                 }
                 0
             }
+            DirectoryCommand::Admit { .. } => 0,
         };
-        DirectoryResponse { changed, refused }
+        DirectoryResponse {
+            changed,
+            refused,
+            ..DirectoryResponse::default()
+        }
+    }
+
+    /// Registers new sessions with their users, within each user's limit.
+    fn admit(
+        &mut self,
+        node: &NodeId,
+        sessions: &[(SessionKey, Epoch, Option<String>)],
+        limit: UserLimit,
+    ) -> DirectoryResponse {
+        let mut response = DirectoryResponse::default();
+        for (position, (key, epoch, user)) in sessions.iter().enumerate() {
+            let position = position as u32;
+            if !self.can_register(node, key, *epoch) {
+                response.refused.push(position);
+                continue;
+            }
+            if let Some(user) = user {
+                let held = self
+                    .users
+                    .get(user)
+                    .map_or(0, |keys| keys.iter().filter(|k| *k != key).count());
+                if limit.max_sessions > 0 && held >= limit.max_sessions as usize {
+                    if !limit.close_oldest {
+                        response.refused.push(position);
+                        response.over_user_limit.push(position);
+                        continue;
+                    }
+                    // Make room: the user's oldest sessions go (other than this key).
+                    let excess = held + 1 - limit.max_sessions as usize;
+                    let oldest: Vec<SessionKey> = self.users[user]
+                        .iter()
+                        .filter(|k| *k != key)
+                        .take(excess)
+                        .cloned()
+                        .collect();
+                    for old in oldest {
+                        if let Some(owner) = self.sessions.remove(&old) {
+                            self.count(&owner.node, -1);
+                            response.evicted.push((old.clone(), owner));
+                        }
+                        self.forget_user(&old);
+                    }
+                }
+            }
+            let mut refused = Vec::new();
+            response.changed += self.register(node, &[(key.clone(), *epoch)], &mut refused);
+            self.forget_user(key);
+            if let Some(user) = user {
+                self.users
+                    .entry(user.clone())
+                    .or_default()
+                    .push(key.clone());
+                self.user_of.insert(key.clone(), user.clone());
+            }
+        }
+        response
+    }
+
+    /// Whether `register` would take this registration (rather than refuse it).
+    fn can_register(&self, node: &NodeId, key: &SessionKey, epoch: Epoch) -> bool {
+        let up_since = match self.nodes.get(node) {
+            Some(record) if record.up => record.since,
+            _ => return false,
+        };
+        epoch >= up_since
+            && !self
+                .sessions
+                .get(key)
+                .is_some_and(|current| current.node == *node && current.epoch > epoch)
+    }
+
+    /// Removes the sessions whose owner matches; returns how many.
+    fn drop_sessions_where(&mut self, matches: impl Fn(&Owner) -> bool) -> u64 {
+        let gone: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, owner)| matches(owner))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &gone {
+            self.sessions.remove(key);
+            self.forget_user(key);
+        }
+        gone.len() as u64
+    }
+
+    /// The key has no user any more.
+    fn forget_user(&mut self, key: &SessionKey) {
+        let Some(user) = self.user_of.remove(key) else {
+            return;
+        };
+        if let Some(keys) = self.users.get_mut(&user) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.users.remove(&user);
+            }
+        }
+    }
+
+    /// The user's sessions, oldest first, with their owners.
+    pub fn user_sessions(&self, user: &str) -> Vec<(SessionKey, Owner)> {
+        self.users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| Some((key.clone(), self.sessions.get(key)?.clone())))
+            .collect()
     }
 
     /// Registers what it can; the positions of refused registrations go to `refused`.
@@ -124,6 +247,7 @@ impl Directory {
                 .is_some_and(|owner| owner.node == *node && owner.epoch == *epoch)
             {
                 self.sessions.remove(key);
+                self.forget_user(key);
                 self.count(node, -1);
                 changed += 1;
             }
@@ -132,8 +256,7 @@ impl Directory {
     }
 
     fn purge(&mut self, node: &NodeId) -> u64 {
-        let before = self.sessions.len();
-        self.sessions.retain(|_, owner| owner.node != *node);
+        let purged = self.drop_sessions_where(|owner| owner.node == *node);
         let record = self.nodes.entry(node.clone()).or_insert(NodeRecord {
             up: false,
             since: Epoch(0),
@@ -141,7 +264,7 @@ impl Directory {
         });
         record.up = false;
         record.sessions = 0;
-        (before - self.sessions.len()) as u64
+        purged
     }
 
     /// Records which channels `node` holds subscribers of. A node that is not up holds none.
@@ -249,6 +372,13 @@ impl Directory {
             .collect();
         channels.sort();
         snapshot.channels = channels;
+        let mut users: Vec<(String, Vec<SessionKey>)> = self
+            .users
+            .iter()
+            .map(|(user, keys)| (user.clone(), keys.clone()))
+            .collect();
+        users.sort();
+        snapshot.users = users;
     }
 
     /// Rebuilds a directory from its snapshot form.
@@ -277,6 +407,16 @@ impl Directory {
                 .into_iter()
                 .filter(|(_, nodes)| !nodes.is_empty())
                 .map(|(channel, nodes)| (channel, nodes.into_iter().collect()))
+                .collect(),
+            user_of: snapshot
+                .users
+                .iter()
+                .flat_map(|(user, keys)| keys.iter().map(|key| (key.clone(), user.clone())))
+                .collect(),
+            users: snapshot
+                .users
+                .into_iter()
+                .filter(|(_, keys)| !keys.is_empty())
                 .collect(),
         }
     }
@@ -407,13 +547,21 @@ mod tests {
         up(&mut directory, "a", 1);
         up(&mut directory, "b", 1);
         assert_eq!(interest(&mut directory, "a", "room", true), 1);
-        assert_eq!(interest(&mut directory, "a", "room", true), 0, "already held");
+        assert_eq!(
+            interest(&mut directory, "a", "room", true),
+            0,
+            "already held"
+        );
         interest(&mut directory, "b", "room", true);
         interest(&mut directory, "b", "lobby", true);
         assert_eq!(directory.channel_nodes("room"), [node("a"), node("b")]);
         assert_eq!(interest(&mut directory, "a", "room", false), 1);
         assert_eq!(directory.channel_nodes("room"), [node("b")]);
-        assert_eq!(interest(&mut directory, "ghost", "room", true), 0, "unknown nodes hold nothing");
+        assert_eq!(
+            interest(&mut directory, "ghost", "room", true),
+            0,
+            "unknown nodes hold nothing"
+        );
         // The same run announcing itself again keeps its interest; a new run does not.
         up(&mut directory, "b", 1);
         assert_eq!(directory.channel_nodes("lobby"), [node("b")]);
@@ -425,6 +573,81 @@ mod tests {
         assert!(directory.channel_nodes("room").is_empty());
         let mut snapshot = DirectorySnapshot::default();
         interest(&mut directory, "b", "x", true);
+        directory.to_snapshot(&mut snapshot);
+        assert_eq!(Directory::from_snapshot(snapshot), directory);
+    }
+
+    fn admit(
+        directory: &mut Directory,
+        k: &str,
+        epoch: u64,
+        user: &str,
+        limit: UserLimit,
+    ) -> DirectoryResponse {
+        directory.apply(&DirectoryCommand::Admit {
+            node: node("a"),
+            sessions: vec![(key(k), Epoch(epoch), Some(user.to_owned()))],
+            limit,
+        })
+    }
+
+    fn user_keys(directory: &Directory, user: &str) -> Vec<String> {
+        directory
+            .user_sessions(user)
+            .into_iter()
+            .map(|(key, _)| key.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_user_past_the_limit_loses_the_oldest_session_or_the_new_one() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        let close_oldest = UserLimit {
+            max_sessions: 2,
+            close_oldest: true,
+        };
+        admit(&mut directory, "k1", 1, "u", close_oldest);
+        admit(&mut directory, "k2", 2, "u", close_oldest);
+        let third = admit(&mut directory, "k3", 3, "u", close_oldest);
+        assert_eq!(third.evicted.len(), 1);
+        assert_eq!(third.evicted[0].0, key("k1"));
+        assert!(
+            directory.owner("k1").is_none(),
+            "the evicted session left the directory"
+        );
+        assert_eq!(user_keys(&directory, "u"), ["k2", "k3"]);
+        // The same key again does not count against itself.
+        assert!(
+            admit(&mut directory, "k3", 4, "u", close_oldest)
+                .evicted
+                .is_empty()
+        );
+
+        let refuse = UserLimit {
+            max_sessions: 2,
+            close_oldest: false,
+        };
+        let refused = admit(&mut directory, "k4", 5, "u", refuse);
+        assert_eq!(
+            (refused.refused, refused.over_user_limit),
+            (vec![0], vec![0])
+        );
+        assert!(directory.owner("k4").is_none());
+        // Sessions ending free their slots; a session moving between nodes keeps its user.
+        unregister(&mut directory, "a", "k2", 2);
+        assert!(
+            admit(&mut directory, "k4", 6, "u", refuse)
+                .refused
+                .is_empty()
+        );
+        up(&mut directory, "b", 1);
+        register(&mut directory, "b", "k4", 7);
+        assert_eq!(user_keys(&directory, "u"), ["k3", "k4"]);
+        assert_eq!(directory.user_sessions("u")[1].1.node, node("b"));
+        directory.apply(&DirectoryCommand::NodeDown { node: node("b") });
+        assert_eq!(user_keys(&directory, "u"), ["k3"]);
+        let mut snapshot = DirectorySnapshot::default();
         directory.to_snapshot(&mut snapshot);
         assert_eq!(Directory::from_snapshot(snapshot), directory);
     }
@@ -442,6 +665,7 @@ mod tests {
         Down(u8),
         Register(u8, u8, u8),
         Unregister(u8, u8, u8),
+        Admit(u8, u8, u8, u8, bool),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -450,6 +674,8 @@ mod tests {
             (0..3u8).prop_map(Op::Down),
             (0..3u8, 0..6u8, 0..50u8).prop_map(|(n, k, e)| Op::Register(n, k, e)),
             (0..3u8, 0..6u8, 0..50u8).prop_map(|(n, k, e)| Op::Unregister(n, k, e)),
+            (0..3u8, 0..6u8, 0..50u8, 0..2u8, any::<bool>())
+                .prop_map(|(n, k, e, u, close)| Op::Admit(n, k, e, u, close)),
         ]
     }
 
@@ -469,6 +695,14 @@ mod tests {
             Op::Unregister(i, j, e) => DirectoryCommand::Unregister {
                 node: n(i),
                 sessions: vec![(k(j), Epoch(u64::from(e)))],
+            },
+            Op::Admit(i, j, e, u, close_oldest) => DirectoryCommand::Admit {
+                node: n(i),
+                sessions: vec![(k(j), Epoch(u64::from(e)), Some(format!("u{u}")))],
+                limit: UserLimit {
+                    max_sessions: 2,
+                    close_oldest,
+                },
             },
         }
     }
@@ -490,6 +724,15 @@ mod tests {
                         prop_assert_eq!(held, 0);
                     }
                 }
+                // The user index names registered sessions only, each once, within the limit.
+                for (user, keys) in &first.users {
+                    prop_assert!(keys.len() <= 2);
+                    for key in keys {
+                        prop_assert!(first.sessions.contains_key(key));
+                        prop_assert_eq!(first.user_of.get(key), Some(user));
+                    }
+                }
+                prop_assert_eq!(first.user_of.len(), first.users.values().map(Vec::len).sum::<usize>());
             }
             prop_assert_eq!(first, second);
         }

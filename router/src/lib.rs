@@ -21,12 +21,12 @@ use std::sync::Arc;
 
 use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 
+pub use channel::{Presence, PublishOutcome};
+pub use cluster::MAX_PRESENCE_PAGE;
 pub use cluster::{
     ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
     RejectedCounters,
 };
-pub use channel::{Presence, PublishOutcome};
-pub use cluster::MAX_PRESENCE_PAGE;
 pub use epochs::EpochSource;
 pub use local::LocalRouter;
 pub use request::{BoxedAnswer, DeliveryRequest, LocalSessions};
@@ -37,6 +37,10 @@ pub enum RouterError {
     /// The directory cannot take writes right now (no leader, shutting down).
     #[error("the session directory is unavailable: {0}")]
     Unavailable(String),
+    /// The session's user holds `limits.max_sessions_per_user` sessions already, and the limit
+    /// refuses new ones.
+    #[error("user {0:?} has as many sessions as limits.max_sessions_per_user allows")]
+    UserLimit(String),
     /// A setting passed validation but cannot be used: a certificate that does not parse, an
     /// NKey seed with a bad checksum. The value is a path, or `<redacted>` for a secret.
     #[error("invalid value {value:?} for key `{key}`: {reason}")]
@@ -71,8 +75,12 @@ pub enum Router {
 
 impl Router {
     /// A single-node router over the gateway's own sessions.
-    pub fn local(node_id: NodeId, sessions: Arc<dyn LocalSessions>) -> Self {
-        Self::Local(LocalRouter::new(node_id, sessions))
+    pub fn local(
+        node_id: NodeId,
+        sessions: Arc<dyn LocalSessions>,
+        user_limit: oort_common::cluster::UserLimit,
+    ) -> Self {
+        Self::Local(LocalRouter::new(node_id, sessions, user_limit))
     }
 
     /// Joins (or forms) the cluster the settings describe.
@@ -98,10 +106,37 @@ impl Router {
     /// complete the client's upgrade knowing any send will find it. The answer is the position
     /// of the registration in the directory's history (a raft log index; 0 single node), which
     /// orders it against registrations of the same key on other nodes.
-    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<u64, RouterError> {
+    ///
+    /// `user` is the user the connect callback named for a new session (`None`: none); the
+    /// registration is refused ([`RouterError::UserLimit`]) or the user's oldest session closed
+    /// when that takes the user past `limits.max_sessions_per_user`. A session moving between
+    /// nodes keeps its user: see [`Router::register_moved`].
+    pub async fn register(
+        &self,
+        key: &SessionKey,
+        epoch: Epoch,
+        user: Option<&str>,
+    ) -> Result<u64, RouterError> {
         match self {
-            Self::Local(router) => router.register(key, epoch).map(|()| 0),
-            Self::Cluster(router) => router.register(key, epoch).await,
+            Self::Local(router) => router.register(key, epoch, user).map(|()| 0),
+            Self::Cluster(router) => router.register(key, epoch, Some(user)).await,
+        }
+    }
+
+    /// Registers a session taken over from another node: it keeps its user.
+    pub async fn register_moved(&self, key: &SessionKey, epoch: Epoch) -> Result<u64, RouterError> {
+        match self {
+            Self::Local(_) => Ok(0),
+            Self::Cluster(router) => router.register(key, epoch, None).await,
+        }
+    }
+
+    /// The user's sessions, oldest first, and the nodes holding them (as this node's replica
+    /// of the directory says).
+    pub fn user_sessions(&self, user: &str) -> Vec<(SessionKey, NodeId)> {
+        match self {
+            Self::Local(router) => router.user_sessions(user),
+            Self::Cluster(router) => router.user_sessions(user),
         }
     }
 

@@ -1,32 +1,92 @@
 //! The single-node router: the gateway's session table is the whole directory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use oort_common::cluster::{DirectoryCommand, UserLimit};
 use oort_common::{DeliveryStatus, Epoch, NodeId, Payload, SessionKey};
 
+use crate::directory::Directory;
 use crate::{DeliveryRequest, LocalSessions, Presence, PublishOutcome, RouterError};
 
 /// Routes everything to this node's own sessions.
 pub struct LocalRouter {
     node_id: NodeId,
     sessions: Arc<dyn LocalSessions>,
+    /// The sessions that have a user, in the cluster's directory type, so that one node
+    /// applies the per-user limit exactly as a cluster does. Sessions without a user are not
+    /// recorded: the gateway's table is their directory.
+    users: Box<Mutex<Directory>>,
+    user_limit: UserLimit,
 }
 
 impl LocalRouter {
-    pub(crate) fn new(node_id: NodeId, sessions: Arc<dyn LocalSessions>) -> Self {
-        Self { node_id, sessions }
+    pub(crate) fn new(
+        node_id: NodeId,
+        sessions: Arc<dyn LocalSessions>,
+        user_limit: UserLimit,
+    ) -> Self {
+        let mut users = Directory::default();
+        users.apply(&DirectoryCommand::NodeUp {
+            node: node_id.clone(),
+            epoch: Epoch(0),
+        });
+        Self {
+            node_id,
+            sessions,
+            users: Box::new(Mutex::new(users)),
+            user_limit,
+        }
+    }
+
+    fn users(&self) -> MutexGuard<'_, Directory> {
+        self.users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn node_id(&self) -> &NodeId {
         &self.node_id
     }
 
-    /// Nothing to replicate: the gateway's table already holds the session.
-    pub(crate) fn register(&self, _key: &SessionKey, _epoch: Epoch) -> Result<(), RouterError> {
+    /// Nothing to replicate: the gateway's table already holds the session. A session with a
+    /// user is recorded under it, within the user's limit.
+    pub(crate) fn register(
+        &self,
+        key: &SessionKey,
+        epoch: Epoch,
+        user: Option<&str>,
+    ) -> Result<(), RouterError> {
+        let Some(user) = user else {
+            return Ok(());
+        };
+        let response = self.users().apply(&DirectoryCommand::Admit {
+            node: self.node_id.clone(),
+            sessions: vec![(key.clone(), epoch, Some(user.to_owned()))],
+            limit: self.user_limit,
+        });
+        for (evicted, owner) in &response.evicted {
+            self.sessions.evict(evicted, owner.epoch);
+        }
+        if !response.over_user_limit.is_empty() {
+            return Err(RouterError::UserLimit(user.to_owned()));
+        }
         Ok(())
     }
 
-    pub(crate) fn unregister(&self, _key: &SessionKey, _epoch: Epoch) {}
+    pub(crate) fn unregister(&self, key: &SessionKey, epoch: Epoch) {
+        self.users().apply(&DirectoryCommand::Unregister {
+            node: self.node_id.clone(),
+            sessions: vec![(key.clone(), epoch)],
+        });
+    }
+
+    pub(crate) fn user_sessions(&self, user: &str) -> Vec<(SessionKey, NodeId)> {
+        self.users()
+            .user_sessions(user)
+            .into_iter()
+            .map(|(key, owner)| (key, owner.node))
+            .collect()
+    }
 
     pub(crate) fn deliver(&self, request: &DeliveryRequest) -> Vec<DeliveryStatus> {
         deliver_to(&*self.sessions, request)
@@ -178,6 +238,8 @@ mod tests {
         fn holds_channel(&self, _: &str) -> bool {
             false
         }
+
+        fn evict(&self, _: &SessionKey, _: Epoch) {}
     }
 
     fn router() -> (Router, Arc<Recorder>) {
@@ -186,7 +248,7 @@ mod tests {
             delivered: Mutex::default(),
         });
         (
-            Router::local(NodeId::from("n1"), recorder.clone()),
+            Router::local(NodeId::from("n1"), recorder.clone(), UserLimit::default()),
             recorder,
         )
     }

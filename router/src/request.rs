@@ -70,8 +70,11 @@ pub trait LocalSessions: Send + Sync + 'static {
 
     /// How many sessions held here are subscribed to `channel`, and up to `limit` of their
     /// keys after `after`, in key order.
-    fn presence(&self, channel: &str, after: Option<&str>, limit: usize)
-    -> (u64, Vec<SessionKey>);
+    fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> (u64, Vec<SessionKey>);
+
+    /// The directory dropped the session registered here under `epoch` to make room for a
+    /// newer session of its user (`limits.max_sessions_per_user`): it ends.
+    fn evict(&self, key: &SessionKey, epoch: oort_common::Epoch);
 
     /// True while a session held here is subscribed to `channel`.
     fn holds_channel(&self, channel: &str) -> bool;

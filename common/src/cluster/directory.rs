@@ -54,6 +54,27 @@ pub enum DirectoryCommand {
         /// Channel names, each with whether the node holds subscribers of it now.
         changes: Vec<(String, bool)>,
     },
+    /// `node` holds these new sessions, each for the user the connect callback named (or
+    /// none). Unlike `Register` (a session moving between nodes keeps its user), this sets the
+    /// key's user, and enforces the limit on sessions per user, cluster-wide: applying it in
+    /// log order is what keeps two nodes from admitting the last slot. Appended last.
+    Admit {
+        /// The owner.
+        node: NodeId,
+        /// Keys, epochs and users.
+        sessions: Vec<(SessionKey, Epoch, Option<String>)>,
+        /// The limit in force where the sessions connected.
+        limit: UserLimit,
+    },
+}
+
+/// `limits.max_sessions_per_user` and what happens past it, as the admitting node applies it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLimit {
+    /// Sessions one user may hold at once, cluster-wide (0: unlimited).
+    pub max_sessions: u32,
+    /// Past it: the user's oldest session is closed (`true`), or the new one refused.
+    pub close_oldest: bool,
 }
 
 /// What applying a [`DirectoryCommand`] did.
@@ -65,6 +86,12 @@ pub struct DirectoryResponse {
     /// refused (the node is unknown or down, or the epoch is from an earlier run). Such a
     /// session is not reachable through the cluster and must not be acknowledged.
     pub refused: Vec<u32>,
+    /// For an `Admit`: positions (also in `refused`) refused because their user holds
+    /// `max_sessions` already.
+    pub over_user_limit: Vec<u32>,
+    /// For an `Admit`: sessions the directory dropped to make room for their user's newer
+    /// ones; their owners close them.
+    pub evicted: Vec<(SessionKey, Owner)>,
 }
 
 /// Where a session is held.
@@ -111,6 +138,8 @@ pub struct DirectorySnapshot {
     /// The nodes holding subscribers of each channel. Appended last: a snapshot written before
     /// channels existed ends before it (see [`SessionsSnapshot`]).
     pub channels: Vec<(String, Vec<NodeId>)>,
+    /// Each user's sessions, oldest first.
+    pub users: Vec<(String, Vec<SessionKey>)>,
 }
 
 /// A snapshot as written before channels existed: read by a node restarting from the data
@@ -135,6 +164,7 @@ impl From<SessionsSnapshot> for DirectorySnapshot {
             nodes: old.nodes,
             sessions: old.sessions,
             channels: Vec::new(),
+            users: Vec::new(),
         }
     }
 }

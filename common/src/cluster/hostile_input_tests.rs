@@ -110,6 +110,14 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 response: DirectoryResponse {
                     changed: 2,
                     refused: vec![1],
+                    over_user_limit: vec![1],
+                    evicted: vec![(
+                        SessionKey::from("old"),
+                        super::Owner {
+                            node: node("n2"),
+                            epoch: Epoch(3),
+                        },
+                    )],
                 },
                 index: 12,
             }),
@@ -134,6 +142,49 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             wire::encode(&vec![vec![DeliveryStatus::Ok, DeliveryStatus::NotFound]]),
         ),
         ("snapshot", wire::encode(&snapshot_state)),
+        (
+            "admit",
+            wire::encode(&DirectoryCommand::Admit {
+                node: node("n1"),
+                sessions: vec![(SessionKey::from("k"), Epoch(5), Some("user".into()))],
+                limit: super::UserLimit {
+                    max_sessions: 2,
+                    close_oldest: true,
+                },
+            }),
+        ),
+        (
+            "interest",
+            wire::encode(&DirectoryCommand::Interest {
+                node: node("n1"),
+                changes: vec![("room".into(), true)],
+            }),
+        ),
+        (
+            "subscribe",
+            wire::encode(&ControlRequest::Subscribe {
+                keys: keys(2).into_iter().map(|(key, _)| key).collect(),
+                channels: vec!["room".into()],
+                join: true,
+            }),
+        ),
+        (
+            "publish header",
+            wire::encode(&super::PublishHeader {
+                origin: node("n1"),
+                request_id: "r".into(),
+                kind: FrameKind::Binary,
+                channels: vec!["a".into(), "b".into()],
+                position: 1,
+            }),
+        ),
+        (
+            "publish receipt",
+            wire::encode(&super::PublishReceipt {
+                node: node("n2"),
+                sessions: 9,
+            }),
+        ),
     ]
 }
 
@@ -152,6 +203,8 @@ fn decode_everything(bytes: &[u8]) -> usize {
         + ok::<super::raft::RaftReply>(bytes)
         + ok::<DeliverHeader>(bytes)
         + ok::<BroadcastHeader>(bytes)
+        + ok::<super::PublishHeader>(bytes)
+        + ok::<super::PublishReceipt>(bytes)
         + ok::<Vec<Vec<DeliveryStatus>>>(bytes)
         + usize::from(wire::decode_snapshot::<DirectorySnapshot>(bytes).is_ok())
         + usize::from(decode_framed::<DeliverHeader>(&shared).is_ok())

@@ -40,7 +40,10 @@ impl ChannelsConfig {
         for (key, value) in [
             ("channels.max_per_session", self.max_per_session),
             ("channels.max_per_request", self.max_per_request),
-            ("channels.max_sessions_per_request", self.max_sessions_per_request),
+            (
+                "channels.max_sessions_per_request",
+                self.max_sessions_per_request,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "0", "allow at least one"));

@@ -58,6 +58,24 @@ pub struct LimitsConfig {
     /// Connection attempts one client address may make at once before the rate applies.
     #[serde(deserialize_with = "lenient::number")]
     pub address_connect_burst: u32,
+    /// Sessions one user (named by the connect callback's `X-Oort-User`) may hold at once,
+    /// cluster-wide (0: unlimited).
+    #[serde(deserialize_with = "lenient::number")]
+    pub max_sessions_per_user: u32,
+    /// What a connect past `max_sessions_per_user` does: close the user's oldest session
+    /// (`close_oldest`), or be refused with 429 (`refuse`).
+    pub user_overflow: UserOverflow,
+}
+
+/// `limits.user_overflow`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserOverflow {
+    /// The user's oldest session is closed (4002) to make room.
+    #[default]
+    CloseOldest,
+    /// The new session is refused.
+    Refuse,
 }
 
 /// `limits.handshake_memory` by default: 64 MiB, room for 2,340 handshakes in progress at once
@@ -80,6 +98,8 @@ impl Default for LimitsConfig {
             address_connections: 256,
             address_connect_rate: 20,
             address_connect_burst: 100,
+            max_sessions_per_user: 0,
+            user_overflow: UserOverflow::CloseOldest,
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! A kuiperbelt `config.yml` loads unchanged: the same keys, templating and duration syntax.
 
+mod channels;
 mod client_address;
 mod cluster;
 mod duration;
@@ -16,7 +17,6 @@ mod nats_access;
 mod nats_auth;
 mod nats_tls;
 mod secret;
-mod channels;
 mod session;
 mod template;
 mod unsafe_settings;
@@ -26,12 +26,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use channels::ChannelsConfig;
 pub use client_address::{ClientAddressConfig, TrustedProxies};
 pub use cluster::ClusterConfig;
 pub use duration::{DurationError, GoDuration, parse_go_duration};
 pub use error::ConfigError;
 pub use limits::{
     DEFAULT_HANDSHAKE_MEMORY, HANDSHAKE_OVERHEAD, HANDSHAKE_SILENT_SHARE, LimitsConfig,
+    UserOverflow,
 };
 pub use listen::ListenAddr;
 pub use load::{ENV_PREFIX, Loaded, Sources, load};
@@ -39,7 +41,6 @@ pub use nats_access::{ClientIdentity, NatsAccess, NatsAuth, NatsTls, ReadFile};
 pub use nats_auth::NatsAuthConfig;
 pub use nats_tls::NatsTlsConfig;
 pub use secret::{REDACTED, Secret};
-pub use channels::ChannelsConfig;
 pub use session::SessionConfig;
 pub use template::TemplateError;
 
@@ -126,6 +127,16 @@ pub struct Config {
     pub session: SessionConfig,
     /// Channel limits.
     pub channels: ChannelsConfig,
+}
+
+impl LimitsConfig {
+    /// The per-user limit as the directory applies it.
+    pub fn user_limit(&self) -> crate::cluster::UserLimit {
+        crate::cluster::UserLimit {
+            max_sessions: self.max_sessions_per_user,
+            close_oldest: self.user_overflow == UserOverflow::CloseOldest,
+        }
+    }
 }
 
 impl Default for Config {

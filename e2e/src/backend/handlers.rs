@@ -87,6 +87,11 @@ pub(super) async fn connect(
     if let Some(protocol) = params.get("protocol") {
         response_headers.insert("sec-websocket-protocol", protocol.parse().unwrap());
     }
+    if let Some(user) = params.get("user")
+        && let Ok(value) = user.parse()
+    {
+        response_headers.insert("x-oort-user", value);
+    }
     if let Some(channels) = params.get("channels")
         && let Ok(value) = channels.parse()
     {

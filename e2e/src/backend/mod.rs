@@ -13,6 +13,7 @@
 //! | `delay_ms=N` | wait before answering |
 //! | `protocol=P` | answer `Sec-WebSocket-Protocol: P` |
 //! | `channels=a,b` | answer `X-Oort-Channels: a,b` (the session's channels) |
+//! | `user=U` | answer `X-Oort-User: U` (the session's user) |
 //!
 //! Establish, close and receive answer 200, except for session keys starting with
 //! `establish-fail` (establish answers 500) or `receive-fail` (receive answers 500).

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use oort_e2e::cluster::{FAST_TIMINGS, TestCluster};
-use oort_e2e::nats::NatsServer;
 use oort_e2e::durable_client::{Data, DurableClient};
+use oort_e2e::nats::NatsServer;
 use oort_e2e::{WsClient, eventually};
 use serde_json::{Value, json};
 
@@ -47,7 +47,10 @@ async fn post(cluster: &TestCluster, node: &str, path: &str, body: &Value) -> Va
 async fn presence(cluster: &TestCluster, node: &str, query: &str) -> Value {
     let response = cluster
         .http()
-        .get(format!("{}/v1/channels/{query}", cluster.node(node).api_url()))
+        .get(format!(
+            "{}/v1/channels/{query}",
+            cluster.node(node).api_url()
+        ))
         .send()
         .await
         .expect("GET /v1/channels");
@@ -101,7 +104,11 @@ async fn a_publish_through_any_node_reaches_every_subscriber_once() {
         &json!({ "channels": ["room", "lobby"], "data": "one" }),
     )
     .await;
-    assert_eq!((answer["sessions"].as_u64(), answer["nodes"].as_u64()), (Some(3), Some(2)), "{answer}");
+    assert_eq!(
+        (answer["sessions"].as_u64(), answer["nodes"].as_u64()),
+        (Some(3), Some(2)),
+        "{answer}"
+    );
     assert_eq!(answer["unreachable_nodes"], json!([]), "{answer}");
     for client in [&mut a, &mut b, &mut c] {
         assert_eq!(client.recv_text().await, "one");
@@ -120,7 +127,13 @@ async fn a_publish_through_any_node_reaches_every_subscriber_once() {
     .await;
     assert_eq!(answer["results"][0]["status"], "ok", "{answer}");
     assert_eq!(answer["results"][1]["status"], "not_found", "{answer}");
-    let answer = post(&cluster, "n1", "/v1/publish", &json!({ "channels": ["room"], "data": "two" })).await;
+    let answer = post(
+        &cluster,
+        "n1",
+        "/v1/publish",
+        &json!({ "channels": ["room"], "data": "two" }),
+    )
+    .await;
     assert_eq!(answer["sessions"], 3, "{answer}");
     for client in [&mut a, &mut b, &mut c] {
         assert_eq!(client.recv_text().await, "two");
@@ -135,7 +148,13 @@ async fn a_publish_through_any_node_reaches_every_subscriber_once() {
     )
     .await;
     assert_eq!(answer["results"][0]["status"], "ok", "{answer}");
-    let answer = post(&cluster, "n2", "/v1/publish", &json!({ "channels": ["room"], "data": "three" })).await;
+    let answer = post(
+        &cluster,
+        "n2",
+        "/v1/publish",
+        &json!({ "channels": ["room"], "data": "three" }),
+    )
+    .await;
     assert_eq!(answer["sessions"], 2, "{answer}");
     assert_eq!(a.recv_text().await, "three");
     assert_eq!(b.recv_text().await, "three");
@@ -155,8 +174,18 @@ async fn a_publish_through_any_node_reaches_every_subscriber_once() {
         (subscribed_nodes(&nats, &subject).await == ["oort-n2"]).then_some(())
     })
     .await;
-    let answer = post(&cluster, "n1", "/v1/publish", &json!({ "channels": ["room"], "data": "four" })).await;
-    assert_eq!((answer["sessions"].as_u64(), answer["nodes"].as_u64()), (Some(1), Some(1)), "{answer}");
+    let answer = post(
+        &cluster,
+        "n1",
+        "/v1/publish",
+        &json!({ "channels": ["room"], "data": "four" }),
+    )
+    .await;
+    assert_eq!(
+        (answer["sessions"].as_u64(), answer["nodes"].as_u64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
     assert_eq!(b.recv_text().await, "four");
 }
 
@@ -165,17 +194,34 @@ async fn a_publish_through_any_node_reaches_every_subscriber_once() {
 async fn channel_messages_enter_an_oort_v1_sessions_sequence() {
     let (_nats, cluster) = three_nodes_monitored().await;
     let url = cluster.node("n2").ws_url("key=durable&channels=news");
-    let mut client = DurableClient::connect(&url).await.expect("an oort.v1 session");
-    let answer = post(&cluster, "n1", "/v1/publish", &json!({ "channels": ["news"], "data": "first" })).await;
+    let mut client = DurableClient::connect(&url)
+        .await
+        .expect("an oort.v1 session");
+    let answer = post(
+        &cluster,
+        "n1",
+        "/v1/publish",
+        &json!({ "channels": ["news"], "data": "first" }),
+    )
+    .await;
     assert_eq!(answer["sessions"], 1, "{answer}");
     let body = json!({ "sessions": ["durable"], "data": "second" });
     post(&cluster, "n3", "/v1/send", &body).await;
-    let answer = post(&cluster, "n3", "/v1/publish", &json!({ "channels": ["news"], "data": "third" })).await;
+    let answer = post(
+        &cluster,
+        "n3",
+        "/v1/publish",
+        &json!({ "channels": ["news"], "data": "third" }),
+    )
+    .await;
     assert_eq!(answer["sessions"], 1, "{answer}");
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(client.recv().await);
     }
     let text = |s: &str| Data::Text(s.to_owned());
-    assert_eq!(seen, [(1, text("first")), (2, text("second")), (3, text("third"))]);
+    assert_eq!(
+        seen,
+        [(1, text("first")), (2, text("second")), (3, text("third"))]
+    );
 }

@@ -15,6 +15,7 @@ mod load;
 mod moved;
 mod owner_answers;
 mod rolling;
+mod users;
 
 use std::time::Duration;
 

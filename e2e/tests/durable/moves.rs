@@ -82,7 +82,9 @@ async fn a_crashed_owner_means_a_reset_and_a_fresh_connect() {
 async fn a_session_keeps_its_channels_when_it_moves() {
     let (_nats, cluster) = three_nodes().await;
     let url = cluster.node("n1").ws_url("key=member&channels=news,sport");
-    let mut client = DurableClient::connect(&url).await.expect("an oort.v1 session");
+    let mut client = DurableClient::connect(&url)
+        .await
+        .expect("an oort.v1 session");
     let publish = |node: &'static str, data: &'static str| {
         let cluster = &cluster;
         async move {
@@ -112,7 +114,9 @@ async fn a_session_keeps_its_channels_when_it_moves() {
     assert_eq!(answer["sessions"], 1, "{answer}");
     assert_eq!(resumed.recv().await, (3, Data::Text("p3".into())));
     let url = format!("{}/v1/channels/sport", cluster.node("n3").api_url());
-    let page = oort_e2e::try_json(cluster.http().get(url)).await.expect("presence");
+    let page = oort_e2e::try_json(cluster.http().get(url))
+        .await
+        .expect("presence");
     assert_eq!(
         page["members"],
         serde_json::json!([{ "session": "member", "node": "n2" }]),

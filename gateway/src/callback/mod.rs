@@ -64,6 +64,8 @@ pub(crate) struct ConnectAnswer {
     pub subprotocol: Option<HeaderValue>,
     /// `X-Oort-Channels`: the channels the session starts in.
     pub channels: Vec<HeaderValue>,
+    /// `X-Oort-User`: the session's user.
+    pub user: Option<HeaderValue>,
     /// The body: the first message on success, relayed to the client otherwise.
     pub body: Bytes,
 }
@@ -268,6 +270,7 @@ impl CallbackClient {
                     .iter()
                     .cloned()
                     .collect(),
+                user: response.headers().get(crate::connect::USER_HEADER).cloned(),
                 body,
             }
         })

@@ -53,6 +53,9 @@ pub(crate) async fn join(state: &AppState, key: &SessionKey, channels: &[String]
         .subscribe(std::slice::from_ref(key), channels, true)
         .await;
     if let Some(status) = statuses.first().filter(|status| !status.is_success()) {
-        warn!(status = status.as_str(), "the session's channels from the connect callback were not all joined");
+        warn!(
+            status = status.as_str(),
+            "the session's channels from the connect callback were not all joined"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod channels;
 mod origin;
 mod reject;
 mod resume;
+mod user;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use crate::state::AppState;
 
 pub(crate) use channels::{CHANNELS_HEADER, join as join_channels};
 pub(crate) use reject::reject;
+pub(crate) use user::{USER_HEADER, check_user, refusal_status};
 
 /// `GET {path.connect}`.
 pub(crate) async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -192,9 +194,16 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         Ok(channels) => channels,
         Err(reason) => return refuse(&state, StatusCode::BAD_GATEWAY, &reason, headers),
     };
+    let user = match user::named(answer.user.as_ref()) {
+        Ok(user) => user,
+        Err(reason) => return refuse(&state, StatusCode::BAD_GATEWAY, &reason, headers),
+    };
     if transport == Transport::Http {
-        return crate::stream::connected(&state, SessionKey::from(key), answer, peer, &channels)
-            .await;
+        let named = crate::stream::Named {
+            channels: &channels,
+            user: user.as_deref(),
+        };
+        return crate::stream::connected(&state, SessionKey::from(key), answer, peer, named).await;
     }
     let Some(upgrade) = upgrade else {
         return refuse(
@@ -224,7 +233,12 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         answer.subprotocol
     };
     let key = SessionKey::from(key);
-    let registration = match register(&state, key.clone(), first_message, peer, durable).await {
+    let session_of = NewSession {
+        key: key.clone(),
+        user: user.as_deref(),
+        durable,
+    };
+    let registration = match register(&state, session_of, first_message, peer).await {
         Ok(registration) => registration,
         Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
     };
@@ -375,11 +389,11 @@ async fn reserve_body(
 /// an older connection (which is closed after the messages already queued for it).
 async fn register(
     state: &Arc<AppState>,
-    key: SessionKey,
+    new: NewSession<'_>,
     first_message: Payload,
     peer: Option<std::net::SocketAddr>,
-    durable: bool,
 ) -> Result<Registration, RegistrationRefusal> {
+    let NewSession { key, user, durable } = new;
     let session = Session::new(key.clone(), state.registry.next_epoch(), peer);
     let first_message = (!first_message.is_empty()).then_some(first_message);
     if first_message.is_some() {
@@ -404,7 +418,7 @@ async fn register(
         ));
     }
     state.registry.begin(session.clone());
-    let index = match state.router.register(&key, session.epoch).await {
+    let index = match state.router.register(&key, session.epoch, user).await {
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&session);
@@ -412,7 +426,10 @@ async fn register(
             // keeps it in its log); its unregister, queued behind it, removes it then.
             state.router.unregister(&key, session.epoch);
             warn!(error = %err, "registration failed");
-            return Err(RegistrationRefusal::unavailable(&err.to_string()));
+            return Err(RegistrationRefusal {
+                status: refusal_status(&err),
+                reason: err.to_string(),
+            });
         }
     };
     match state.registry.commit(&session, index) {
@@ -435,6 +452,14 @@ async fn register(
         session.queue.close(CloseCommand::shutdown(), false);
     }
     Ok(registration)
+}
+
+/// A session the connect callback accepted: its key, its user, and whether it speaks
+/// `oort.v1`.
+struct NewSession<'a> {
+    key: SessionKey,
+    user: Option<&'a str>,
+    durable: bool,
 }
 
 /// Why a registration was refused: the status and reason the client gets.

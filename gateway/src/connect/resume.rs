@@ -123,7 +123,7 @@ async fn take_over(
     let durable = Durable::receiving(&session, claims.id);
     session.set_durable(durable.clone());
     state.registry.begin(session.clone());
-    let index = match state.router.register(key, session.epoch).await {
+    let index = match state.router.register_moved(key, session.epoch).await {
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&session);
@@ -151,7 +151,9 @@ async fn take_over(
             None
         }
     };
-    let (tail, channels) = tail.map_or((None, Vec::new()), |(tail, channels)| (Some(tail), channels));
+    let (tail, channels) = tail.map_or((None, Vec::new()), |(tail, channels)| {
+        (Some(tail), channels)
+    });
     let resumed = match tail {
         Some(tail) => durable.receive_tail(
             &session,

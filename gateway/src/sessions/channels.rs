@@ -217,7 +217,11 @@ mod tests {
         all.sort();
         assert_eq!(all, [key("a"), key("b")]);
         assert_eq!(table.audience(&channels, Some(0)), [key("a")]);
-        assert_eq!(table.audience(&channels, Some(1)), [key("b")], "a had it through x");
+        assert_eq!(
+            table.audience(&channels, Some(1)),
+            [key("b")],
+            "a had it through x"
+        );
     }
 
     #[test]
@@ -241,7 +245,10 @@ mod tests {
             table.join(&key(k), &names(&["x"])).unwrap();
         }
         assert_eq!(table.presence("x", None, 2), (4, vec![key("a"), key("b")]));
-        assert_eq!(table.presence("x", Some("b"), 2), (4, vec![key("c"), key("d")]));
+        assert_eq!(
+            table.presence("x", Some("b"), 2),
+            (4, vec![key("c"), key("d")])
+        );
         assert_eq!(table.presence("nobody", None, 2), (0, vec![]));
     }
 }

@@ -55,6 +55,9 @@ pub(crate) enum CloseCause {
     /// An `oort.v1` client resumed, but the session could not be continued exactly (close
     /// 4000): it ends, and the client starts over through the connect callback.
     Reset,
+    /// A newer session of the same user took its place (`limits.max_sessions_per_user`,
+    /// close 4002).
+    UserLimit,
 }
 
 impl CloseCause {
@@ -104,9 +107,13 @@ impl CloseCause {
             Self::Moving => "moving",
             Self::LingerExpired => "linger_expired",
             Self::Reset => "reset",
+            Self::UserLimit => "user_limit",
         }
     }
 }
+
+/// The close code of a session whose user opened one session too many (and the oldest goes).
+pub(crate) const CLOSE_USER_LIMIT: u16 = 4002;
 
 /// A request to end a connection: the close frame to send (none when the peer is gone or
 /// already closed) and the cause.
@@ -176,6 +183,15 @@ impl CloseCommand {
     /// restart) with a reason the client can act on.
     pub(crate) fn moving() -> Self {
         Self::new(1012, "moving; resume", CloseCause::Moving)
+    }
+
+    /// A newer session of the same user took this one's place.
+    pub(crate) fn user_limit() -> Self {
+        Self::new(
+            CLOSE_USER_LIMIT,
+            "replaced by a newer session of the same user",
+            CloseCause::UserLimit,
+        )
     }
 
     /// The cluster declared this node dead and purged its sessions: 1012 (service restart)

@@ -122,7 +122,10 @@ impl SessionRegistry {
 
     /// Removes the key's slot if nothing is left in it; its channel memberships go with it.
     fn drop_if_empty(&self, key: &str) {
-        if self.slots.remove_if(key, |_, slot| slot.is_empty()).is_some()
+        if self
+            .slots
+            .remove_if(key, |_, slot| slot.is_empty())
+            .is_some()
             && !self.slots.contains_key(key)
         {
             self.channels.forget(key);
@@ -623,6 +626,31 @@ impl LocalSessions for SessionRegistry {
 
     fn holds_channel(&self, channel: &str) -> bool {
         self.channels.holds(channel)
+    }
+
+    fn evict(&self, key: &SessionKey, epoch: Epoch) {
+        let durable = self
+            .durable(key.as_str())
+            .filter(|durable| durable.registered() == epoch);
+        let live = self.get(key.as_str());
+        match (durable, live) {
+            // Connected: the connection ends with the cause, and sees the session out.
+            (Some(durable), Some(live))
+                if live
+                    .durable()
+                    .is_some_and(|held| Arc::ptr_eq(held, &durable)) =>
+            {
+                live.queue.close(CloseCommand::user_limit(), false);
+            }
+            // The directory dropped it already: nothing to unregister.
+            (Some(durable), _) if self.remove_durable(&durable) && durable.end(None) => {
+                self.report_ended(durable, CloseCause::UserLimit, false);
+            }
+            (None, Some(live)) if live.epoch == epoch => {
+                live.queue.close(CloseCommand::user_limit(), false);
+            }
+            _ => {}
+        }
     }
 
     fn superseded(&self, key: &SessionKey, index: u64) {

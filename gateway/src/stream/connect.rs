@@ -29,13 +29,21 @@ struct Connected<'a> {
     node: &'a str,
 }
 
+/// What the connect callback named for the session besides its key.
+pub(crate) struct Named<'a> {
+    /// Its channels.
+    pub channels: &'a [String],
+    /// Its user.
+    pub user: Option<&'a str>,
+}
+
 /// Creates and registers the session the connect callback accepted, then answers 201.
 pub(crate) async fn connected(
     state: &Arc<AppState>,
     key: SessionKey,
     answer: ConnectAnswer,
     peer: Option<std::net::SocketAddr>,
-    channels: &[String],
+    named: Named<'_>,
 ) -> Response {
     let kind = FrameKind::from_content_type(answer.content_type.as_ref().map(|v| v.as_bytes()));
     let first_message = match Payload::new(kind, answer.body) {
@@ -58,13 +66,13 @@ pub(crate) async fn connected(
     let placeholder = Session::new(key.clone(), epoch, peer);
     placeholder.set_durable(durable.clone());
     state.registry.begin(placeholder.clone());
-    let index = match state.router.register(&key, epoch).await {
+    let index = match state.router.register(&key, epoch, named.user).await {
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&placeholder);
             state.router.unregister(&key, epoch);
             warn!(error = %err, "registration failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+            return error(crate::connect::refusal_status(&err), &err.to_string());
         }
     };
     if let Committed::Superseded = state.registry.commit_detached(&placeholder, index) {
@@ -76,7 +84,7 @@ pub(crate) async fn connected(
         );
     }
     drop(placeholder);
-    crate::connect::join_channels(state, &key, channels).await;
+    crate::connect::join_channels(state, &key, named.channels).await;
     state.metrics.connections_total.increment(1);
     if let Err(err) = state.callbacks.establish(&key, false, &state.metrics).await {
         warn!(error = %err, "establish callback refused the session");

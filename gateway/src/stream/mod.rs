@@ -28,7 +28,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use oort_common::cluster::{StreamAnswer, StreamOp, StreamRequest};
 
-pub(crate) use connect::connected;
+pub(crate) use connect::{Named, connected};
 
 use crate::durable::token::Claims;
 use crate::state::AppState;

@@ -29,7 +29,7 @@ pub(super) async fn take_over(
     let placeholder = Session::new(key.clone(), epoch, None);
     placeholder.set_durable(durable.clone());
     state.registry.begin(placeholder.clone());
-    let index = match state.router.register(key, epoch).await {
+    let index = match state.router.register_moved(key, epoch).await {
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&placeholder);

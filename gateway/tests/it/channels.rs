@@ -11,7 +11,8 @@ use crate::api::{json_of, metric, pairs, post_json, scrape, statuses};
 use crate::support::TestGateway;
 
 async fn connect_in(gateway: &TestGateway, key: &str, channels: &str) -> WsClient {
-    let client = WsClient::connect(&gateway.ws_url(&format!("key={key}&channels={channels}"))).await;
+    let client =
+        WsClient::connect(&gateway.ws_url(&format!("key={key}&channels={channels}"))).await;
     gateway
         .backend
         .wait_for(CallbackKind::Establish, key, 1, oort_e2e::TIMEOUT)
@@ -59,7 +60,10 @@ async fn a_publish_reaches_each_subscriber_once_and_says_how_many() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(statuses(&answer), pairs(&[("carol", "ok"), ("nobody", "not_found")]));
+    assert_eq!(
+        statuses(&answer),
+        pairs(&[("carol", "ok"), ("nobody", "not_found")])
+    );
     let (_, answer) = post_json(
         &gateway.api_url(),
         "/v1/unsubscribe",
@@ -120,7 +124,11 @@ async fn presence_counts_pages_and_forgets_sessions_that_end() {
     assert_eq!(keys(&page), ["e"]);
     assert!(page.get("next").is_none(), "{page}");
     let text = scrape(&gateway.api_url()).await;
-    assert_eq!(metric(&text, "oort_channel_sessions{channel=\"room\"}"), Some(5.0), "{text}");
+    assert_eq!(
+        metric(&text, "oort_channel_sessions{channel=\"room\"}"),
+        Some(5.0),
+        "{text}"
+    );
 
     // A session that ends leaves its channels.
     let closing = clients.remove(0);
@@ -154,14 +162,46 @@ async fn channel_limits_and_bad_names_are_refused_clearly() {
     assert_eq!(statuses(&answer), pairs(&[("alice", "channel_limit")]));
 
     let cases = [
-        ("/v1/publish", json!({ "channels": [], "data": "x" }), "at least one channel"),
-        ("/v1/publish", json!({ "channels": ["a b"], "data": "x" }), "channels[0]"),
-        ("/v1/publish", json!({ "channels": ["a.>"], "data": "x" }), "not allowed"),
-        ("/v1/publish", json!({ "channels": ["x".repeat(129)], "data": "x" }), "at most 128 bytes"),
-        ("/v1/publish", json!({ "channels": ["a", "b", "c", "d"], "data": "x" }), "channels.max_per_request"),
-        ("/v1/publish", json!({ "channels": ["a"] }), "data or data_base64 is required"),
-        ("/v1/subscribe", json!({ "sessions": [], "channels": ["a"] }), "at least one session"),
-        ("/v1/subscribe", json!({ "sessions": ["alice"], "channels": ["a"], "x": 1 }), "unknown field"),
+        (
+            "/v1/publish",
+            json!({ "channels": [], "data": "x" }),
+            "at least one channel",
+        ),
+        (
+            "/v1/publish",
+            json!({ "channels": ["a b"], "data": "x" }),
+            "channels[0]",
+        ),
+        (
+            "/v1/publish",
+            json!({ "channels": ["a.>"], "data": "x" }),
+            "not allowed",
+        ),
+        (
+            "/v1/publish",
+            json!({ "channels": ["x".repeat(129)], "data": "x" }),
+            "at most 128 bytes",
+        ),
+        (
+            "/v1/publish",
+            json!({ "channels": ["a", "b", "c", "d"], "data": "x" }),
+            "channels.max_per_request",
+        ),
+        (
+            "/v1/publish",
+            json!({ "channels": ["a"] }),
+            "data or data_base64 is required",
+        ),
+        (
+            "/v1/subscribe",
+            json!({ "sessions": [], "channels": ["a"] }),
+            "at least one session",
+        ),
+        (
+            "/v1/subscribe",
+            json!({ "sessions": ["alice"], "channels": ["a"], "x": 1 }),
+            "unknown field",
+        ),
     ];
     for (path, body, expected) in cases {
         let (status, answer) = post_json(&gateway.api_url(), path, &body).await;
@@ -171,7 +211,10 @@ async fn channel_limits_and_bad_names_are_refused_clearly() {
     }
     let (status, answer) = presence(&gateway, "a?limit=5000").await;
     assert_eq!(status, 400, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("at most 1000"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("at most 1000"),
+        "{answer}"
+    );
 
     // An unknown channel is no error, unless the publish is strict.
     let (status, answer) = post_json(
@@ -180,7 +223,11 @@ async fn channel_limits_and_bad_names_are_refused_clearly() {
         &json!({ "channels": ["empty"], "data": "x" }),
     )
     .await;
-    assert_eq!((status, answer["sessions"].as_u64()), (200, Some(0)), "{answer}");
+    assert_eq!(
+        (status, answer["sessions"].as_u64()),
+        (200, Some(0)),
+        "{answer}"
+    );
     let (status, answer) = post_json(
         &gateway.api_url(),
         "/v1/publish",
@@ -193,7 +240,10 @@ async fn channel_limits_and_bad_names_are_refused_clearly() {
     // A connect callback naming a bad channel, or too many, refuses the connect.
     for channels in ["bad%20name", "a,b,c"] {
         let refused = oort_e2e::http_client()
-            .get(format!("{}/connect?key=k&channels={channels}", gateway.api_url()))
+            .get(format!(
+                "{}/connect?key=k&channels={channels}",
+                gateway.api_url()
+            ))
             .header("Connection", "Upgrade")
             .header("Upgrade", "websocket")
             .header("Sec-WebSocket-Version", "13")

@@ -37,6 +37,7 @@ mod metrics_health;
 mod pings;
 mod shutdown;
 mod slow_clients;
+mod users;
 mod v1_api;
 mod v1_bad_requests;
 mod v1_sessions;

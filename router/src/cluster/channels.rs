@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use futures_util::future::join_all;
 use oort_common::cluster::{
-    ControlRequest, ControlResponse, PublishHeader, PublishReceipt, REQUEST_ID_HEADER,
-    SubjectKind, decode_framed, encode_framed, raft_id,
+    ControlRequest, ControlResponse, PublishHeader, PublishReceipt, REQUEST_ID_HEADER, SubjectKind,
+    decode_framed, encode_framed, raft_id,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
 use tokio::sync::watch;

@@ -127,9 +127,9 @@ impl Control {
                 channels,
                 join,
             } => match self.channels.get() {
-                Some(all) if valid_channels(&channels) => ControlResponse::Statuses(
-                    all.subscribe_here(&keys, &channels, join).await,
-                ),
+                Some(all) if valid_channels(&channels) => {
+                    ControlResponse::Statuses(all.subscribe_here(&keys, &channels, join).await)
+                }
                 Some(_) => ControlResponse::Failed("invalid channel names".into()),
                 None => ControlResponse::Failed("channels are not ready".into()),
             },

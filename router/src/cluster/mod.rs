@@ -49,9 +49,9 @@ pub use bus::{RejectReason, RejectedCounters};
 pub use channels::MAX_PRESENCE_PAGE;
 pub use status::{ClusterStatus, MemberStatus};
 
-use crate::{Presence, PublishOutcome, RouterError};
 use crate::epochs::EpochSource;
 use crate::request::{DeliveryRequest, LocalSessions};
+use crate::{Presence, PublishOutcome, RouterError};
 use channels::Channels;
 use control::Control;
 use core::{AppendClock, Core, NatsState};
@@ -80,6 +80,8 @@ pub struct ClusterSettings {
     /// Log each delivery this node makes for another node (with its request id), as the
     /// access log does for API requests.
     pub log_deliveries: bool,
+    /// `limits.max_sessions_per_user` and its policy.
+    pub user_limit: oort_common::cluster::UserLimit,
 }
 
 /// Metric handles the router updates on its hot paths; the gateway registers and renders them.
@@ -127,6 +129,7 @@ impl ClusterRouter {
             data_dir,
             epochs,
             log_deliveries,
+            user_limit,
         } = settings;
         let raft_id = oort_common::cluster::raft_id(&node);
         let subjects = Subjects::new(&config.name);
@@ -194,7 +197,7 @@ impl ClusterRouter {
             peers,
             epochs,
         ));
-        let registrar = Arc::new(Registrar::new());
+        let registrar = Arc::new(Registrar::new(user_limit));
         let delivery = Arc::new(Delivery::new(
             core.clone(),
             control.clone(),
@@ -260,13 +263,32 @@ impl ClusterRouter {
     /// Registers a session; returns once the registration is committed by the cluster, with
     /// the log index it was committed at (which orders it against registrations of the same key
     /// elsewhere). Waits for a leader (bounded) when there is none just now.
-    pub async fn register(&self, key: &SessionKey, epoch: Epoch) -> Result<u64, RouterError> {
+    ///
+    /// `user` is `Some` for a new session (with the user the connect callback named, if any)
+    /// and `None` for a session moving from another node, which keeps its user.
+    pub async fn register(
+        &self,
+        key: &SessionKey,
+        epoch: Epoch,
+        user: Option<Option<&str>>,
+    ) -> Result<u64, RouterError> {
         if !self.membership.is_up() || !self.core.nats.is_connected() {
             return Err(RouterError::Unavailable(
                 "this node has not joined the cluster".into(),
             ));
         }
-        self.registrar.register(key.clone(), epoch).await
+        let user = user.map(|user| user.map(str::to_owned));
+        self.registrar.register(key.clone(), epoch, user).await
+    }
+
+    /// The user's sessions and their nodes, from this node's replica.
+    pub fn user_sessions(&self, user: &str) -> Vec<(SessionKey, oort_common::NodeId)> {
+        self.core
+            .directory
+            .user_sessions(user)
+            .into_iter()
+            .map(|(key, owner)| (key, owner.node))
+            .collect()
     }
 
     /// Withdraws a registration (batched, not awaited beyond queueing).
@@ -448,13 +470,19 @@ impl ClusterRouter {
 async fn watch_applied(
     router: Arc<std::sync::OnceLock<ClusterRouter>>,
     sessions: Arc<dyn LocalSessions>,
-    mut applied: mpsc::Receiver<(u64, DirectoryCommand)>,
+    mut applied: mpsc::Receiver<store::Applied>,
 ) {
-    while let Some((index, command)) = applied.recv().await {
+    while let Some((index, command, response)) = applied.recv().await {
         let Some(router) = router.get() else {
             continue;
         };
         let me = &router.core.node;
+        for (key, owner) in response.evicted {
+            if owner.node == *me {
+                // A newer session of its user took its place (`limits.max_sessions_per_user`).
+                sessions.evict(&key, owner.epoch);
+            }
+        }
         match command {
             DirectoryCommand::NodeDown { node }
                 if node == *me
@@ -471,14 +499,33 @@ async fn watch_applied(
                 node,
                 sessions: keys,
             } if node != *me => {
-                for (key, _) in keys {
+                for (key, _) in registered(keys, &response.refused) {
                     // The key was registered on another node: the newer registration wins.
+                    sessions.superseded(&key, index);
+                }
+            }
+            DirectoryCommand::Admit {
+                node,
+                sessions: keys,
+                ..
+            } if node != *me => {
+                for (key, _, _) in registered(keys, &response.refused) {
                     sessions.superseded(&key, index);
                 }
             }
             _ => {}
         }
     }
+}
+
+/// The entries of a registration command the directory did not refuse.
+fn registered<T>(entries: Vec<T>, refused: &[u32]) -> Vec<T> {
+    entries
+        .into_iter()
+        .enumerate()
+        .filter(|(position, _)| !refused.contains(&(*position as u32)))
+        .map(|(_, entry)| entry)
+        .collect()
 }
 
 fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, RouterError> {

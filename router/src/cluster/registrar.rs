@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oort_common::cluster::{ControlRequest, ControlResponse, DirectoryCommand};
+use oort_common::cluster::{
+    ControlRequest, ControlResponse, DirectoryCommand, DirectoryResponse, UserLimit,
+};
 use oort_common::{Epoch, SessionKey};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
@@ -40,6 +42,9 @@ type Outcome = Result<u64, RouterError>;
 struct Job {
     key: SessionKey,
     epoch: Epoch,
+    /// A new session's user (`Some(None)`: none); `None` for a session moving between nodes,
+    /// which keeps its user.
+    user: Option<Option<String>>,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -51,6 +56,8 @@ struct InterestJob {
 
 /// The queues of pending registrations and unregistrations.
 pub(crate) struct Registrar {
+    /// `limits.max_sessions_per_user`, carried in every `Admit`.
+    user_limit: UserLimit,
     registers: mpsc::Sender<Job>,
     pending: Mutex<Option<mpsc::Receiver<Job>>>,
     interest: mpsc::Sender<InterestJob>,
@@ -62,10 +69,11 @@ pub(crate) struct Registrar {
 }
 
 impl Registrar {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(user_limit: UserLimit) -> Self {
         let (registers, pending) = mpsc::channel(MAX_WAITING);
         let (interest, interest_pending) = mpsc::channel(MAX_WAITING);
         Self {
+            user_limit,
             registers,
             pending: Mutex::new(Some(pending)),
             interest,
@@ -77,10 +85,20 @@ impl Registrar {
 
     /// Queues a registration and waits for its commit; returns the log index it was committed
     /// at.
-    pub(crate) async fn register(&self, key: SessionKey, epoch: Epoch) -> Outcome {
+    pub(crate) async fn register(
+        &self,
+        key: SessionKey,
+        epoch: Epoch,
+        user: Option<Option<String>>,
+    ) -> Outcome {
         let (done, committed) = oneshot::channel();
         self.registers
-            .try_send(Job { key, epoch, done })
+            .try_send(Job {
+                key,
+                epoch,
+                user,
+                done,
+            })
             .map_err(|err| match err {
                 mpsc::error::TrySendError::Full(_) => {
                     RouterError::Unavailable("too many registrations waiting".into())
@@ -184,7 +202,15 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
                 jobs.push(job);
             }
             if !jobs.is_empty() {
-                commit_registrations(&core, &control, jobs).await;
+                let (admitted, moved): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|job| job.user.is_some());
+                if !moved.is_empty() {
+                    commit_registrations(&core, &control, moved, None).await;
+                }
+                if !admitted.is_empty() {
+                    let limit = Some(registrar.user_limit);
+                    commit_registrations(&core, &control, admitted, limit).await;
+                }
             }
             while interest_jobs.len() < MAX_INTEREST_JOBS {
                 let Ok(job) = interest.try_recv() else { break };
@@ -235,20 +261,39 @@ async fn commit_interest(core: &Core, control: &Control, jobs: Vec<InterestJob>)
     }
 }
 
-/// Commits one batch of registrations and answers each by its own outcome.
-async fn commit_registrations(core: &Core, control: &Control, jobs: Vec<Job>) {
-    let sessions = jobs
-        .iter()
-        .map(|job| (job.key.clone(), job.epoch))
-        .collect();
-    let command = DirectoryCommand::Register {
-        node: core.node.clone(),
-        sessions,
+/// Commits one batch of registrations and answers each by its own outcome: new sessions with
+/// their users (`Admit`, under `limit`), or sessions moving between nodes (`Register`).
+async fn commit_registrations(
+    core: &Core,
+    control: &Control,
+    jobs: Vec<Job>,
+    limit: Option<UserLimit>,
+) {
+    let command = match limit {
+        Some(limit) => DirectoryCommand::Admit {
+            node: core.node.clone(),
+            sessions: jobs
+                .iter()
+                .map(|job| (job.key.clone(), job.epoch, job.user.clone().flatten()))
+                .collect(),
+            limit,
+        },
+        None => DirectoryCommand::Register {
+            node: core.node.clone(),
+            sessions: jobs
+                .iter()
+                .map(|job| (job.key.clone(), job.epoch))
+                .collect(),
+        },
     };
     match commit(core, control, command).await {
-        Ok((refused, index)) => {
+        Ok((response, index)) => {
             for (position, job) in jobs.into_iter().enumerate() {
-                let outcome = if refused.contains(&(position as u32)) {
+                let position = position as u32;
+                let outcome = if response.over_user_limit.contains(&position) {
+                    let user = job.user.clone().flatten().unwrap_or_default();
+                    Err(RouterError::UserLimit(user))
+                } else if response.refused.contains(&position) {
                     Err(RouterError::Unavailable(
                         "the directory refused the registration (this node is not up in it)".into(),
                     ))
@@ -266,15 +311,15 @@ async fn commit_registrations(core: &Core, control: &Control, jobs: Vec<Job>) {
     }
 }
 
-/// Commits `command` at the leader; returns the refused positions and the log index.
+/// Commits `command` at the leader; returns what applying it did and the log index.
 async fn commit(
     core: &Core,
     control: &Control,
     command: DirectoryCommand,
-) -> Result<(Vec<u32>, u64), RouterError> {
+) -> Result<(DirectoryResponse, u64), RouterError> {
     let started = Instant::now();
     let outcome = match control.call_leader(ControlRequest::Write(command)).await {
-        Ok(ControlResponse::Written { response, index }) => Ok((response.refused, index)),
+        Ok(ControlResponse::Written { response, index }) => Ok((response, index)),
         Ok(other) => Err(RouterError::Unavailable(format!(
             "directory write refused: {other:?}"
         ))),
@@ -292,14 +337,14 @@ mod tests {
 
     #[tokio::test]
     async fn registrations_waiting_are_bounded_and_the_next_is_refused_at_once() {
-        let registrar = Arc::new(Registrar::new());
+        let registrar = Arc::new(Registrar::new(UserLimit::default()));
         // Nothing commits (no task runs): every registration waits.
         let mut waiting = Vec::new();
         for i in 0..MAX_WAITING {
             let registrar = registrar.clone();
             waiting.push(tokio::spawn(async move {
                 registrar
-                    .register(SessionKey::from(format!("k{i}")), Epoch(1))
+                    .register(SessionKey::from(format!("k{i}")), Epoch(1), None)
                     .await
             }));
         }
@@ -313,7 +358,7 @@ mod tests {
             .await
             .expect("every registration queued");
         let refused = registrar
-            .register(SessionKey::from("one too many"), Epoch(1))
+            .register(SessionKey::from("one too many"), Epoch(1), None)
             .await;
         assert!(
             matches!(&refused, Err(RouterError::Unavailable(reason)) if reason.contains("too many")),

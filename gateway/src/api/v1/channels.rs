@@ -154,7 +154,11 @@ pub(crate) async fn publish(
         result: "ok",
         sessions: outcome.sessions,
         nodes: outcome.nodes.len(),
-        unreachable_nodes: outcome.unreachable.iter().map(ToString::to_string).collect(),
+        unreachable_nodes: outcome
+            .unreachable
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     })
     .into_response())
 }
@@ -192,7 +196,8 @@ pub(crate) async fn presence(
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<PresenceQuery>, QueryRejection>,
 ) -> Result<Json<PresenceAnswer>, ApiError> {
-    let Path(channel) = name.map_err(|r| ApiError::bad_request(format!("name: {}", r.body_text())))?;
+    let Path(channel) =
+        name.map_err(|r| ApiError::bad_request(format!("name: {}", r.body_text())))?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     check_channel_name(&channel).map_err(|err| ApiError::bad_request(format!("name: {err}")))?;
     let max = oort_router::MAX_PRESENCE_PAGE;

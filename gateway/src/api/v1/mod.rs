@@ -5,6 +5,7 @@
 mod channels;
 mod info;
 mod request;
+mod users;
 
 use std::sync::Arc;
 
@@ -21,11 +22,17 @@ use crate::state::AppState;
 pub(crate) use channels::{presence, publish, subscribe, unsubscribe};
 pub(crate) use info::{cluster, session};
 use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
+pub(crate) use users::user;
 
 #[derive(Serialize)]
 pub(crate) struct SessionResult {
-    session: SessionKey,
+    /// Absent for a user with no session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionKey>,
     status: DeliveryStatus,
+    /// The user the session was reached through (`/v1/send` with `users`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -51,7 +58,11 @@ impl DeliveryAnswer {
         let results = targets
             .into_iter()
             .zip(statuses)
-            .map(|(session, status)| SessionResult { session, status })
+            .map(|(session, status)| SessionResult {
+                session: Some(session),
+                status,
+                user: None,
+            })
             .collect();
         Self {
             results,
@@ -70,15 +81,20 @@ pub(crate) struct BatchAnswer {
     failed: usize,
 }
 
-/// `POST /v1/send`.
+/// `POST /v1/send`: to sessions, and to every session of users.
 pub(crate) async fn send(
     State(state): State<Arc<AppState>>,
     request_id: Option<Extension<RequestId>>,
     body: axum::body::Body,
 ) -> Result<Json<DeliveryAnswer>, ApiError> {
     let request: SendRequest = parse(&state, body).await?;
-    let delivery = request.into_delivery(state.config.strict_broadcast)?;
-    Ok(Json(deliver(&state, delivery, id_of(&request_id)).await))
+    let (delivery, users) = request.into_delivery(state.config.strict_broadcast)?;
+    if users.is_empty() {
+        return Ok(Json(deliver(&state, delivery, id_of(&request_id)).await));
+    }
+    Ok(Json(
+        users::send(&state, delivery, &users, id_of(&request_id)).await,
+    ))
 }
 
 /// `POST /v1/send/batch`: many messages in one request, each with its own sessions.

@@ -28,11 +28,15 @@ pub(super) struct Message {
     binary: Option<bool>,
 }
 
-/// `/v1/send`: one message, and whether an unknown session stops it.
+/// `/v1/send`: one message for sessions and for every session of some users, and whether an
+/// unknown target stops it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SendRequest {
+    #[serde(default)]
     sessions: Vec<String>,
+    #[serde(default)]
+    pub(super) users: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     data: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -91,12 +95,40 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+/// Users one `/v1/send` may name.
+pub(super) const MAX_USERS_PER_SEND: usize = 1000;
+
 impl SendRequest {
-    /// The delivery, with `strict` defaulting to `default_strict` (`strict_broadcast`).
-    pub(super) fn into_delivery(self, default_strict: bool) -> Result<DeliveryRequest, ApiError> {
+    /// The delivery to the named sessions (users are resolved by the caller and added), with
+    /// `strict` defaulting to `default_strict` (`strict_broadcast`); the users, checked.
+    pub(super) fn into_delivery(
+        self,
+        default_strict: bool,
+    ) -> Result<(DeliveryRequest, Vec<String>), ApiError> {
         let strict = self.strict.unwrap_or(default_strict);
         let payload = required_payload(self.data, self.data_base64, self.binary, "")?;
-        delivery(self.sessions, payload, DeliveryMode::Send, strict, "")
+        if self.users.is_empty() {
+            let delivery = delivery(self.sessions, payload, DeliveryMode::Send, strict, "")?;
+            return Ok((delivery, Vec::new()));
+        }
+        if self.users.len() > MAX_USERS_PER_SEND {
+            return Err(ApiError::bad_request(format!(
+                "users: {} users named; at most {MAX_USERS_PER_SEND} per request",
+                self.users.len()
+            )));
+        }
+        for (index, user) in self.users.iter().enumerate() {
+            crate::connect::check_user(user)
+                .map_err(|err| ApiError::bad_request(format!("users[{index}]: {err}")))?;
+        }
+        let delivery = DeliveryRequest {
+            targets: self.sessions.into_iter().map(SessionKey::from).collect(),
+            payload,
+            mode: DeliveryMode::Send,
+            strict,
+            request_id: String::new(),
+        };
+        Ok((delivery, self.users))
     }
 }
 

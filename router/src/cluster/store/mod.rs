@@ -8,4 +8,4 @@ mod state_machine;
 mod tests;
 
 pub use log::{LogStore, OpenError};
-pub use state_machine::{AppliedSender, DirectoryReader, StateMachine, check_snapshot};
+pub use state_machine::{Applied, AppliedSender, DirectoryReader, StateMachine, check_snapshot};

@@ -33,7 +33,11 @@ use crate::cluster::types::{
 use crate::directory::Directory;
 
 /// Applied commands, with their log index, as the router hears of them.
-pub type AppliedSender = Sender<(u64, DirectoryCommand)>;
+pub type AppliedSender = Sender<Applied>;
+
+/// One applied command, as the router hears of it: its log index, the command, and what
+/// applying it did (registrations refused, sessions evicted past a user's limit).
+pub type Applied = (u64, DirectoryCommand, DirectoryResponse);
 
 /// The replicated state. A snapshot's data is its `DirectorySnapshot` form.
 #[derive(Default)]
@@ -58,7 +62,8 @@ impl State {
         // A snapshot from a build before channels existed lacks their field.
         let snapshot: DirectorySnapshot = match wire::decode_snapshot(data) {
             Ok(snapshot) => snapshot,
-            Err(err) => match wire::decode_snapshot::<oort_common::cluster::SessionsSnapshot>(data) {
+            Err(err) => match wire::decode_snapshot::<oort_common::cluster::SessionsSnapshot>(data)
+            {
                 Ok(old) => old.into(),
                 Err(_) => return Err(err),
             },
@@ -325,10 +330,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
             };
+            let heard = self.applied.as_ref().map(|_| response.clone());
             responses.push(response);
-            if let (Some(command), Some(listener)) = (command, &self.applied) {
+            if let (Some(command), Some(listener), Some(response)) = (command, &self.applied, heard)
+            {
                 // A closed channel means the router is stopping; the directory is still right.
-                let _ = listener.send((index, command)).await;
+                let _ = listener.send((index, command, response)).await;
             }
         }
         Ok(responses)
@@ -390,6 +397,11 @@ impl DirectoryReader {
         keys.iter()
             .map(|key| state.directory.owner(key.as_str()).cloned())
             .collect()
+    }
+
+    /// The user's sessions, oldest first, with their owners.
+    pub fn user_sessions(&self, user: &str) -> Vec<(SessionKey, Owner)> {
+        self.shared.read().directory.user_sessions(user)
     }
 
     /// The nodes holding subscribers of `channel`.

@@ -167,8 +167,8 @@ async fn a_snapshot_installed_elsewhere_answers_the_same_owners() {
     );
     // The listener hears every Normal command, in log order.
     let mut heard = Vec::new();
-    while let Ok(command) = applied_rx.try_recv() {
-        heard.push(command);
+    while let Ok((index, command, _)) = applied_rx.try_recv() {
+        heard.push((index, command));
     }
     let normal: Vec<_> = directory_entries()
         .into_iter()
