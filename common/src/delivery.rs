@@ -31,11 +31,14 @@ pub enum DeliveryStatus {
     /// A subscribe that would take the session past `channels.max_per_session`; the session's
     /// channels are unchanged. Appended last: the backbone encodes statuses by position.
     ChannelLimit,
+    /// The session's client cannot do what was asked: a request (`/v1/request`) to a session
+    /// that does not speak `oort.v1` over WebSocket. Appended last.
+    Unsupported,
 }
 
 impl DeliveryStatus {
     /// All statuses, in a stable order (for counters and documentation).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Ok,
         Self::NotFound,
         Self::QueueFull,
@@ -45,6 +48,7 @@ impl DeliveryStatus {
         Self::Skipped,
         Self::Buffered,
         Self::ChannelLimit,
+        Self::Unsupported,
     ];
 
     /// The status as it appears in JSON and in metric labels.
@@ -59,6 +63,7 @@ impl DeliveryStatus {
             Self::Skipped => "skipped",
             Self::Buffered => "buffered",
             Self::ChannelLimit => "channel_limit",
+            Self::Unsupported => "unsupported",
         }
     }
 
@@ -80,6 +85,7 @@ impl DeliveryStatus {
             Self::OwnerTimeout => Some("kuiperbelt: session owner did not answer in time"),
             Self::Skipped => Some("kuiperbelt: not sent because of strict broadcast"),
             Self::ChannelLimit => Some("kuiperbelt: the session is in too many channels"),
+            Self::Unsupported => Some("kuiperbelt: the session's client cannot do this"),
         }
     }
 }
@@ -99,6 +105,12 @@ pub enum DeliveryMode {
         /// kuiperbelt's `/close` always sends its body, even an empty one; `/v1/close` sends a
         /// final message only when it has one.
         send_payload: bool,
+    },
+    /// Queue the payload as a request (`/v1/request`): an `oort.v1` request frame carrying
+    /// `id`, which the client's reply names. Appended last: variants are encoded by position.
+    Request {
+        /// The correlation id: the waiting node's reply prefix, a dot, and random hex.
+        id: String,
     },
 }
 

@@ -28,6 +28,8 @@ pub enum Data {
 pub enum Event {
     /// A backend message with its sequence number.
     Message(u64, Data),
+    /// A backend request (`/v1/request`) with its sequence number and correlation id.
+    Request(u64, String, Data),
     /// A fresh resume token (already kept by the client).
     Token,
     /// Continuity was lost (close 4000 follows).
@@ -86,6 +88,14 @@ enum Control {
 struct TextMessage {
     seq: u64,
     data: String,
+}
+
+#[derive(Deserialize)]
+struct RequestMessage {
+    seq: u64,
+    request: String,
+    data: Option<String>,
+    data_base64: Option<String>,
 }
 
 impl DurableClient {
@@ -220,6 +230,21 @@ impl DurableClient {
                 Event::Message(seq, Data::Binary(data[8..].to_vec()))
             }
             Some(Ok(Message::Text(text))) => {
+                if let Ok(request) = serde_json::from_str::<RequestMessage>(text.as_str()) {
+                    self.position.seen = self.position.seen.max(request.seq);
+                    let data = match (request.data, request.data_base64) {
+                        (Some(text), _) => Data::Text(text),
+                        (None, Some(encoded)) => {
+                            use base64::Engine;
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(encoded)
+                                .expect("base64 request data");
+                            Data::Binary(bytes)
+                        }
+                        (None, None) => Data::Text(String::new()),
+                    };
+                    return Some(Event::Request(request.seq, request.request, data));
+                }
                 if let Ok(message) = serde_json::from_str::<TextMessage>(text.as_str()) {
                     self.position.seen = self.position.seen.max(message.seq);
                     return Some(Event::Message(message.seq, Data::Text(message.data)));
@@ -243,6 +268,20 @@ impl DurableClient {
             Some(Event::Message(seq, data)) => (seq, data),
             other => panic!("expected a message, got {other:?}"),
         }
+    }
+
+    /// The next backend request: its sequence number, id and data.
+    pub async fn recv_request(&mut self) -> (u64, String, Data) {
+        match self.next_event(TIMEOUT).await {
+            Some(Event::Request(seq, id, data)) => (seq, id, data),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    /// Answers request `id` with text.
+    pub async fn reply(&mut self, id: &str, data: &str) -> Result<(), Error> {
+        let reply = serde_json::json!({"type": "reply", "request": id, "data": data}).to_string();
+        self.stream.send(Message::text(reply)).await
     }
 
     /// Acknowledges every message up to `seq`.

@@ -101,6 +101,9 @@ const CLOSE_CAUSES: [CloseCause; 17] = [
     CloseCause::UserLimit,
 ];
 
+/// How requests to clients (`/v1/request`) end: answered, timed out, or not delivered.
+pub(crate) const REQUEST_OUTCOMES: [&str; 3] = ["answered", "timeout", "undelivered"];
+
 /// How `oort.v1` resumes end: continued on the same node, moved from another node, or reset.
 const RESUME_OUTCOMES: [&str; 3] = ["here", "moved", "reset"];
 
@@ -128,6 +131,13 @@ pub(crate) struct Metrics {
     /// Client connections not yet upgraded (or closed) that hold a reservation.
     pub handshakes: Gauge,
     deliveries: [Counter; DeliveryStatus::ALL.len()],
+    /// Replies to backend requests read from this node's clients.
+    pub client_replies: Counter,
+    /// Replies that reached this node with no request waiting for them (late, unknown id, or
+    /// from another session than the one asked); set when rendering.
+    pub unmatched_replies: Counter,
+    /// Requests to clients through this node, by outcome.
+    requests: [Counter; REQUEST_OUTCOMES.len()],
     /// Publishes to channels through this node.
     publishes: Counter,
     /// Sessions (cluster-wide) that took those publishes.
@@ -189,6 +199,18 @@ impl Metrics {
             "Per-session delivery outcomes of backend sends.",
         );
         r.describe("oort_session_closes_total", "Sessions ended, by cause.");
+        r.describe(
+            "oort_client_replies_total",
+            "Replies to backend requests read from this node's clients.",
+        );
+        r.describe(
+            "oort_client_replies_unmatched_total",
+            "Replies dropped because no request waited for them (late, unknown, wrong session).",
+        );
+        r.describe(
+            "oort_requests_total",
+            "Requests to clients (POST /v1/request) through this node, by outcome.",
+        );
         r.describe(
             "oort_publishes_total",
             "Channel publishes through this node (POST /v1/publish).",
@@ -261,6 +283,10 @@ impl Metrics {
             deliveries: DeliveryStatus::ALL
                 .map(|s| r.counter("oort_deliveries_total", &[("status", s.as_str())])),
             queue_overflows: r.counter("oort_queue_overflows_total", &[]),
+            client_replies: r.counter("oort_client_replies_total", &[]),
+            unmatched_replies: r.counter("oort_client_replies_unmatched_total", &[]),
+            requests: REQUEST_OUTCOMES
+                .map(|outcome| r.counter("oort_requests_total", &[("outcome", outcome)])),
             publishes: r.counter("oort_publishes_total", &[]),
             publish_receivers: r.counter("oort_publish_receivers_total", &[]),
             closes: CLOSE_CAUSES
@@ -336,6 +362,13 @@ impl Metrics {
             .set(status.snapshot_index.unwrap_or(0) as f64);
         raft.snapshot_bytes.set(status.snapshot_bytes as f64);
         raft.ready.set(if status.ready { 1.0 } else { 0.0 });
+    }
+
+    /// Counts one request to a client by its outcome (one of [`REQUEST_OUTCOMES`]).
+    pub(crate) fn count_request(&self, outcome: &str) {
+        if let Some(index) = REQUEST_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.requests[index].increment(1);
+        }
     }
 
     /// Counts one publish and the sessions that took it.

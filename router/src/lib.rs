@@ -210,6 +210,29 @@ impl Router {
         }
     }
 
+    /// The prefix of the correlation ids of this node's requests (`/v1/request`): whoever
+    /// holds the client that answers sends the reply to the node it names.
+    pub fn reply_prefix(&self) -> String {
+        match self {
+            Self::Local(_) => "0".to_owned(),
+            Self::Cluster(router) => router.reply_prefix(),
+        }
+    }
+
+    /// A client of this node answered request `id`: the reply goes to the node waiting for it
+    /// (this one, or the one its id names).
+    pub async fn forward_reply(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        payload: oort_common::Payload,
+    ) {
+        match self {
+            Self::Local(router) => router.sessions().client_reply(id, session, payload),
+            Self::Cluster(router) => router.forward_reply(id, session, payload).await,
+        }
+    }
+
     /// Who is subscribed to `channel`, cluster-wide: the count, and up to `limit` sessions
     /// after `after` in key order.
     pub async fn presence(&self, channel: &str, after: Option<&str>, limit: usize) -> Presence {

@@ -48,6 +48,10 @@ impl LocalRouter {
         &self.node_id
     }
 
+    pub(crate) fn sessions(&self) -> &dyn LocalSessions {
+        &*self.sessions
+    }
+
     /// Nothing to replicate: the gateway's table already holds the session. A session with a
     /// user is recorded under it, within the user's limit.
     pub(crate) fn register(
@@ -240,6 +244,8 @@ mod tests {
         }
 
         fn evict(&self, _: &SessionKey, _: Epoch) {}
+
+        fn client_reply(&self, _: &str, _: &SessionKey, _: Payload) {}
     }
 
     fn router() -> (Router, Arc<Recorder>) {

@@ -76,6 +76,9 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// newer session of its user (`limits.max_sessions_per_user`): it ends.
     fn evict(&self, key: &SessionKey, epoch: oort_common::Epoch);
 
+    /// A client's reply to request `id`, from `session`, reached the node waiting for it.
+    fn client_reply(&self, id: &str, session: &SessionKey, payload: Payload);
+
     /// True while a session held here is subscribed to `channel`.
     fn holds_channel(&self, channel: &str) -> bool;
 

@@ -200,6 +200,18 @@ pub struct PublishHeader {
     pub position: u32,
 }
 
+/// A client's reply to a request, on `oort.<cluster>.replies.<raft_id>` of the node waiting
+/// for it; the payload follows the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReplyHeader {
+    /// The request's correlation id.
+    pub id: String,
+    /// The session that answered (the waiting node checks it is the one it asked).
+    pub session: SessionKey,
+    /// Text or binary.
+    pub kind: FrameKind,
+}
+
 /// What one node did with a [`PublishHeader`] message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishReceipt {

@@ -21,8 +21,8 @@ pub use directory::{
 };
 pub use framing::{decode_framed, decode_records, encode_framed, encode_records};
 pub use messages::{
-    BroadcastHeader, ControlRequest, ControlResponse, DeliverHeader, HandoverTail, Hello,
-    KeptMessage, PublishHeader, PublishReceipt,
+    BroadcastHeader, ClientReplyHeader, ControlRequest, ControlResponse, DeliverHeader,
+    HandoverTail, Hello, KeptMessage, PublishHeader, PublishReceipt,
 };
 pub use stream::{StreamAnswer, StreamOp, StreamPosition, StreamRequest};
 
@@ -68,11 +68,13 @@ pub enum SubjectKind {
     Stream,
     /// Publishes to channels this node holds subscribers of.
     Channel,
+    /// Clients' replies to requests this node is waiting for.
+    ClientReply,
 }
 
 impl SubjectKind {
     /// Every kind, in a stable order (for pre-registered metrics).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Hello,
         Self::Raft,
         Self::Control,
@@ -81,6 +83,7 @@ impl SubjectKind {
         Self::Reply,
         Self::Stream,
         Self::Channel,
+        Self::ClientReply,
     ];
 
     /// The kind as a metric label.
@@ -94,6 +97,7 @@ impl SubjectKind {
             Self::Reply => "reply",
             Self::Stream => "stream",
             Self::Channel => "chan",
+            Self::ClientReply => "replies",
         }
     }
 }
@@ -146,6 +150,11 @@ impl Subjects {
     /// only by the nodes that subscribe to it, which are the nodes holding its subscribers.
     pub fn channel(&self, channel: &str) -> String {
         format!("{}.chan.{channel}", self.prefix)
+    }
+
+    /// Clients' replies to requests the node with this raft id waits for.
+    pub fn client_replies(&self, raft_id: u64) -> String {
+        format!("{}.replies.{raft_id}", self.prefix)
     }
 
     /// Cluster-wide broadcasts.

@@ -62,6 +62,8 @@ pub struct LimitsConfig {
     /// cluster-wide (0: unlimited).
     #[serde(deserialize_with = "lenient::number")]
     pub max_sessions_per_user: u32,
+    /// The longest a `/v1/request` may wait for its client's reply (its `timeout_ms`).
+    pub max_request_timeout: GoDuration,
     /// What a connect past `max_sessions_per_user` does: close the user's oldest session
     /// (`close_oldest`), or be refused with 429 (`refuse`).
     pub user_overflow: UserOverflow,
@@ -99,6 +101,7 @@ impl Default for LimitsConfig {
             address_connect_rate: 20,
             address_connect_burst: 100,
             max_sessions_per_user: 0,
+            max_request_timeout: GoDuration::from_secs(60),
             user_overflow: UserOverflow::CloseOldest,
         }
     }
@@ -137,6 +140,7 @@ impl LimitsConfig {
         for (key, value) in [
             ("limits.client_head_timeout", self.client_head_timeout),
             ("limits.api_head_timeout", self.api_head_timeout),
+            ("limits.max_request_timeout", self.max_request_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(key, value, "must be above 0"));

@@ -408,7 +408,8 @@ fn run_client(
                             unacked = 0;
                         }
                     }
-                    Some(Event::Token) => {}
+                    // This scenario sends no requests.
+                    Some(Event::Token | Event::Request(..)) => {}
                     Some(Event::Reset(_)) => {
                         lock(&log).resets += 1;
                         position = None;

@@ -7,6 +7,7 @@
 mod away;
 mod http;
 mod moves;
+mod requests;
 mod rolling;
 
 use std::time::Duration;

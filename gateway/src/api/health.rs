@@ -54,6 +54,10 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(status) = state.router.cluster_status() {
         state.metrics.set_cluster(&status);
     }
+    state
+        .metrics
+        .unmatched_replies
+        .absolute(state.registry.replies.unmatched());
     for (channel, gauge) in &state.channel_gauges {
         gauge.set(state.registry.channel_count(channel) as f64);
     }

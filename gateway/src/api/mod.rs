@@ -91,6 +91,7 @@ fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/unsubscribe", json_errors(post(v1::unsubscribe)))
         .route("/v1/channels/{name}", json_errors(get(v1::presence)))
         .route("/v1/users/{id}", json_errors(get(v1::user)))
+        .route("/v1/request", json_errors(post(v1::request)))
         .route("/v1/drain", json_errors(post(health::drain)))
         .route("/metrics", json_errors(get(health::metrics)))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));

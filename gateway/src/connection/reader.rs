@@ -65,6 +65,14 @@ pub(super) async fn read_loop(
             None => (kind, data),
             Some(durable) => match protocol::parse(kind, data) {
                 Ok(ClientFrame::Message(kind, data)) => (kind, data),
+                Ok(ClientFrame::Reply { request, payload }) => {
+                    state.metrics.client_replies.increment(1);
+                    state
+                        .router
+                        .forward_reply(&request, &session.key, payload)
+                        .await;
+                    continue;
+                }
                 Ok(ClientFrame::Ack(seq)) => {
                     if durable.ack(seq).is_err() {
                         debug!(seq, "client acknowledged a message never sent");

@@ -44,7 +44,9 @@ enum Phase {
     Closed { since: Instant },
     /// Being taken over from another node: messages sent meanwhile are held, unnumbered, until
     /// the other node's tail arrives, and numbered after it.
-    Receiving { held: Vec<Payload> },
+    Receiving {
+        held: Vec<(Payload, Option<String>)>,
+    },
     /// Another node registered the session (a resume there): sends answer `not_found`, so
     /// their senders look the key up again, and the buffer waits for that node to take it.
     Departed,
@@ -229,13 +231,38 @@ impl Durable {
         queue_limits: &QueueLimits,
         limits: &BufferLimits,
     ) -> DeliveryStatus {
+        self.push_as(payload, None, queue_limits, limits)
+    }
+
+    /// Queues a backend request (`/v1/request`) like a message, framed as a request the
+    /// client can answer. A session read over HTTP cannot answer: `unsupported`.
+    pub(crate) fn push_request(
+        &self,
+        payload: &Payload,
+        id: &str,
+        queue_limits: &QueueLimits,
+        limits: &BufferLimits,
+    ) -> DeliveryStatus {
+        if self.lock().read_over_http {
+            return DeliveryStatus::Unsupported;
+        }
+        self.push_as(payload, Some(id), queue_limits, limits)
+    }
+
+    fn push_as(
+        &self,
+        payload: &Payload,
+        request: Option<&str>,
+        queue_limits: &QueueLimits,
+        limits: &BufferLimits,
+    ) -> DeliveryStatus {
         let mut state = self.lock();
         let seq = state.buffer.next_seq();
         let size = payload.len();
         match &mut state.phase {
             Phase::Ended | Phase::Departed | Phase::Closed { .. } => DeliveryStatus::NotFound,
             Phase::Waiting { .. } => {
-                let frame = protocol::message(seq, payload);
+                let frame = frame_of(seq, payload, request);
                 state.buffer.keep(frame, size, limits);
                 // The reader takes it from the buffer; the session lingers until it is back.
                 if let Phase::Waiting { wake } = std::mem::replace(&mut state.phase, Phase::Ended) {
@@ -248,12 +275,12 @@ impl Durable {
                 if held.len() >= limits.max_messages {
                     DeliveryStatus::QueueFull
                 } else {
-                    held.push(payload.clone());
+                    held.push((payload.clone(), request.map(str::to_owned)));
                     DeliveryStatus::Buffered
                 }
             }
             Phase::Attached(connection) => {
-                let frame = protocol::message(seq, payload);
+                let frame = frame_of(seq, payload, request);
                 let status = connection.queue.push(frame.clone(), size, queue_limits);
                 match status {
                     DeliveryStatus::Ok => {
@@ -269,7 +296,7 @@ impl Durable {
                 }
             }
             Phase::Away { .. } => {
-                let frame = protocol::message(seq, payload);
+                let frame = frame_of(seq, payload, request);
                 state.buffer.keep(frame, size, limits);
                 DeliveryStatus::Buffered
             }
@@ -386,8 +413,8 @@ impl Durable {
         }
         // What came before the tail was acknowledged there (or counted as dropped).
         let _ = buffer.ack(first.saturating_sub(1));
-        for payload in held {
-            let frame = protocol::message(buffer.next_seq(), &payload);
+        for (payload, request) in held {
+            let frame = frame_of(buffer.next_seq(), &payload, request.as_deref());
             buffer.keep(frame, payload.len(), limits);
         }
         state.buffer = buffer;
@@ -515,6 +542,14 @@ fn tail_of(buffer: &ReplayBuffer, seen: u64) -> Tail {
         kept: buffer.kept_after(seen).cloned().collect(),
         next_seq: buffer.next_seq(),
         dropped_through: buffer.dropped_through(),
+    }
+}
+
+/// The frame of message `seq`: a plain message, or a request the client can answer.
+fn frame_of(seq: u64, payload: &Payload, request: Option<&str>) -> Message {
+    match request {
+        Some(id) => protocol::request(seq, id, payload),
+        None => protocol::message(seq, payload),
     }
 }
 

@@ -7,6 +7,7 @@
 //! objects with a `type` (`ack`, `message`); binary frames are messages.
 
 use axum::extract::ws::{Message, Utf8Bytes};
+use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use oort_common::{FrameKind, Payload, SessionKey};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,34 @@ pub(crate) fn message(seq: u64, payload: &Payload) -> Message {
             Message::Binary(frame.freeze())
         }
     }
+}
+
+/// The frame of backend request `seq` (`/v1/request`): a text frame whatever the payload,
+/// `{"seq":N,"request":"<id>","data":"..."}`, or `"data_base64"` for a binary payload. The
+/// client answers with a `reply` frame naming the id.
+pub(crate) fn request(seq: u64, id: &str, payload: &Payload) -> Message {
+    #[derive(Serialize)]
+    struct Request<'a> {
+        seq: u64,
+        request: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data_base64: Option<String>,
+    }
+    let (data, data_base64) = match payload.kind() {
+        FrameKind::Text => (std::str::from_utf8(payload.data()).ok(), None),
+        FrameKind::Binary => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(payload.data())),
+        ),
+    };
+    text(&Request {
+        seq,
+        request: id,
+        data,
+        data_base64,
+    })
 }
 
 /// The first frame of every `oort.v1` connection; `node` is the node serving it.
@@ -100,14 +129,33 @@ pub(crate) enum ClientFrame {
     Ack(u64),
     /// A message for the receive callback.
     Message(FrameKind, Bytes),
+    /// The answer to the backend's request `request`.
+    Reply {
+        /// The request's correlation id.
+        request: String,
+        /// The answer.
+        payload: Payload,
+    },
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClientText {
-    Ack { seq: u64 },
-    Message { data: String },
+    Ack {
+        seq: u64,
+    },
+    Message {
+        data: String,
+    },
+    Reply {
+        request: String,
+        data: Option<String>,
+        data_base64: Option<String>,
+    },
 }
+
+/// The longest correlation id a reply may name (ids this gateway makes are far shorter).
+const MAX_REQUEST_ID: usize = 64;
 
 /// Reads a client's frame; the error says what is wrong with it (the close reason).
 pub(crate) fn parse(kind: FrameKind, data: Bytes) -> Result<ClientFrame, String> {
@@ -118,6 +166,27 @@ pub(crate) fn parse(kind: FrameKind, data: Bytes) -> Result<ClientFrame, String>
         Ok(ClientText::Ack { seq }) => Ok(ClientFrame::Ack(seq)),
         Ok(ClientText::Message { data }) => {
             Ok(ClientFrame::Message(FrameKind::Text, Bytes::from(data)))
+        }
+        Ok(ClientText::Reply {
+            request,
+            data,
+            data_base64,
+        }) => {
+            if request.is_empty() || request.len() > MAX_REQUEST_ID {
+                return Err("a reply names no request id this gateway made".to_owned());
+            }
+            let payload = match (data, data_base64) {
+                (Some(text), None) => Payload::text(text),
+                (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                    .decode(encoded.as_bytes())
+                    .map(Payload::binary)
+                    .map_err(|err| format!("reply data_base64: {err}"))?,
+                (None, None) => Payload::text(""),
+                (Some(_), Some(_)) => {
+                    return Err("a reply has data or data_base64, not both".to_owned());
+                }
+            };
+            Ok(ClientFrame::Reply { request, payload })
         }
         Err(err) => Err(format!("not an oort.v1 frame: {err}")),
     }
@@ -144,6 +213,33 @@ mod tests {
             panic!("binary payloads are binary frames")
         };
         assert_eq!(&data[..], &[0, 0, 0, 0, 0, 0, 1, 2, 1, 2, 3]);
+    }
+
+    #[test]
+    fn requests_are_text_frames_and_replies_name_them() {
+        let Message::Text(frame) = request(3, "0.ab", &Payload::binary(vec![0u8, 255])) else {
+            panic!("requests are text frames")
+        };
+        let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"seq": 3, "request": "0.ab", "data_base64": "AP8="})
+        );
+        let reply = Bytes::from_static(br#"{"type":"reply","request":"0.ab","data":"yes"}"#);
+        assert_eq!(
+            parse(FrameKind::Text, reply),
+            Ok(ClientFrame::Reply {
+                request: "0.ab".into(),
+                payload: Payload::text("yes")
+            })
+        );
+        for bad in [
+            &br#"{"type":"reply","request":""}"#[..],
+            br#"{"type":"reply","request":"x","data":"a","data_base64":"YQ=="}"#,
+            br#"{"type":"reply","request":"x","data_base64":"%%"}"#,
+        ] {
+            assert!(parse(FrameKind::Text, Bytes::from_static(bad)).is_err());
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod channels;
 mod queue;
 mod registry;
+mod replies;
 mod stream;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use oort_common::{Epoch, SessionKey};
 
 pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
 pub(crate) use registry::{Committed, EndedDurable, SessionRegistry, frame_for};
+pub(crate) use replies::PendingReplies;
 
 /// Why a session ended. Decides the close frame and whether the backend's close callback runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -96,6 +96,8 @@ pub(crate) struct SessionRegistry {
     ended_rx: Mutex<Option<mpsc::UnboundedReceiver<EndedDurable>>>,
     /// Channel memberships of the keys held here.
     channels: ChannelTable,
+    /// Requests to clients (`/v1/request`) made through this node, waiting for replies.
+    pub(crate) replies: super::PendingReplies,
 }
 
 impl SessionRegistry {
@@ -117,6 +119,7 @@ impl SessionRegistry {
             ended,
             ended_rx: Mutex::new(Some(ended_rx)),
             channels: ChannelTable::new(max_channels),
+            replies: super::PendingReplies::default(),
         }
     }
 
@@ -444,6 +447,9 @@ impl SessionRegistry {
     ) -> DeliveryStatus {
         match mode {
             DeliveryMode::Send => durable.push(payload, &self.limits, &self.buffer_limits),
+            DeliveryMode::Request { id } => {
+                durable.push_request(payload, id, &self.limits, &self.buffer_limits)
+            }
             DeliveryMode::Close {
                 code,
                 reason,
@@ -509,6 +515,8 @@ impl LocalSessions for SessionRegistry {
                 };
                 match mode {
                     DeliveryMode::Send => session.queue.push(frame.clone(), size, &self.limits),
+                    // A plain WebSocket client has no way to answer.
+                    DeliveryMode::Request { .. } => DeliveryStatus::Unsupported,
                     DeliveryMode::Close {
                         code,
                         reason,
@@ -626,6 +634,10 @@ impl LocalSessions for SessionRegistry {
 
     fn holds_channel(&self, channel: &str) -> bool {
         self.channels.holds(channel)
+    }
+
+    fn client_reply(&self, id: &str, session: &SessionKey, payload: Payload) {
+        self.replies.answer(id, session, payload);
     }
 
     fn evict(&self, key: &SessionKey, epoch: Epoch) {

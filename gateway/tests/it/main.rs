@@ -35,6 +35,7 @@ mod limits;
 mod methods;
 mod metrics_health;
 mod pings;
+mod request_reply;
 mod shutdown;
 mod slow_clients;
 mod users;

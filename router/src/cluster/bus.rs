@@ -136,7 +136,10 @@ fn max_bytes(kind: SubjectKind) -> usize {
         SubjectKind::Raft | SubjectKind::Control | SubjectKind::Reply | SubjectKind::Stream => {
             MAX_MESSAGE_BYTES + 64
         }
-        SubjectKind::Deliver | SubjectKind::Broadcast | SubjectKind::Channel => usize::MAX,
+        SubjectKind::Deliver
+        | SubjectKind::Broadcast
+        | SubjectKind::Channel
+        | SubjectKind::ClientReply => usize::MAX,
     }
 }
 

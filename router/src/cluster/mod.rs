@@ -23,6 +23,7 @@ mod owner_link;
 mod peers;
 pub(crate) mod raft_checks;
 mod registrar;
+mod replies;
 mod snapshot_receiver;
 mod status;
 pub mod store;
@@ -236,6 +237,7 @@ impl ClusterRouter {
             network::serve(self.core.clone()).await?;
             self.control.serve().await?;
             stream::serve(&self.core, self.delivery.sessions()).await?;
+            replies::serve(&self.core, self.delivery.sessions()).await?;
             self.delivery.serve().await
         };
         if let Err(err) = subscribed.await {
@@ -336,6 +338,21 @@ impl ClusterRouter {
         request_id: &str,
     ) -> PublishOutcome {
         self.channels.publish(channels, payload, request_id).await
+    }
+
+    /// This node's prefix for request correlation ids.
+    pub fn reply_prefix(&self) -> String {
+        replies::prefix(&self.core)
+    }
+
+    /// Carries a client's reply to the node waiting for it.
+    pub async fn forward_reply(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        payload: oort_common::Payload,
+    ) {
+        replies::forward(&self.core, &*self.delivery.sessions(), id, session, payload).await;
     }
 
     /// Who is subscribed to `channel`, cluster-wide.

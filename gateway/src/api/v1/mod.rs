@@ -5,6 +5,7 @@
 mod channels;
 mod info;
 mod request;
+mod request_reply;
 mod users;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::state::AppState;
 pub(crate) use channels::{presence, publish, subscribe, unsubscribe};
 pub(crate) use info::{cluster, session};
 use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
+pub(crate) use request_reply::request;
 pub(crate) use users::user;
 
 #[derive(Serialize)]
