@@ -153,6 +153,9 @@ impl AppState {
             let router = Router::local(node_id, registry.clone(), config.limits.user_limit());
             (registry, router)
         };
+        if let Some(events) = router.events() {
+            callbacks.use_events(events);
+        }
         let ended = registry.take_ended();
         let channel_gauges = metrics.channel_gauges(&config.channels.metrics);
         let state = Arc::new(Self {

@@ -23,6 +23,8 @@ use oort_common::{DeliveryStatus, Epoch, NodeId, SessionKey};
 
 pub use channel::{Presence, PublishOutcome};
 pub use cluster::MAX_PRESENCE_PAGE;
+pub use cluster::api_service::{ApiAnswer, ApiService, STATUS_HEADER};
+pub use cluster::events::{EventChannel, EventError};
 pub use cluster::{
     ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
     RejectedCounters,
@@ -207,6 +209,22 @@ impl Router {
         match self {
             Self::Local(router) => router.publish(channels, payload),
             Self::Cluster(router) => router.publish(channels, payload, request_id).await,
+        }
+    }
+
+    /// Serves the backend API as a NATS service (clustered only: a single node has no NATS).
+    pub async fn serve_api(&self, service: Arc<dyn ApiService>) -> Result<(), RouterError> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Cluster(router) => router.serve_api(service).await,
+        }
+    }
+
+    /// Where client events for backend workers go, when clustered (`callback.nats_events`).
+    pub fn events(&self) -> Option<EventChannel> {
+        match self {
+            Self::Local(_) => None,
+            Self::Cluster(router) => Some(router.events()),
         }
     }
 

@@ -157,6 +157,22 @@ impl Subjects {
         format!("{}.replies.{raft_id}", self.prefix)
     }
 
+    /// The backend API as a NATS service: `.api.<operation>` (every node serves it, in one
+    /// queue group). This is the wildcard every node subscribes to.
+    pub fn api(&self) -> String {
+        format!("{}.api.*", self.prefix)
+    }
+
+    /// The queue group every node serves the API in (one node answers each request).
+    pub fn api_group(&self) -> String {
+        format!("{}.api", self.prefix)
+    }
+
+    /// Client events for backend workers: `.events.<kind>` (`connect`, `message`, `close`).
+    pub fn events(&self, kind: &str) -> String {
+        format!("{}.events.{kind}", self.prefix)
+    }
+
     /// Cluster-wide broadcasts.
     pub fn broadcast(&self) -> String {
         format!("{}.broadcast", self.prefix)

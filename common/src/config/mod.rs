@@ -278,6 +278,11 @@ pub struct CallbackConfig {
     /// get 503 with `Retry-After`.
     #[serde(deserialize_with = "lenient::number")]
     pub connect_rate: u32,
+    /// Send the connect, receive and close callbacks as NATS requests on
+    /// `oort.<cluster>.events.{connect,message,close}` to backend workers (in a queue group:
+    /// one worker handles each) instead of HTTP. Needs `cluster.nats`.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub nats_events: bool,
 }
 
 impl Default for CallbackConfig {
@@ -292,6 +297,7 @@ impl Default for CallbackConfig {
             max_concurrency: DEFAULT_CALLBACK_MAX_CONCURRENCY,
             connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
             connect_rate: 0,
+            nats_events: false,
         }
     }
 }

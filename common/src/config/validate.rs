@@ -65,6 +65,13 @@ fn check_callbacks(config: &Config) -> Result<(), ConfigError> {
             "must be above 0",
         ));
     }
+    if config.callback.nats_events && !config.cluster.enabled() {
+        return Err(ConfigError::invalid(
+            "callback.nats_events",
+            true,
+            "needs cluster.nats: the events travel on the cluster's NATS",
+        ));
+    }
     for (key, value) in config.callback.urls() {
         if value.is_empty() {
             continue;

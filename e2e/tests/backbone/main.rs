@@ -13,6 +13,7 @@ mod hostile;
 mod ledger;
 mod load;
 mod moved;
+mod nats_interface;
 mod owner_answers;
 mod rolling;
 mod users;

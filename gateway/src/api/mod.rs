@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod health;
 mod kuiperbelt;
+mod nats_service;
 mod v1;
 
 use std::sync::Arc;
@@ -68,7 +69,7 @@ fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     router.merge(crate::stream::client_script_routes())
 }
 
-fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+pub(crate) fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let paths = &state.config.path;
     let protected = Router::new()
         .route(
@@ -102,6 +103,14 @@ fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     protected
         .merge(open)
         .layer(from_fn_with_state(state.clone(), access_log::access_log))
+}
+
+/// Serves the backend API over NATS too, when clustered (docs/nats-interface.md).
+pub(crate) async fn serve_over_nats(state: &Arc<AppState>) -> Result<(), oort_router::RouterError> {
+    state
+        .router
+        .serve_api(Arc::new(nats_service::NatsApi::new(state)))
+        .await
 }
 
 /// The methods an OpenAPI 3.0 document can list, except TRACE.

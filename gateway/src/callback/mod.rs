@@ -8,6 +8,7 @@
 mod connect_gate;
 mod error;
 mod exchange;
+mod nats_events;
 mod slots;
 
 use std::sync::atomic::AtomicU64;
@@ -97,6 +98,10 @@ pub(crate) struct CallbackClient {
     last_rotation: AtomicU64,
     slots: CallbackSlots,
     connect_gate: ConnectGate,
+    /// `callback.nats_events`: connect, receive and close go to NATS workers (set once the
+    /// router exists).
+    nats_events: bool,
+    events: std::sync::OnceLock<oort_router::EventChannel>,
 }
 
 /// A config value that passed validation but still cannot be used by this build.
@@ -192,7 +197,19 @@ impl CallbackClient {
                 config.callback.connect_concurrency,
                 config.callback.connect_rate,
             ),
+            nats_events: config.callback.nats_events,
+            events: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where events go with `callback.nats_events` (the router's NATS connection).
+    pub(crate) fn use_events(&self, events: oort_router::EventChannel) {
+        let _ = self.events.set(events);
+    }
+
+    /// The NATS event channel, when events go to NATS workers.
+    fn nats(&self) -> Option<&oort_router::EventChannel> {
+        self.nats_events.then(|| self.events.get()).flatten()
     }
 
     /// Lets a connect through to the callback stage under `callback.connect_concurrency` and
@@ -201,14 +218,14 @@ impl CallbackClient {
         self.connect_gate.enter()
     }
 
-    /// True when a connect callback URL is configured.
+    /// True when a connect callback URL is configured (or connects go to NATS workers).
     pub(crate) fn has_connect(&self) -> bool {
-        self.urls.connect.is_some()
+        self.nats_events || self.urls.connect.is_some()
     }
 
-    /// True when a receive callback URL is configured.
+    /// True when a receive callback URL is configured (or messages go to NATS workers).
     pub(crate) fn has_receive(&self) -> bool {
-        self.urls.receive.is_some()
+        self.nats_events || self.urls.receive.is_some()
     }
 
     /// Forwards a client's connect request and reads the whole answer.
@@ -218,12 +235,6 @@ impl CallbackClient {
         metrics: &Metrics,
     ) -> Result<ConnectAnswer, CallbackError> {
         let kind = CallbackKind::Connect;
-        let mut url = self
-            .urls
-            .connect
-            .clone()
-            .ok_or(CallbackError::NotConfigured(kind.as_str()))?;
-        url.set_query(forward.query);
         let mut headers = HeaderMap::with_capacity(forward.headers.len() + 2);
         for (name, value) in forward.headers {
             if NOT_FORWARDED.contains(name) || name.as_str().starts_with("sec-websocket-") {
@@ -247,6 +258,26 @@ impl CallbackClient {
             HeaderName::from_static("x-kuiperbelt-endpoint"),
             self.endpoint.clone(),
         );
+        if self.nats_events {
+            let Some(events) = self.nats() else {
+                return Err(CallbackError::NotConfigured(kind.as_str()));
+            };
+            let ConnectForward {
+                method,
+                query,
+                body,
+                ..
+            } = forward;
+            return self
+                .connect_over_nats(events, method, query, &headers, body, metrics)
+                .await;
+        }
+        let mut url = self
+            .urls
+            .connect
+            .clone()
+            .ok_or(CallbackError::NotConfigured(kind.as_str()))?;
+        url.set_query(forward.query);
         let request = self
             .http
             .request(forward.method.clone(), url)
@@ -301,6 +332,11 @@ impl CallbackClient {
         key: &SessionKey,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
+        if let Some(events) = self.nats() {
+            return self
+                .session_event_over_nats(events, CallbackKind::Close, key, None, metrics)
+                .await;
+        }
         let url = self.urls.close.as_ref();
         self.post_for_session(CallbackKind::Close, url, key, None, None, metrics)
             .await
@@ -314,6 +350,12 @@ impl CallbackClient {
         data: Bytes,
         metrics: &Metrics,
     ) -> Result<(), CallbackError> {
+        if let Some(events) = self.nats() {
+            let message = Some((kind, data));
+            return self
+                .session_event_over_nats(events, CallbackKind::Receive, key, message, metrics)
+                .await;
+        }
         let url = self.urls.receive.as_ref();
         self.post_for_session(
             CallbackKind::Receive,

@@ -92,6 +92,9 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Result<(), RouterFailed> {
         let state = self.state;
+        if let Err(err) = api::serve_over_nats(&state).await {
+            warn!(error = %err, "the backend API is not served over NATS");
+        }
         let (client_routes, api_routes) = api::routes(&state, listeners.api.is_some());
         let client_routes = match self.extra_client_routes {
             Some(extra) => client_routes.merge(extra),

@@ -315,6 +315,13 @@ impl Bus {
         }
     }
 
+    /// The NATS connection itself, for the subjects backends use directly (`.api.*`,
+    /// `.events.*`): their messages are plain, without the cluster's envelope, since a backend
+    /// cannot seal them; NATS permissions say who may use them (docs/nats-interface.md).
+    pub(crate) fn plain(&self) -> &Client {
+        &self.nats
+    }
+
     /// Subscribes to `subject`, whose messages are of `kind`.
     pub(crate) async fn subscribe(
         &self,

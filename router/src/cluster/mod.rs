@@ -10,11 +10,13 @@
 //! leader's upkeep), `Registrar` (group commit), `Delivery` (routing sends), and the leader
 //! watch (fast failover).
 
+pub mod api_service;
 mod bus;
 mod channels;
 mod control;
 mod core;
 mod deliver;
+pub mod events;
 mod leader_watch;
 mod membership;
 mod nats;
@@ -338,6 +340,22 @@ impl ClusterRouter {
         request_id: &str,
     ) -> PublishOutcome {
         self.channels.publish(channels, payload, request_id).await
+    }
+
+    /// Serves the backend API over NATS with `service` (see [`api_service`]).
+    pub async fn serve_api(
+        &self,
+        service: Arc<dyn api_service::ApiService>,
+    ) -> Result<(), RouterError> {
+        api_service::serve(&self.core, service).await
+    }
+
+    /// Where client events for backend workers go (`callback.nats_events`).
+    pub fn events(&self) -> events::EventChannel {
+        events::EventChannel::new(
+            self.core.bus.plain().clone(),
+            self.core.bus.subjects().clone(),
+        )
     }
 
     /// This node's prefix for request correlation ids.

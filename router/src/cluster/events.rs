@@ -1,0 +1,67 @@
+//! Client events for backend workers on NATS (`oort.<cluster>.events.<kind>`), the alternative
+//! to HTTP callbacks: each event is a NATS request that one worker of a queue group answers.
+//! Like the `.api.*` subjects, these carry plain JSON (workers cannot seal the cluster's
+//! envelope); NATS permissions decide who may serve them.
+
+use std::time::Duration;
+
+use async_nats::{Client, RequestErrorKind};
+use bytes::Bytes;
+use oort_common::cluster::Subjects;
+
+/// Why an event got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// No worker subscribes to the subject: nobody received it.
+    #[error("nobody received it: no worker listens on {0}")]
+    NoWorker(String),
+    /// No answer within the callback timeout.
+    #[error("no worker answered on {0} in time")]
+    Timeout(String),
+    /// The request could not be sent.
+    #[error("the event could not be sent on {subject}: {reason}")]
+    Failed {
+        /// The subject.
+        subject: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Sends client events to backend workers. Cheap to clone.
+#[derive(Clone)]
+pub struct EventChannel {
+    nats: Client,
+    subjects: Subjects,
+}
+
+impl EventChannel {
+    pub(crate) fn new(nats: Client, subjects: Subjects) -> Self {
+        Self { nats, subjects }
+    }
+
+    /// Sends event `kind` (`connect`, `message`, `close`) and waits up to `timeout` for a
+    /// worker's answer.
+    pub async fn request(
+        &self,
+        kind: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, EventError> {
+        let subject = self.subjects.events(kind);
+        let request = async_nats::Request::new()
+            .payload(body)
+            .timeout(Some(timeout));
+        match self.nats.send_request(subject.clone(), request).await {
+            Ok(answer) => Ok(answer.payload),
+            Err(err) => Err(match err.kind() {
+                RequestErrorKind::NoResponders => EventError::NoWorker(subject),
+                RequestErrorKind::TimedOut => EventError::Timeout(subject),
+                _ => EventError::Failed {
+                    subject,
+                    reason: err.to_string(),
+                },
+            }),
+        }
+    }
+}
