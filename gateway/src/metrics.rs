@@ -19,10 +19,17 @@ pub(crate) enum CallbackKind {
     Establish,
     Close,
     Receive,
+    Presence,
 }
 
 impl CallbackKind {
-    pub(crate) const ALL: [Self; 4] = [Self::Connect, Self::Establish, Self::Close, Self::Receive];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Connect,
+        Self::Establish,
+        Self::Close,
+        Self::Receive,
+        Self::Presence,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -30,6 +37,7 @@ impl CallbackKind {
             Self::Establish => "establish",
             Self::Close => "close",
             Self::Receive => "receive",
+            Self::Presence => "presence",
         }
     }
 }

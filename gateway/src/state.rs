@@ -16,7 +16,7 @@ use crate::durable::BufferLimits;
 use crate::durable::token::TokenKeys;
 use crate::host::Host;
 use crate::metrics::Metrics;
-use crate::sessions::{QueueLimits, SessionRegistry};
+use crate::sessions::{ChannelTable, QueueLimits, SessionRegistry};
 use crate::stats::Stats;
 
 /// Shared by every request and connection of one gateway.
@@ -129,7 +129,7 @@ impl AppState {
                 limits,
                 buffer_limits,
                 epochs.clone(),
-                config.channels.max_per_session,
+                ChannelTable::new(config.channels.max_per_session, config.reports_presence()),
             ));
             let settings = ClusterSettings {
                 config: config.cluster.clone(),
@@ -148,7 +148,7 @@ impl AppState {
                 limits,
                 buffer_limits,
                 epochs,
-                config.channels.max_per_session,
+                ChannelTable::new(config.channels.max_per_session, config.reports_presence()),
             ));
             let router = Router::local(node_id, registry.clone(), config.limits.user_limit());
             (registry, router)
@@ -181,6 +181,9 @@ impl AppState {
             ));
         }
         tokio::spawn(crate::connection::sweep_idle(Arc::downgrade(&state)));
+        if state.config.reports_presence() {
+            tokio::spawn(crate::callback::report_presence(Arc::downgrade(&state)));
+        }
         Ok(state)
     }
 

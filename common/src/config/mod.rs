@@ -237,6 +237,11 @@ impl Config {
         }
     }
 
+    /// Whether channel joins and leaves are reported (`callback.presence`, or NATS events).
+    pub fn reports_presence(&self) -> bool {
+        !self.callback.presence.is_empty() || self.callback.nats_events
+    }
+
     /// `callback.timeout`, or Oort's bound when it is 0.
     pub fn callback_timeout(&self) -> std::time::Duration {
         self.callback
@@ -283,6 +288,14 @@ pub struct CallbackConfig {
     /// one worker handles each) instead of HTTP. Needs `cluster.nats`.
     #[serde(deserialize_with = "lenient::bool")]
     pub nats_events: bool,
+    /// Told of channel joins and leaves on this node, in batches every `presence_interval`
+    /// (a join and a leave of the same session and channel within one batch cancel out). With
+    /// `nats_events` and no URL here, the batches are published on
+    /// `oort.<cluster>.events.presence`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub presence: String,
+    /// How often presence changes are sent (and so how much churn is coalesced).
+    pub presence_interval: GoDuration,
 }
 
 impl Default for CallbackConfig {
@@ -298,18 +311,21 @@ impl Default for CallbackConfig {
             connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
             connect_rate: 0,
             nats_events: false,
+            presence: String::new(),
+            presence_interval: GoDuration::from_secs(1),
         }
     }
 }
 
 impl CallbackConfig {
     /// The callback URLs with their keys, unset ones included.
-    pub fn urls(&self) -> [(&'static str, &str); 4] {
+    pub fn urls(&self) -> [(&'static str, &str); 5] {
         [
             ("callback.connect", &self.connect),
             ("callback.establish", &self.establish),
             ("callback.close", &self.close),
             ("callback.receive", &self.receive),
+            ("callback.presence", &self.presence),
         ]
     }
 

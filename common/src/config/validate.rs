@@ -65,6 +65,13 @@ fn check_callbacks(config: &Config) -> Result<(), ConfigError> {
             "must be above 0",
         ));
     }
+    if config.callback.presence_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            "callback.presence_interval",
+            config.callback.presence_interval,
+            "must be above 0",
+        ));
+    }
     if config.callback.nats_events && !config.cluster.enabled() {
         return Err(ConfigError::invalid(
             "callback.nats_events",

@@ -167,3 +167,14 @@ pub(super) async fn receive(
     }
     StatusCode::OK
 }
+
+pub(super) async fn presence(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    record(&shared, CallbackKind::Presence, method, uri, headers, body);
+    StatusCode::OK
+}

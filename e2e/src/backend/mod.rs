@@ -51,6 +51,8 @@ pub enum CallbackKind {
     Close,
     /// The receive callback.
     Receive,
+    /// Presence reports (`callback.presence`).
+    Presence,
 }
 
 /// One request the backend received.
@@ -174,6 +176,7 @@ impl TestBackend {
             .route("/establish", any(establish))
             .route("/close", any(close))
             .route("/receive", any(receive))
+            .route("/presence", any(handlers::presence))
             .with_state(shared.clone())
     }
 
@@ -201,6 +204,7 @@ impl TestBackend {
             CallbackKind::Establish => "establish",
             CallbackKind::Close => "close",
             CallbackKind::Receive => "receive",
+            CallbackKind::Presence => "presence",
         };
         format!("{}/{path}", self.url())
     }

@@ -9,6 +9,7 @@ mod connect_gate;
 mod error;
 mod exchange;
 mod nats_events;
+mod presence;
 mod slots;
 
 use std::sync::atomic::AtomicU64;
@@ -23,6 +24,7 @@ use reqwest::Url;
 
 pub(crate) use connect_gate::{ConnectGateRefusal, ConnectPass};
 pub(crate) use error::CallbackError;
+pub(crate) use presence::report_presence;
 
 use crate::host::Host;
 use crate::metrics::{CallbackKind, Metrics};
@@ -398,6 +400,28 @@ impl CallbackClient {
         // Boxed: these run from connection tasks, and an HTTP exchange's future is kilobytes
         // that every idle connection would otherwise carry for its whole life.
         Box::pin(self.expect_ok(kind, request, metrics)).await
+    }
+
+    /// POSTs a JSON body to `url` (presence reports) and expects 200.
+    pub(crate) async fn post_json(
+        &self,
+        kind: CallbackKind,
+        url: &str,
+        body: Vec<u8>,
+        metrics: &Metrics,
+    ) -> Result<(), CallbackError> {
+        let mut headers = HeaderMap::with_capacity(3);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self.apply_proxy_set_header(&mut headers);
+        headers.append(
+            HeaderName::from_static("x-kuiperbelt-endpoint"),
+            self.endpoint.clone(),
+        );
+        let request = self.http.post(url).headers(headers).body(body);
+        self.expect_ok(kind, request, metrics).await
     }
 
     /// Session header, then `proxy_set_header`, then the endpoint: kuiperbelt's order for the

@@ -175,6 +175,7 @@ impl CallbackClient {
             CallbackKind::Close => "close",
             CallbackKind::Connect => "connect",
             CallbackKind::Establish => "establish",
+            CallbackKind::Presence => "presence",
         };
         let payload = serde_json::to_vec(&event).unwrap_or_default();
         // Boxed: these run from connection tasks (see `post_for_session`).

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use oort_common::SessionKey;
 
+use super::presence::PresenceLog;
+
 /// Channel members, both ways.
 #[derive(Default)]
 struct Table {
@@ -25,13 +27,29 @@ pub(crate) struct OverLimit;
 pub(crate) struct ChannelTable {
     table: Mutex<Table>,
     max_per_session: usize,
+    /// Joins and leaves waiting to be reported, when the backend wants them.
+    presence: Option<PresenceLog>,
 }
 
 impl ChannelTable {
-    pub(crate) fn new(max_per_session: usize) -> Self {
+    /// A table allowing `max_per_session` channels per session, recording joins and leaves
+    /// for the backend when `report_presence`.
+    pub(crate) fn new(max_per_session: usize, report_presence: bool) -> Self {
         Self {
             table: Mutex::new(Table::default()),
             max_per_session,
+            presence: report_presence.then(PresenceLog::default),
+        }
+    }
+
+    /// The joins and leaves waiting to be reported (when reporting).
+    pub(crate) fn presence_log(&self) -> Option<&PresenceLog> {
+        self.presence.as_ref()
+    }
+
+    fn report(&self, channel: &Arc<str>, key: &SessionKey, joined: bool) {
+        if let Some(log) = &self.presence {
+            log.record(channel, key, joined);
         }
     }
 
@@ -68,6 +86,7 @@ impl ChannelTable {
                 None => Arc::from(channel.as_str()),
             };
             members.entry(name.clone()).or_default().insert(key.clone());
+            self.report(&name, key, true);
             list.push(name);
         }
         Ok(())
@@ -80,17 +99,25 @@ impl ChannelTable {
         let Some(list) = joined.get_mut(key) else {
             return;
         };
-        list.retain(|name| !channels.iter().any(|c| **name == **c));
+        let mut left = Vec::new();
+        list.retain(|name| {
+            let stays = !channels.iter().any(|c| **name == **c);
+            if !stays {
+                left.push(name.clone());
+            }
+            stays
+        });
         if list.is_empty() {
             joined.remove(key);
         }
-        for channel in channels {
-            if let Some(set) = members.get_mut(channel.as_str()) {
+        for name in left {
+            if let Some(set) = members.get_mut(&name) {
                 set.remove(key);
                 if set.is_empty() {
-                    members.remove(channel.as_str());
+                    members.remove(&name);
                 }
             }
+            self.report(&name, key, false);
         }
     }
 
@@ -98,16 +125,17 @@ impl ChannelTable {
     pub(crate) fn forget(&self, key: &str) {
         let mut table = self.lock();
         let Table { members, joined } = &mut *table;
-        let Some(list) = joined.remove(key) else {
+        let Some((key, list)) = joined.remove_entry(key) else {
             return;
         };
         for name in list {
             if let Some(set) = members.get_mut(&name) {
-                set.remove(key);
+                set.remove(&key);
                 if set.is_empty() {
                     members.remove(&name);
                 }
             }
+            self.report(&name, &key, false);
         }
     }
 
@@ -199,7 +227,7 @@ mod tests {
 
     #[test]
     fn join_is_all_or_nothing_at_the_limit() {
-        let table = ChannelTable::new(2);
+        let table = ChannelTable::new(2, false);
         assert_eq!(table.join(&key("a"), &names(&["x", "x"])), Ok(()));
         assert_eq!(table.join(&key("a"), &names(&["y", "z"])), Err(OverLimit));
         assert_eq!(table.of("a"), ["x"]);
@@ -209,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_session_in_several_channels_is_reached_once() {
-        let table = ChannelTable::new(8);
+        let table = ChannelTable::new(8, false);
         table.join(&key("a"), &names(&["x", "y"])).unwrap();
         table.join(&key("b"), &names(&["y"])).unwrap();
         let channels = names(&["x", "y"]);
@@ -226,7 +254,7 @@ mod tests {
 
     #[test]
     fn leaving_and_forgetting_empty_channels() {
-        let table = ChannelTable::new(8);
+        let table = ChannelTable::new(8, false);
         table.join(&key("a"), &names(&["x", "y"])).unwrap();
         table.join(&key("b"), &names(&["x"])).unwrap();
         table.leave(&key("a"), &names(&["x"]));
@@ -240,7 +268,7 @@ mod tests {
 
     #[test]
     fn presence_pages_in_key_order() {
-        let table = ChannelTable::new(8);
+        let table = ChannelTable::new(8, false);
         for k in ["d", "b", "a", "c"] {
             table.join(&key(k), &names(&["x"])).unwrap();
         }

@@ -2,6 +2,7 @@
 //! why a session ended.
 
 mod channels;
+mod presence;
 mod queue;
 mod registry;
 mod replies;
@@ -15,6 +16,8 @@ use std::time::{Instant, SystemTime};
 use axum::extract::ws::Message;
 use oort_common::{Epoch, SessionKey};
 
+pub(crate) use channels::ChannelTable;
+pub(crate) use presence::PresenceChange;
 pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
 pub(crate) use registry::{Committed, EndedDurable, SessionRegistry, frame_for};
 pub(crate) use replies::PendingReplies;

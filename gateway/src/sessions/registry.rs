@@ -105,7 +105,7 @@ impl SessionRegistry {
         limits: QueueLimits,
         buffer_limits: BufferLimits,
         epochs: Arc<EpochSource>,
-        max_channels: usize,
+        channels: ChannelTable,
     ) -> Self {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         Self {
@@ -118,7 +118,7 @@ impl SessionRegistry {
             draining: std::sync::atomic::AtomicBool::new(false),
             ended,
             ended_rx: Mutex::new(Some(ended_rx)),
-            channels: ChannelTable::new(max_channels),
+            channels,
             replies: super::PendingReplies::default(),
         }
     }
@@ -133,6 +133,14 @@ impl SessionRegistry {
         {
             self.channels.forget(key);
         }
+    }
+
+    /// Joins and leaves waiting to be reported to the backend: the changes and how many were
+    /// dropped (`None` when nobody wants them).
+    pub(crate) fn take_presence(&self) -> Option<(Vec<super::PresenceChange>, u64)> {
+        self.channels
+            .presence_log()
+            .map(super::presence::PresenceLog::take)
     }
 
     /// The channels `key` is in here.
@@ -712,7 +720,7 @@ mod tests {
                 max_age: Duration::from_secs(60),
             },
             Arc::new(EpochSource::in_memory()),
-            4,
+            ChannelTable::new(4, false),
         )
     }
 

@@ -257,3 +257,57 @@ async fn channel_limits_and_bad_names_are_refused_clearly() {
     }
     gateway.stop().await;
 }
+
+/// Joins and leaves reach `callback.presence` in batches; a session that joins and leaves
+/// within one batch is not reported at all.
+#[tokio::test]
+async fn presence_changes_are_reported_coalesced() {
+    let backend = oort_e2e::TestBackend::start().await;
+    let url = backend.callback_url(CallbackKind::Presence);
+    let gateway = TestGateway::start_with_backend(backend, |config| {
+        config.callback.presence = url;
+        // Long enough that the churning session joins and leaves within the first batch
+        // (the first report is due two seconds after the start).
+        config.callback.presence_interval = oort_common::config::GoDuration::from_secs(2);
+    })
+    .await;
+    let _stays = connect_in(&gateway, "stays", "room").await;
+    let churn = connect_in(&gateway, "churn", "room").await;
+    churn.close(1000).await;
+    gateway
+        .backend
+        .wait_for(CallbackKind::Close, "churn", 1, oort_e2e::TIMEOUT)
+        .await;
+    let reports = gateway
+        .backend
+        .wait_for_kind(CallbackKind::Presence, 1, oort_e2e::TIMEOUT)
+        .await;
+    let report: Value = serde_json::from_slice(&reports[0].body).unwrap();
+    assert_eq!(
+        report["node"].as_str().map(str::is_empty),
+        Some(false),
+        "{report}"
+    );
+    assert_eq!(
+        report["changes"],
+        json!([{ "channel": "room", "session": "stays", "joined": true }]),
+        "{report}"
+    );
+    let (_, answer) = post_json(
+        &gateway.api_url(),
+        "/v1/unsubscribe",
+        &json!({ "sessions": ["stays"], "channels": ["room"] }),
+    )
+    .await;
+    assert_eq!(statuses(&answer), pairs(&[("stays", "ok")]));
+    let reports = gateway
+        .backend
+        .wait_for_kind(CallbackKind::Presence, 2, oort_e2e::TIMEOUT)
+        .await;
+    let report: Value = serde_json::from_slice(&reports[1].body).unwrap();
+    assert_eq!(
+        report["changes"],
+        json!([{ "channel": "room", "session": "stays", "joined": false }])
+    );
+    gateway.stop().await;
+}

@@ -40,6 +40,18 @@ impl EventChannel {
         Self { nats, subjects }
     }
 
+    /// Publishes event `kind` without waiting for anyone (presence reports).
+    pub async fn publish(&self, kind: &str, body: Bytes) -> Result<(), EventError> {
+        let subject = self.subjects.events(kind);
+        self.nats
+            .publish(subject.clone(), body)
+            .await
+            .map_err(|err| EventError::Failed {
+                subject,
+                reason: err.to_string(),
+            })
+    }
+
     /// Sends event `kind` (`connect`, `message`, `close`) and waits up to `timeout` for a
     /// worker's answer.
     pub async fn request(
