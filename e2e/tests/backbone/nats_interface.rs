@@ -93,7 +93,7 @@ async fn the_backend_api_is_a_nats_service_answered_by_one_node() {
     assert_eq!(status, 400);
     assert_eq!(
         answer["error"],
-        "sessions: must list at least one session key"
+        "sessions or users: name at least one session key or user"
     );
     let (status, answer) = call(&backend, api("nope"), json!({})).await;
     assert_eq!(status, 404, "{answer}");

@@ -46,17 +46,7 @@ impl CallbackClient {
         finish: impl FnOnce(&reqwest::Response, Bytes) -> T,
     ) -> Result<T, CallbackError> {
         let callback = kind.as_str();
-        let turn_deadline =
-            (kind != CallbackKind::Close).then(|| tokio::time::Instant::now() + self.timeout);
-        let Some(_slot) = self.slots.take(turn_deadline).await else {
-            metrics.count_error(ErrorKind::CallbackFailed);
-            return Err(CallbackError::NoTurn {
-                callback,
-                timeout: self.timeout,
-                limit: self.slots.limit(),
-            });
-        };
-        let deadline = turn_deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout);
+        let (_slot, deadline) = self.take_turn(kind, metrics).await?;
         if self.rotation_due() {
             request = request.header(header::CONNECTION, "close");
         }
@@ -99,6 +89,28 @@ impl CallbackClient {
             metrics.count_error(ErrorKind::CallbackFailed);
         }
         outcome
+    }
+
+    /// Waits for a turn under `callback.max_concurrency`: within the callback timeout, except
+    /// for a close callback, which may wait as long as a drain allows. Returns the turn and the
+    /// deadline of the exchange.
+    pub(super) async fn take_turn(
+        &self,
+        kind: CallbackKind,
+        metrics: &Metrics,
+    ) -> Result<(super::slots::Slot<'_>, tokio::time::Instant), CallbackError> {
+        let turn_deadline =
+            (kind != CallbackKind::Close).then(|| tokio::time::Instant::now() + self.timeout);
+        let Some(slot) = self.slots.take(turn_deadline).await else {
+            metrics.count_error(ErrorKind::CallbackFailed);
+            return Err(CallbackError::NoTurn {
+                callback: kind.as_str(),
+                timeout: self.timeout,
+                limit: self.slots.limit(),
+            });
+        };
+        let deadline = turn_deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout);
+        Ok((slot, deadline))
     }
 
     fn rotation_due(&self) -> bool {

@@ -67,16 +67,7 @@ impl CallbackClient {
         metrics: &Metrics,
     ) -> Result<Bytes, CallbackError> {
         let callback = kind.as_str();
-        let turn_deadline =
-            (kind != CallbackKind::Close).then(|| tokio::time::Instant::now() + self.timeout);
-        let Some(_slot) = self.slots.take(turn_deadline).await else {
-            metrics.count_error(ErrorKind::CallbackFailed);
-            return Err(CallbackError::NoTurn {
-                callback,
-                timeout: self.timeout,
-                limit: self.slots.limit(),
-            });
-        };
+        let (_slot, _) = self.take_turn(kind, metrics).await?;
         let started = Instant::now();
         let outcome = events
             .request(subject_kind, Bytes::from(body), self.timeout)

@@ -34,6 +34,8 @@ export interface StateInfo {
 }
 
 export interface MessageMeta {
+  /** A backend request's correlation id (`POST /v1/request`): answer it with `client.reply`. */
+  request?: string;
   /** The message's sequence number in the session (1, 2, 3, ... with no gaps). */
   seq: number;
 }
@@ -72,6 +74,8 @@ export declare class OortClient {
   /** A change of state. */
   on(event: "state", listener: (state: State, info: StateInfo) => void): () => void;
   off(event: "message" | "state", listener: (...args: any[]) => void): void;
+  /** Answers a backend request (over the WebSocket transport only; throws on another). */
+  reply(request: string, data: string | ArrayBuffer | ArrayBufferView): void;
 
   /**
    * Sends a message to the backend's receive callback: a string as text, bytes as binary.

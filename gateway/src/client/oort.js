@@ -241,14 +241,37 @@ export class OortClient {
     this._emit("state", state, { transport: this.transport, node: this.node, session: this.session, ...info });
   }
 
-  _deliver(seq, data) {
+  _deliver(seq, data, request) {
     if (!Number.isSafeInteger(seq) || seq <= this._lastSeq) return false;
     if (seq !== this._lastSeq + 1) {
       console.warn(`oort: gap in the session: seq ${seq} after ${this._lastSeq}`);
     }
     this._lastSeq = seq;
-    this._emit("message", data, { seq });
+    this._emit("message", data, request === undefined ? { seq } : { seq, request });
     return true;
+  }
+
+  /**
+   * Answers a backend request (a message whose meta has `request`): a string as text, bytes as
+   * base64. Only over the WebSocket (`oort.v1`); on another transport the request times out.
+   */
+  reply(request, data) {
+    const ws = this._ws;
+    if (this.transport !== "websocket" || !ws || ws.readyState !== WebSocket.OPEN) {
+      throw new Error("oort: replies need the WebSocket transport");
+    }
+    const frame = { type: "reply", request };
+    if (typeof data === "string") {
+      frame.data = data;
+    } else {
+      const bytes = data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      let binary = "";
+      for (const byte of bytes) binary += String.fromCharCode(byte);
+      frame.data_base64 = btoa(binary);
+    }
+    ws.send(JSON.stringify(frame));
   }
 
   _deliverEnvelopes(list) {
@@ -511,7 +534,12 @@ export class OortClient {
         return;
       }
       if (frame.type !== undefined || typeof frame.seq !== "number") return;
-      this._deliver(frame.seq, frame.data);
+      if (typeof frame.request === "string") {
+        const data = frame.data_base64 !== undefined ? base64ToBuffer(frame.data_base64) : frame.data;
+        this._deliver(frame.seq, data, frame.request);
+      } else {
+        this._deliver(frame.seq, frame.data);
+      }
     } else {
       const buf = raw;
       if (buf.byteLength < 8) return;

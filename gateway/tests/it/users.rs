@@ -99,7 +99,7 @@ async fn a_send_to_a_user_reaches_each_of_their_sessions_once() {
         ),
         (
             json!({ "data": "x" }),
-            "sessions: must list at least one session key",
+            "sessions or users: name at least one",
         ),
         (
             json!({ "users": ["a\u{1}"], "data": "x" }),

@@ -50,7 +50,7 @@ async fn v1_send_refuses_each_malformed_body_with_a_reason() {
         (
             "missing sessions",
             br#"{"data": "x"}"#,
-            &["missing field `sessions`"],
+            &["sessions or users: name at least one session key or user"],
         ),
         (
             "empty sessions",

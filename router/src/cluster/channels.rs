@@ -321,13 +321,7 @@ impl Channels {
         let timeout = self.core.config.route_timeout.0;
         let connected = self.core.nats.is_connected();
         let sends = channels.iter().enumerate().map(|(position, channel)| {
-            let expected: Vec<NodeId> = self
-                .core
-                .directory
-                .channel_nodes(channel)
-                .into_iter()
-                .filter(|node| node != me)
-                .collect();
+            let expected = self.other_nodes(channel);
             let header = PublishHeader {
                 origin: me.clone(),
                 request_id: request_id.to_owned(),
@@ -401,13 +395,7 @@ impl Channels {
             ..Presence::default()
         };
         merge_page(&mut presence.sessions, me, keys, limit);
-        let nodes: Vec<NodeId> = self
-            .core
-            .directory
-            .channel_nodes(channel)
-            .into_iter()
-            .filter(|node| node != me)
-            .collect();
+        let nodes = self.other_nodes(channel);
         let request = ControlRequest::Presence {
             channel: channel.to_owned(),
             after: after.map(SessionKey::from),
@@ -429,6 +417,13 @@ impl Channels {
             }
         }
         presence
+    }
+
+    /// The other nodes holding subscribers of `channel`, as this node's replica says.
+    fn other_nodes(&self, channel: &str) -> Vec<NodeId> {
+        let mut nodes = self.core.directory.channel_nodes(channel);
+        nodes.retain(|node| *node != self.core.node);
+        nodes
     }
 
     /// This node's answer to another node's presence query.

@@ -107,6 +107,11 @@ impl SendRequest {
     ) -> Result<(DeliveryRequest, Vec<String>), ApiError> {
         let strict = self.strict.unwrap_or(default_strict);
         let payload = required_payload(self.data, self.data_base64, self.binary, "")?;
+        if self.users.is_empty() && self.sessions.is_empty() {
+            return Err(ApiError::bad_request(
+                "sessions or users: name at least one session key or user",
+            ));
+        }
         if self.users.is_empty() {
             let delivery = delivery(self.sessions, payload, DeliveryMode::Send, strict, "")?;
             return Ok((delivery, Vec::new()));
