@@ -65,6 +65,15 @@ async fn demo_chat_with_websocket_clients() {
         .collect();
     assert_eq!(names, ["Ada", "Bob"], "{lobby}");
     assert!(lobby["members"][0]["node"].is_string(), "{lobby}");
+    // The connect callback names the user (`X-Oort-User`) after the chat name.
+    let user = http_client()
+        .get(format!("{url}v1/users/Ada"))
+        .send()
+        .await
+        .expect("GET /v1/users/Ada");
+    let user: serde_json::Value =
+        serde_json::from_slice(&user.bytes().await.expect("Ada's sessions")).expect("JSON");
+    assert_eq!(user["sessions"].as_array().map(Vec::len), Some(1), "{user}");
     let bad = http_client()
         .get(format!("{url}demo/rooms/no.dots"))
         .send()
