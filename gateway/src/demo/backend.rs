@@ -334,3 +334,41 @@ async fn room(State(chat): State<Arc<Chat>>, Path(room): Path<String>) -> Respon
     axum::Json(json!({ "room": room, "sessions": presence["sessions"], "members": members }))
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_make_valid_channel_names() {
+        assert_eq!(room_name("lobby"), Some("lobby"));
+        assert_eq!(room_name("rust-2024_b"), Some("rust-2024_b"));
+        for bad in [
+            "",
+            "a.b",
+            "a b",
+            "é",
+            "a/b",
+            &"x".repeat(MAX_ROOM_CHARS + 1),
+        ] {
+            assert_eq!(room_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_puts_the_session_in_its_room_and_names_its_user() {
+        let chat = Chat::new(Vec::new()).unwrap();
+        let query = Some("name=%20%C3%89lodie%0A&room=rust".to_owned());
+        let answer = connect(State(chat.clone()), RawQuery(query)).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        let headers = answer.headers();
+        assert_eq!(headers["x-oort-channels"], "room.rust");
+        assert_eq!(headers["x-oort-user"].as_bytes(), "Élodie".as_bytes());
+        let key = headers[SESSION_HEADER].to_str().unwrap().to_owned();
+        assert_eq!(chat.name_of(&key).as_deref(), Some("Élodie"));
+
+        let answer = connect(State(chat), RawQuery(Some("room=no.dots".to_owned()))).await;
+        assert_eq!(answer.headers()["x-oort-channels"], "room.lobby");
+        assert_eq!(answer.headers()["x-oort-user"], "anonymous");
+    }
+}
