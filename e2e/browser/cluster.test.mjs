@@ -1,10 +1,13 @@
 // Drives `oort demo --nodes 2` in headless Chromium: a session moves between nodes.
-//   1. Tab A (Ann) opens node n1's page, tab B (Ben) node n2's; each shows its node, the
-//      cluster's leader, and a restart button per node; they chat both ways.
+//   1. Tab A (Ann) opens node n1's page, tab B (Ben) node n2's, both in #lobby; each shows its
+//      node, the cluster's leader, a restart button per node, and both in the room's
+//      who's-online list with their nodes; they chat both ways across the nodes. Tab C (Cat)
+//      is in #rust on n2: it hears none of #lobby, and #lobby none of it.
 //   2. Both tabs keep sending; mid-conversation Ann clicks "Restart n1" (the supervisor
 //      SIGTERMs n1: it drains, closing its clients with 1012). Ann's tab resumes on n2 (its
 //      #node changes, #state is resumed or connected, no reset), n1 comes back.
-//   3. Every message appears exactly once, in its sender's order, in both tabs.
+//   3. Every message appears exactly once, in its sender's order, in both tabs; the
+//      who's-online list shows Ann on n2 (her session took its channels along).
 //
 //   node e2e/browser/cluster.test.mjs http://127.0.0.1:PORT1/ http://127.0.0.1:PORT2/
 //
@@ -91,6 +94,16 @@ async function logLines(page) {
   return page.$$eval("#log p", (ps) => ps.map((p) => p.textContent));
 }
 
+/** Waits until the page's who's-online list reads exactly `entries` ("name · node"), in order. */
+async function waitForWho(page, who, entries) {
+  await waitFor(
+    page,
+    `${who}'s who's-online list showing ${JSON.stringify(entries)}`,
+    (want) => [...document.querySelectorAll("#who-list li")].map((li) => li.textContent).join(",") === want,
+    entries.join(","),
+  );
+}
+
 async function nodeOf(page) {
   return (await page.textContent("#node")).trim();
 }
@@ -123,11 +136,32 @@ try {
     console.log(`  ${name}: node ${await nodeOf(page)}, leader ${(await page.textContent("#leader")).trim()}`);
   }
 
+  step("#lobby spans both nodes: each tab lists Ann on n1 and Ben on n2");
+  for (const [page, name] of [
+    [ann, "Ann"],
+    [ben, "Ben"],
+  ]) {
+    await waitForWho(page, name, ["Ann \u00b7 n1", "Ben \u00b7 n2"]);
+  }
+  step(`Cat joins #rust on ${urlB}`);
+  const cat = await join(context, new URL("?room=rust", urlB).href, "Cat");
+  await waitForWho(cat, "Cat", ["Cat \u00b7 n2"]);
+  await say(cat, "Cat in #rust");
+  await waitForText(cat, "#log", "Cat: Cat in #rust");
+
   step("they chat both ways");
   await say(ann, "hello from Ann on n1");
   await say(ben, "hi Ann, Ben on n2");
   const expected = ["Ann: hello from Ann on n1", "Ben: hi Ann, Ben on n2"];
   for (const page of [ann, ben]) for (const want of expected) await waitForText(page, "#log", want);
+  // Cat's message was published first: it would be in #lobby by now.
+  for (const [page, who] of [
+    [ann, "Ann"],
+    [ben, "Ben"],
+  ]) {
+    const leaked = (await logLines(page)).filter((l) => l.includes("Cat"));
+    if (leaked.length) throw new Error(`${who}'s tab (#lobby) shows ${JSON.stringify(leaked)} from #rust`);
+  }
 
   step(`both keep sending (${COUNT} each, one every ${EVERY_MS} ms); Ann restarts n1 meanwhile`);
   const fromAnn = Array.from({ length: COUNT }, (_, i) => `Ann says ${i}`);
@@ -159,6 +193,8 @@ try {
       return li && li.querySelector(".role")?.textContent.startsWith("running") && !li.querySelector("button")?.disabled;
     },
   );
+  step("the who's-online list shows Ann on n2 now");
+  await waitForWho(ann, "Ann", ["Ann \u00b7 n2", "Ben \u00b7 n2"]);
   step("Ben speaks after the restart; Ann sees it");
   await say(ben, "welcome back");
   for (const page of [ann, ben]) await waitForText(page, "#log", "Ben: welcome back");
@@ -191,8 +227,12 @@ try {
   }
   const joined = (await logLines(ann)).filter((l) => l.startsWith("Ben joined")).length;
   if (joined !== 1) throw new Error(`Ann's tab shows "Ben joined" ${joined} times, not once`);
+  const heard = (await logLines(cat)).filter((l) => /^(Ann|Ben)/.test(l));
+  if (heard.length) throw new Error(`Cat's tab (#rust) shows #lobby's ${JSON.stringify(heard.slice(0, 3))}...`);
   if (problems.length) throw new Error(`oort.js reported problems:\n  ${problems.join("\n  ")}`);
-  console.log("PASS: Ann's tab moved from n1 to n2 while n1 restarted; every message once, in order, in both tabs");
+  console.log(
+    "PASS: #lobby spanned both nodes, #rust stayed apart; Ann's tab moved from n1 to n2 while n1 restarted; every message once, in order, in both tabs",
+  );
 } catch (err) {
   failed = true;
   console.error(`FAIL: ${err?.stack || err}`);

@@ -1,7 +1,8 @@
-//! `oort demo --nodes 2` in headless Chromium: two tabs on different nodes chat; one tab's node
+//! `oort demo --nodes 2` in headless Chromium: two tabs on different nodes chat in one room
+//! (each lists both, with their nodes), a third tab's room hears none of it; one tab's node
 //! is restarted (SIGTERM: it drains) from the page's restart button while both keep sending;
-//! the tab resumes on the other node and every message appears exactly once, in order, in
-//! both tabs (e2e/browser/cluster.test.mjs).
+//! the tab resumes on the other node (the room's list follows it) and every message appears
+//! exactly once, in order, in both tabs (e2e/browser/cluster.test.mjs).
 //!
 //! Needs what `demo_browser` needs (Node.js, `npm ci` in e2e/browser, Debian's chromium) and
 //! `nats-server` on the PATH (`apt-get install -y nats-server`).

@@ -1,6 +1,7 @@
 //! `oort demo`: one node, a built-in chat backend and a chat page at `/`, so a newcomer sees
-//! the whole flow (connect callback, receive callback, `/send` broadcast) with one command.
-//! `oort demo --nodes N` (see [`cluster`]) runs N such nodes as a cluster, with one backend.
+//! the whole flow (connect callback, receive callback, `/v1/publish` to a room's channel, a
+//! room's presence) with one command. `oort demo --nodes N` (see [`cluster`]) runs N such nodes
+//! as a cluster, with one backend.
 
 mod backend;
 mod cluster;
@@ -10,7 +11,9 @@ pub use cluster::{ClusterDemo, RESUME_SECRET_ENV, run_cluster};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::response::Html;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use oort_common::config::{Config, ListenAddr};
 use tokio::net::TcpListener;
@@ -69,9 +72,17 @@ pub async fn run(
         }
     };
     let page = page(backend.control_port);
+    let rooms = RoomsProxy::new(&backend_url)?;
     let gateway = Gateway::start(demo_config(&backend_url, cluster), machine)
         .await?
-        .with_client_routes(axum::Router::new().route("/", get(move || async move { page })));
+        .with_client_routes(
+            axum::Router::new()
+                .route("/", get(move || async move { page }))
+                .route(
+                    "/demo/rooms/{room}",
+                    get(move |Path(room): Path<String>| async move { rooms.get(&room).await }),
+                ),
+        );
     info!(
         "Oort demo: open http://{}/ in two browser tabs and chat",
         display_addr(host, gateway_addr)
@@ -114,6 +125,62 @@ async fn serve_backend(
         }
     });
     Ok(url)
+}
+
+/// The page's read-only view of a room's members, `GET /demo/rooms/{room}`: relayed from the
+/// backend's `GET /rooms/{room}` (on loopback, where the browser may not reach it), which asks
+/// the gateway's API, so the page needs no API access of its own.
+#[derive(Clone)]
+struct RoomsProxy {
+    backend: String,
+    http: reqwest::Client,
+}
+
+impl RoomsProxy {
+    fn new(backend: &str) -> anyhow::Result<Self> {
+        let http = crate::tls::client_builder(rustls::RootCertStore::empty())?
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            backend: backend.to_owned(),
+            http,
+        })
+    }
+
+    async fn get(&self, room: &str) -> Response {
+        // Checked here too, so the name goes into the backend's path as it is.
+        let Some(room) = backend::room_name(room) else {
+            return (StatusCode::BAD_REQUEST, "not a room name").into_response();
+        };
+        let answer = match self
+            .http
+            .get(format!("{}/rooms/{room}", self.backend))
+            .send()
+            .await
+        {
+            Ok(answer) => answer,
+            Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+        };
+        let status =
+            StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let content_type = if status.is_success() {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        match answer.bytes().await {
+            Ok(body) => (
+                status,
+                [
+                    ("Content-Type", content_type),
+                    ("Cache-Control", "no-store"),
+                ],
+                body,
+            )
+                .into_response(),
+            Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+        }
+    }
 }
 
 /// The chat page, told the control endpoint's port when there is one.

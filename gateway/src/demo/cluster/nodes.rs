@@ -23,7 +23,7 @@ impl Supervisor {
         self.nodes.iter().find(|node| node.id == id)
     }
 
-    /// Each node's API base on loopback, for the backend's broadcasts.
+    /// Each node's API base on loopback, for the backend's publishes and presence reads.
     pub(super) fn api_urls(&self) -> Vec<String> {
         self.nodes
             .iter()
