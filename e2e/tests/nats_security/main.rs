@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backends;
 mod intruder;
 mod methods;
 mod startup;
