@@ -48,10 +48,32 @@ struct Job {
     done: oneshot::Sender<Outcome>,
 }
 
+impl Job {
+    /// About what the registration adds to a raft entry: its key, its user, and room for the
+    /// epoch and framing.
+    fn encoded_len(&self) -> usize {
+        let user = self
+            .user
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map_or(0, String::len);
+        self.key.as_str().len() + user + 16
+    }
+}
+
 /// Changes of channel interest, committed in order, each answered once committed.
 struct InterestJob {
     changes: Vec<(String, bool)>,
     done: oneshot::Sender<Result<(), RouterError>>,
+}
+
+impl InterestJob {
+    fn encoded_len(&self) -> usize {
+        self.changes
+            .iter()
+            .map(|(channel, _)| channel.len() + 2)
+            .sum()
+    }
 }
 
 /// The queues of pending registrations and unregistrations.
@@ -193,12 +215,12 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
             let mut jobs = Vec::new();
             let mut bytes = 0;
             if let Some(first) = first {
-                bytes += first.key.as_str().len() + 16;
+                bytes += first.encoded_len();
                 jobs.push(first);
             }
             while bytes < MAX_BATCH_BYTES {
                 let Ok(job) = pending.try_recv() else { break };
-                bytes += job.key.as_str().len() + 16;
+                bytes += job.encoded_len();
                 jobs.push(job);
             }
             if !jobs.is_empty() {
@@ -212,8 +234,11 @@ pub(crate) fn start(core: Arc<Core>, control: Arc<Control>, registrar: Arc<Regis
                     commit_registrations(&core, &control, admitted, limit).await;
                 }
             }
-            while interest_jobs.len() < MAX_INTEREST_JOBS {
+            let mut interest_bytes: usize =
+                interest_jobs.iter().map(InterestJob::encoded_len).sum();
+            while interest_jobs.len() < MAX_INTEREST_JOBS && interest_bytes < MAX_BATCH_BYTES {
                 let Ok(job) = interest.try_recv() else { break };
+                interest_bytes += job.encoded_len();
                 interest_jobs.push(job);
             }
             if !interest_jobs.is_empty() {
