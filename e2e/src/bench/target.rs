@@ -79,7 +79,8 @@ impl Target {
         extra_config: &str,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let nats = NatsServer::start().await;
+        // Monitored: the channel scenarios count NATS messages per publish from `/connz`.
+        let nats = NatsServer::start_monitored().await;
         let name = format!("bench{:x}", rand::random::<u32>());
         let data_dir = std::env::temp_dir().join(format!("oort-bench-{name}"));
         let mut processes = Vec::new();
@@ -128,6 +129,22 @@ impl Target {
             .iter()
             .flat_map(|(process, _)| process.logs())
             .collect()
+    }
+
+    /// Every node's connect URL (`ws://host:port/connect`), in node order.
+    pub fn connect_urls(&self) -> Vec<String> {
+        match self.nodes.as_slice() {
+            [_] | [] => vec![self.connect_url.clone()],
+            nodes => nodes
+                .iter()
+                .map(|node| format!("{}/connect", node.replacen("http://", "ws://", 1)))
+                .collect(),
+        }
+    }
+
+    /// The cluster's nats-server monitoring URL (`/varz`, `/connz`), if spawned here.
+    pub fn nats_monitor_url(&self) -> Option<String> {
+        self._nats.as_ref().and_then(NatsServer::monitor_url)
     }
 
     /// CPU seconds every gateway process has used so far, if they can all be read.
