@@ -33,6 +33,9 @@ pub struct ChannelChatReport {
     /// Publishes the backend made (one per client message).
     pub publishes: u64,
     pub publish_failures: u64,
+    /// Client messages the gateways dropped because their receive callback failed (counted in
+    /// the logs of gateways spawned here).
+    pub receive_callback_failures: usize,
     /// NATS messages per publish (a cluster spawned here only).
     pub nats_per_publish: Option<NatsPerPublish>,
 }
@@ -69,6 +72,17 @@ pub async fn run(
     let nats_per_publish = nats_before
         .zip(nats_after)
         .map(|(before, after)| before.per_publish(&after, publishes));
+    let failed: Vec<String> = target
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("receive callback failed"))
+        .collect();
+    if let Some(first) = failed.first() {
+        eprintln!(
+            "{} receive callbacks failed, the first: {first}",
+            failed.len()
+        );
+    }
     Ok(ChannelChatReport {
         scenario: "channel_chat",
         clients: client_count,
@@ -81,6 +95,7 @@ pub async fn run(
         frames_per_s: exchange.received as f64 / exchange.elapsed.as_secs_f64(),
         publishes,
         publish_failures: route.failures.load(Ordering::Relaxed),
+        receive_callback_failures: failed.len(),
         nats_per_publish,
     })
 }

@@ -136,7 +136,7 @@ enum Scenario {
         rounds: usize,
         /// Extra channels every session joins for the memory figure (at most
         /// channels.max_per_request).
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 64)]
         extra_channels: usize,
         /// Sessions per /v1/subscribe request (at most channels.max_sessions_per_request).
         #[arg(long, default_value_t = 1_000)]
