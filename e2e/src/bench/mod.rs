@@ -5,6 +5,9 @@
 
 pub mod attack;
 pub mod backend;
+pub mod channel_api;
+pub mod channel_chat;
+pub mod channel_fanout;
 pub mod chat;
 pub mod clients;
 pub mod failover;
@@ -12,6 +15,7 @@ pub mod fanout;
 pub mod http_transports;
 pub mod idle;
 pub mod idle_workers;
+pub mod nats_stats;
 pub mod procfs;
 pub mod receivers;
 pub mod resume;

@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use oort_e2e::bench::attack::{self, AttackKind, AttackOptions};
+use oort_e2e::bench::channel_fanout::{self, ChannelFanoutOptions};
 use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::resume::{self, ResumeOptions};
 use oort_e2e::bench::rolling::{self, RollingOptions};
 use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::target::{Limits, Target};
-use oort_e2e::bench::{backend, chat, failover, fanout, http_transports, idle_workers};
+use oort_e2e::bench::{
+    backend, channel_chat, chat, failover, fanout, http_transports, idle_workers,
+};
 use serde_json::Value;
 
 /// Load scenarios against a real gateway on loopback.
@@ -112,6 +115,32 @@ enum Scenario {
         messages: usize,
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// The chat benchmark through a channel: N clients spread over the nodes join one room at
+    /// connect; the backend publishes each of their M messages to it (use --cluster 3).
+    ChannelChat {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Publish fan-out to one channel's N subscribers, all on the first node and then spread
+    /// over every node; subscribe rate, memory per subscription, NATS messages per publish
+    /// (use --cluster 3).
+    ChannelFanout {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Extra channels every session joins for the memory figure (at most
+        /// channels.max_per_request).
+        #[arg(long, default_value_t = 64)]
+        extra_channels: usize,
+        /// Sessions per /v1/subscribe request (at most channels.max_sessions_per_request).
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
     },
     /// Failover: a three-node cluster (default timings, its own nats-server) per run, the
     /// leader SIGKILLed, the time until a connect through a survivor succeeds.
@@ -375,6 +404,29 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
                 chat::run(target, clients, messages, Duration::from_secs(timeout)).await?,
             )?]
         }
+        Scenario::ChannelChat {
+            clients,
+            messages,
+            timeout,
+        } => vec![serde_json::to_value(
+            channel_chat::run(target, clients, messages, Duration::from_secs(timeout)).await?,
+        )?],
+        Scenario::ChannelFanout {
+            sessions,
+            rounds,
+            extra_channels,
+            batch,
+        } => {
+            let options = ChannelFanoutOptions {
+                sessions,
+                rounds,
+                extra_channels,
+                batch,
+            };
+            vec![serde_json::to_value(
+                channel_fanout::run(target, &options).await?,
+            )?]
+        }
         Scenario::Resume {
             clients,
             rate,
@@ -468,6 +520,24 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
     let chat = chat::run(target, 10, 10, Duration::from_secs(30)).await?;
     anyhow::ensure!(chat.all_received, "chat lost frames: {chat:?}");
     reports.push(serde_json::to_value(chat)?);
+    let room = channel_chat::run(target, 6, 5, Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        room.all_received && room.publish_failures == 0,
+        "channel chat lost frames: {room:?}"
+    );
+    reports.push(serde_json::to_value(room)?);
+    let options = ChannelFanoutOptions {
+        sessions: 60,
+        rounds: 2,
+        extra_channels: 4,
+        batch: 25,
+    };
+    let channel_fanout = channel_fanout::run(target, &options).await?;
+    anyhow::ensure!(
+        channel_fanout.local.received_min == 60 && channel_fanout.spread.received_min == 60,
+        "channel fan-out lost frames: {channel_fanout:?}"
+    );
+    reports.push(serde_json::to_value(channel_fanout)?);
     let resume = resume::run(
         target,
         &ResumeOptions {

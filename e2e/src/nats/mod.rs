@@ -72,6 +72,13 @@ impl NatsServer {
         server
     }
 
+    /// `http://127.0.0.1:<port>` of the monitoring endpoint (`/varz`, `/connz`), when the
+    /// server has one ([`NatsServer::start_monitored`]).
+    pub fn monitor_url(&self) -> Option<String> {
+        self.monitor_port
+            .map(|port| format!("http://127.0.0.1:{port}"))
+    }
+
     /// The subjects each client connection subscribes to, by connection name (Oort nodes name
     /// theirs `oort-<node id>`). Needs [`NatsServer::start_monitored`].
     pub async fn subscriptions(&self) -> std::collections::HashMap<String, Vec<String>> {
