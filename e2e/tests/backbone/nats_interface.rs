@@ -2,7 +2,7 @@
 //! `oort.<cluster>.api.*` (one node of the queue group answers, with the HTTP API's payloads
 //! and statuses), and client events for backend workers on `oort.<cluster>.events.*` instead
 //! of HTTP callbacks (one worker handles each; per-session order kept; "nobody received it"
-//! when no worker listens).
+//! when no worker listens; presence reports published there too).
 
 use std::time::Duration;
 
@@ -175,6 +175,11 @@ async fn client_events_go_to_nats_workers_in_order() {
 
     let backend = async_nats::connect(nats.url()).await.unwrap();
     let mut heard = worker(&backend, cluster.name()).await;
+    let mut presence = backend
+        .subscribe(format!("oort.{}.events.presence", cluster.name()))
+        .await
+        .unwrap();
+    backend.flush().await.unwrap();
     let mut client = WsClient::connect(&cluster.node("n3").ws_url("key=via-nats")).await;
     assert_eq!(client.recv_text().await, "welcome");
     let (kind, connect) = heard.recv().await.unwrap();
@@ -196,6 +201,17 @@ async fn client_events_go_to_nats_workers_in_order() {
             "in order"
         );
     }
+    // The session's join of the worker's channel is reported on NATS by its node.
+    let report = tokio::time::timeout(TIMEOUT, presence.next())
+        .await
+        .expect("a presence report in time")
+        .expect("a presence report");
+    let report: Value = serde_json::from_slice(&report.payload).unwrap();
+    assert_eq!(report["node"], "n3", "{report}");
+    assert_eq!(
+        report["changes"],
+        json!([{ "channel": "workers-room", "session": "via-nats", "joined": true }])
+    );
     // The worker's channel and user took effect.
     let url = format!("{}/v1/users/w", cluster.node("n1").api_url());
     let user = oort_e2e::try_json(cluster.http().get(url)).await.unwrap();
