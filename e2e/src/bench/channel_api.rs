@@ -63,13 +63,7 @@ pub async fn membership(
     let started = Instant::now();
     for chunk in keys.chunks(batch.max(1)) {
         let body = serde_json::json!({ "sessions": chunk, "channels": channels });
-        let response = http
-            .post(format!("{api}{path}"))
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: serde_json::Value = json_of(response).await?;
+        let (status, answer) = post(http, &format!("{api}{path}"), &body).await?;
         anyhow::ensure!(
             status.is_success() && answer["ok"].as_u64() == Some(chunk.len() as u64),
             "{path} answered {status}: ok {} of {}",
@@ -143,13 +137,7 @@ pub async fn publish(
     data: &str,
 ) -> anyhow::Result<Published> {
     let body = serde_json::json!({ "channels": [channel], "data": data });
-    let response = http
-        .post(format!("{api}/v1/publish"))
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status();
-    let answer: serde_json::Value = json_of(response).await?;
+    let (status, answer) = post(http, &format!("{api}/v1/publish"), &body).await?;
     anyhow::ensure!(
         status.is_success(),
         "/v1/publish answered {status}: {answer}"
@@ -161,6 +149,17 @@ pub async fn publish(
 }
 
 /// A response's body as JSON (whatever its status).
+/// POSTs `body` as JSON; the answer's status and JSON body.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let response = http.post(url).body(body.to_string()).send().await?;
+    let status = response.status();
+    Ok((status, json_of(response).await?))
+}
+
 pub async fn json_of(response: reqwest::Response) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&response.bytes().await?)?)
 }

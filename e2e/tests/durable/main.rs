@@ -51,3 +51,17 @@ pub async fn connect(cluster: &TestCluster, node: &str, key: &str) -> DurableCli
         .await;
     client
 }
+
+/// Waits until `node` sees the `oort.v1` session `key` without a connection (lingering).
+pub async fn wait_until_away(cluster: &TestCluster, node: &str, key: &str) {
+    oort_e2e::eventually(
+        TIMEOUT,
+        &format!("{node} to notice {key}'s drop"),
+        || async {
+            let url = format!("{}/v1/sessions/{key}", cluster.node(node).api_url());
+            let info = oort_e2e::try_json(cluster.http().get(url)).await?;
+            (info["durable"]["connected"] == false).then_some(())
+        },
+    )
+    .await;
+}

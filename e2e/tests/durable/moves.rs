@@ -1,9 +1,9 @@
 //! A session moving between nodes on resume, and what a crash still loses.
 
 use oort_e2e::durable_client::{ConnectError, Data, DurableClient};
-use oort_e2e::{CallbackKind, TIMEOUT, eventually};
+use oort_e2e::{CallbackKind, TIMEOUT};
 
-use crate::{connect, connect_url, three_nodes};
+use crate::{connect, connect_url, three_nodes, wait_until_away};
 
 #[tokio::test]
 async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
@@ -12,12 +12,7 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
     assert_eq!(cluster.v1_send("n2", &["mover"], "m1").await, ["ok"]);
     assert_eq!(client.recv().await, (1, Data::Text("m1".into())));
     let position = client.drop_connection();
-    eventually(TIMEOUT, "n1 to notice the drop", || async {
-        let url = format!("{}/v1/sessions/mover", cluster.node("n1").api_url());
-        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
-        (info["durable"]["connected"] == false).then_some(())
-    })
-    .await;
+    wait_until_away(&cluster, "n1", "mover").await;
     // Sent through every node while the client is away: kept on n1.
     for (n, node) in ["n1", "n2", "n3", "n2"].into_iter().enumerate() {
         let data = format!("m{}", n + 2);
@@ -98,12 +93,7 @@ async fn a_session_keeps_its_channels_when_it_moves() {
     assert_eq!(publish("n2", "p1").await["sessions"], 1);
     assert_eq!(client.recv().await, (1, Data::Text("p1".into())));
     let position = client.drop_connection();
-    eventually(TIMEOUT, "n1 to notice the drop", || async {
-        let url = format!("{}/v1/sessions/member", cluster.node("n1").api_url());
-        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
-        (info["durable"]["connected"] == false).then_some(())
-    })
-    .await;
+    wait_until_away(&cluster, "n1", "member").await;
     // Kept for the session while it is away.
     assert_eq!(publish("n3", "p2").await["sessions"], 1);
     let mut resumed = DurableClient::resume(&connect_url(&cluster, "n2"), &position)

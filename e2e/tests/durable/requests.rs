@@ -3,10 +3,9 @@
 //! answers from a third node it resumed on.
 
 use oort_e2e::durable_client::{Data, DurableClient};
-use oort_e2e::{TIMEOUT, eventually};
 use serde_json::{Value, json};
 
-use crate::{connect, connect_url, three_nodes};
+use crate::{connect, connect_url, three_nodes, wait_until_away};
 
 fn request(
     cluster: &oort_e2e::cluster::TestCluster,
@@ -36,12 +35,7 @@ async fn a_request_through_one_node_is_answered_from_another() {
     // Asked while away; the client resumes on n3 and answers there: the reply still reaches
     // n1, which is waiting for it.
     let position = client.drop_connection();
-    eventually(TIMEOUT, "n2 to notice the drop", || async {
-        let url = format!("{}/v1/sessions/asked", cluster.node("n2").api_url());
-        let info = oort_e2e::try_json(cluster.http().get(url)).await?;
-        (info["durable"]["connected"] == false).then_some(())
-    })
-    .await;
+    wait_until_away(&cluster, "n2", "asked").await;
     let answer = request(
         &cluster,
         "n1",
