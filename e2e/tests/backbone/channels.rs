@@ -197,6 +197,15 @@ async fn channel_messages_enter_an_oort_v1_sessions_sequence() {
     let mut client = DurableClient::connect(&url)
         .await
         .expect("an oort.v1 session");
+    // Publishers count the nodes their replica knows to hold subscribers: wait for theirs.
+    for node in ["n1", "n3"] {
+        eventually(
+            CONVERGE,
+            &format!("{node} to see news's subscriber"),
+            || async { (presence(&cluster, node, "news").await["sessions"] == 1).then_some(()) },
+        )
+        .await;
+    }
     let answer = post(
         &cluster,
         "n1",

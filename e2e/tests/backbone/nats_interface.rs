@@ -52,6 +52,20 @@ async fn the_backend_api_is_a_nats_service_answered_by_one_node() {
     assert_eq!(answer["results"][1]["status"], "not_found", "{answer}");
     assert_eq!(client.recv_text().await, "over nats");
 
+    // Any node may answer the publish: wait until every replica knows news's subscriber.
+    for node in ["n1", "n2", "n3"] {
+        oort_e2e::eventually(
+            CONVERGE,
+            &format!("{node} to see news's subscriber"),
+            || async {
+                let url = format!("{}/v1/channels/news", cluster.node(node).api_url());
+                let page = oort_e2e::try_json(cluster.http().get(url)).await?;
+                (page["sessions"] == 1).then_some(())
+            },
+        )
+        .await;
+    }
+
     let (status, answer) = call(
         &backend,
         api("publish"),

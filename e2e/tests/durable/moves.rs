@@ -1,7 +1,7 @@
 //! A session moving between nodes on resume, and what a crash still loses.
 
 use oort_e2e::durable_client::{ConnectError, Data, DurableClient};
-use oort_e2e::{CallbackKind, TIMEOUT};
+use oort_e2e::{CallbackKind, TIMEOUT, eventually};
 
 use crate::{connect, connect_url, three_nodes, wait_until_away};
 
@@ -90,26 +90,40 @@ async fn a_session_keeps_its_channels_when_it_moves() {
                 .expect("a publish answer")
         }
     };
+    // A publisher counts the nodes its own replica knows to hold subscribers: wait until the
+    // publishing node has applied the subscriber's node's interest (docs/channels.md).
+    let seen_on = |node: &'static str, holder: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let expected = serde_json::json!([{ "session": "member", "node": holder }]);
+            eventually(
+                TIMEOUT,
+                &format!("{node} to see member on {holder}"),
+                || async {
+                    let url = format!("{}/v1/channels/news", cluster.node(node).api_url());
+                    let page = oort_e2e::try_json(cluster.http().get(url)).await?;
+                    (page["members"] == expected).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    seen_on("n2", "n1").await;
     assert_eq!(publish("n2", "p1").await["sessions"], 1);
     assert_eq!(client.recv().await, (1, Data::Text("p1".into())));
     let position = client.drop_connection();
     wait_until_away(&cluster, "n1", "member").await;
     // Kept for the session while it is away.
+    seen_on("n3", "n1").await;
     assert_eq!(publish("n3", "p2").await["sessions"], 1);
     let mut resumed = DurableClient::resume(&connect_url(&cluster, "n2"), &position)
         .await
         .expect("resumed on another node");
     assert_eq!(resumed.recv().await, (2, Data::Text("p2".into())));
+    // Its channels moved with it: n1 sees it in them, on n2.
+    seen_on("n1", "n2").await;
     let answer = publish("n1", "p3").await;
     assert_eq!(answer["sessions"], 1, "{answer}");
     assert_eq!(resumed.recv().await, (3, Data::Text("p3".into())));
-    let url = format!("{}/v1/channels/sport", cluster.node("n3").api_url());
-    let page = oort_e2e::try_json(cluster.http().get(url))
-        .await
-        .expect("presence");
-    assert_eq!(
-        page["members"],
-        serde_json::json!([{ "session": "member", "node": "n2" }]),
-        "{page}"
-    );
+    seen_on("n3", "n2").await;
 }
