@@ -161,6 +161,8 @@ impl NatsServer {
     }
 
     async fn launch(&mut self) {
+        // Counted before the spawn: a fast server may log its line before we would look.
+        let launches = self.count_lines("Server is ready") + 1;
         let mut child = Command::new(nats_server_binary())
             .args(["-c", &self.config_file])
             .stdin(Stdio::null())
@@ -185,7 +187,6 @@ impl NatsServer {
             }
         });
         self.child = Some(child);
-        let launches = self.count_lines("Server is ready") + 1;
         self.wait_for_lines("Server is ready", launches, Duration::from_secs(10))
             .await;
         let listening = format!(
