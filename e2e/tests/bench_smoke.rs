@@ -55,7 +55,9 @@ async fn every_scenario_runs_against_one_node() {
             "channel_chat",
             "channel_fanout",
             "resume",
-            "rolling"
+            "rolling",
+            "rpc_send",
+            "rpc_send"
         ]
     );
     let durable = &reports[3];
@@ -105,7 +107,9 @@ async fn every_scenario_runs_against_a_cluster() {
             "channel_fanout",
             "resume",
             "send",
-            "send"
+            "send",
+            "rpc_send",
+            "rpc_send"
         ]
     );
     let idle = &reports[0];
@@ -122,6 +126,11 @@ async fn every_scenario_runs_against_a_cluster() {
     };
     assert_eq!(vias(4..8), ["local", "local", "cross", "cross"], "fan-out");
     assert_eq!(vias(12..14), ["local", "cross"], "send");
+    let apis: Vec<&str> = reports[14..16]
+        .iter()
+        .map(|report| report["api"].as_str().unwrap())
+        .collect();
+    assert_eq!(apis, ["grpc_h2c", "json_http1"], "RPC against JSON");
     let room = &reports[9];
     assert_eq!(room["nodes"], 2, "clients spread over both nodes: {room}");
     assert_eq!(room["all_received"], true, "{room}");

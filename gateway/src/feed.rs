@@ -97,6 +97,11 @@ impl EventFeed {
         }
     }
 
+    /// Whether events are published at all (`callback.event_feed`).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A session opened (`resumed`: an `oort.v1` session came back on a new connection).
     pub(crate) async fn connected(&self, state: &AppState, key: &SessionKey, resumed: bool) {
         if self.enabled {

@@ -1,6 +1,7 @@
 //! The RPC API against the JSON API, side by side in one run on the same sessions: unary
-//! `Send` over gRPC on one h2c connection with C streams in flight, then `POST /v1/send` over
-//! C HTTP/1.1 keep-alive connections. One session per call in both; the figures are calls per
+//! `Send` over gRPC on one h2c connection with C streams in flight, over Connect (protobuf) on
+//! C HTTP/1.1 keep-alive connections, then `POST /v1/send` over C HTTP/1.1 keep-alive
+//! connections. One session per call in both; the figures are calls per
 //! second and the gateway's CPU time per call (docs/benchmarks.md, "RPC").
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use connectrpc::Protocol;
-use connectrpc::client::{ClientConfig, Http2Connection};
+use connectrpc::client::{ClientConfig, Http2Connection, HttpClient};
 use oort_common::rpc::__buffa::oneof::payload::Data;
 use oort_common::rpc::{GatewayServiceClient, Payload, SendRequest};
 use serde::Serialize;
@@ -40,37 +41,41 @@ pub struct RpcSendReport {
 pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<Vec<RpcSendReport>> {
     let receivers = open_receivers(&target.connect_url, options).await?;
     let grpc = phase(target, Api::Grpc, &receivers, options).await?;
+    let connect = phase(target, Api::ConnectHttp1, &receivers, options).await?;
     let json = phase(target, Api::Json, &receivers, options).await?;
-    Ok(vec![grpc, json])
+    Ok(vec![grpc, connect, json])
 }
 
 #[derive(Clone, Copy)]
 enum Api {
     Grpc,
+    /// Connect with protobuf messages over HTTP/1.1 keep-alive connections, one per caller:
+    /// the RPC stack without HTTP/2.
+    ConnectHttp1,
     Json,
 }
 
 /// One call: `Ok` when the gateway answered with the session's status.
 enum Caller {
     Grpc(Box<GatewayServiceClient<connectrpc::client::SharedHttp2Connection>>),
+    Connect(Box<GatewayServiceClient<HttpClient>>),
     Json(reqwest::Client, String),
 }
 
 impl Caller {
     async fn send(&self, session: String, text: String) -> bool {
-        match self {
-            Self::Grpc(client) => {
-                let request = SendRequest {
-                    sessions: vec![session],
-                    payload: Payload {
-                        data: Some(Data::Text(text)),
-                        ..Default::default()
-                    }
-                    .into(),
-                    ..Default::default()
-                };
-                client.send(request).await.is_ok()
+        let request = || SendRequest {
+            sessions: vec![session.clone()],
+            payload: Payload {
+                data: Some(Data::Text(text.clone())),
+                ..Default::default()
             }
+            .into(),
+            ..Default::default()
+        };
+        match self {
+            Self::Grpc(client) => client.send(request()).await.is_ok(),
+            Self::Connect(client) => client.send(request()).await.is_ok(),
             Self::Json(http, url) => {
                 let body = serde_json::json!({ "sessions": [session], "data": text });
                 let request = http
@@ -97,6 +102,14 @@ async fn caller(target: &Target, api: Api, options: &SendOptions) -> anyhow::Res
                 .shared(options.concurrency.max(1) * 2);
             let config = ClientConfig::new(uri).with_protocol(Protocol::Grpc);
             Caller::Grpc(Box::new(GatewayServiceClient::new(connection, config)))
+        }
+        Api::ConnectHttp1 => {
+            let uri: http::Uri = target.api_url.parse()?;
+            let config = ClientConfig::new(uri).with_protocol(Protocol::Connect);
+            Caller::Connect(Box::new(GatewayServiceClient::new(
+                HttpClient::plaintext(),
+                config,
+            )))
         }
         Api::Json => {
             let http = crate::http_client_builder()
@@ -157,6 +170,7 @@ async fn phase(
         scenario: "rpc_send",
         api: match api {
             Api::Grpc => "grpc_h2c",
+            Api::ConnectHttp1 => "connect_proto_http1",
             Api::Json => "json_http1",
         },
         sessions: options.sessions,

@@ -597,5 +597,20 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             reports.push(serde_json::to_value(report)?);
         }
     }
+    let options = SendOptions {
+        sessions: 20,
+        concurrency: 4,
+        duration: Duration::from_millis(500),
+        payload_size: 32,
+        batch: None,
+        durable: false,
+    };
+    for report in rpc_send::run(target, &options).await? {
+        anyhow::ensure!(
+            report.frames_received == report.calls && report.call_errors == 0 && report.calls > 0,
+            "RPC send lost frames or failed: {report:?}"
+        );
+        reports.push(serde_json::to_value(report)?);
+    }
     Ok(reports)
 }

@@ -93,7 +93,10 @@ pub(super) async fn read_loop(
             },
         };
         state.metrics.messages_received.increment(1);
-        Box::pin(state.feed.message(state, &session.key, kind, &data)).await;
+        if state.feed.is_enabled() {
+            // Boxed, as the callback below: an idle connection's task stays small.
+            Box::pin(state.feed.message(state, &session.key, kind, &data)).await;
+        }
         if !has_receive {
             continue;
         }
