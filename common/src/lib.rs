@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod envelope;
 pub mod payload;
+pub mod rpc;
 pub mod session;
 pub mod wire;
 

@@ -12,6 +12,7 @@ mod connect;
 mod connection;
 pub mod demo;
 mod durable;
+mod feed;
 mod host;
 mod metrics;
 mod peer;

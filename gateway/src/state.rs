@@ -27,6 +27,8 @@ pub(crate) struct AppState {
     pub registry: Arc<SessionRegistry>,
     pub router: Router,
     pub callbacks: CallbackClient,
+    /// Connects, client messages, closes and presence changes for `WatchEvents`.
+    pub feed: crate::feed::EventFeed,
     pub metrics: Metrics,
     /// `channels.metrics`: the channels whose subscribers here `/metrics` counts.
     pub channel_gauges: Vec<(String, metrics::Gauge)>,
@@ -158,6 +160,7 @@ impl AppState {
         }
         let ended = registry.take_ended();
         let channel_gauges = metrics.channel_gauges(&config.channels.metrics);
+        let feed = crate::feed::EventFeed::new(config.callback.event_feed);
         let state = Arc::new(Self {
             channel_gauges,
             tokens,
@@ -165,6 +168,7 @@ impl AppState {
             session_header,
             registry,
             router,
+            feed,
             callbacks,
             metrics,
             admission,

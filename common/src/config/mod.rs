@@ -239,7 +239,7 @@ impl Config {
 
     /// Whether channel joins and leaves are reported (`callback.presence`, or NATS events).
     pub fn reports_presence(&self) -> bool {
-        !self.callback.presence.is_empty() || self.callback.nats_events
+        !self.callback.presence.is_empty() || self.callback.nats_events || self.callback.event_feed
     }
 
     /// `callback.timeout`, or Oort's bound when it is 0.
@@ -296,6 +296,12 @@ pub struct CallbackConfig {
     pub presence: String,
     /// How often presence changes are sent (and so how much churn is coalesced).
     pub presence_interval: GoDuration,
+    /// Publish connects, client messages, closes and presence changes to the event feed that
+    /// the RPC `WatchEvents` streams (docs/rpc.md): clustered, on
+    /// `oort.<cluster>.events.feed`, so a consumer on any node sees every node's events. Off,
+    /// an event costs nothing and `WatchEvents` answers `failed_precondition`.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub event_feed: bool,
 }
 
 impl Default for CallbackConfig {
@@ -313,6 +319,7 @@ impl Default for CallbackConfig {
             nats_events: false,
             presence: String::new(),
             presence_interval: GoDuration::from_secs(1),
+            event_feed: false,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod procfs;
 pub mod receivers;
 pub mod resume;
 pub mod rolling;
+pub mod rpc_send;
 pub mod send;
 pub mod target;
 

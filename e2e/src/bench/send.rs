@@ -60,7 +60,7 @@ pub struct SendReport {
 
 /// Sends through the target's API to sessions on the target.
 pub async fn run(target: &Target, options: &SendOptions) -> anyhow::Result<SendReport> {
-    let receivers = open(&target.connect_url, options).await?;
+    let receivers = open_receivers(&target.connect_url, options).await?;
     phase(target, &target.api_url, "local", &receivers, options).await
 }
 
@@ -73,13 +73,17 @@ pub async fn run_cross(target: &Target, options: &SendOptions) -> anyhow::Result
     );
     let first = &target.nodes[0];
     let connect_url = format!("{}/connect", first.replacen("http://", "ws://", 1));
-    let receivers = open(&connect_url, options).await?;
+    let receivers = open_receivers(&connect_url, options).await?;
     let local = phase(target, first, "local", &receivers, options).await?;
     let cross = phase(target, &target.nodes[1], "cross", &receivers, options).await?;
     Ok(vec![local, cross])
 }
 
-async fn open(connect_url: &str, options: &SendOptions) -> anyhow::Result<Receivers> {
+/// Connects `options.sessions` sessions (`send-<n>`) and starts reading them.
+pub(super) async fn open_receivers(
+    connect_url: &str,
+    options: &SendOptions,
+) -> anyhow::Result<Receivers> {
     let opened =
         clients::open_with(connect_url, options.sessions, 256, "send", options.durable).await?;
     anyhow::ensure!(

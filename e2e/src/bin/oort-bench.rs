@@ -17,7 +17,7 @@ use oort_e2e::bench::rolling::{self, RollingOptions};
 use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::target::{Limits, Target};
 use oort_e2e::bench::{
-    backend, channel_chat, chat, failover, fanout, http_transports, idle_workers,
+    backend, channel_chat, chat, failover, fanout, http_transports, idle_workers, rpc_send,
 };
 use serde_json::Value;
 
@@ -82,6 +82,13 @@ enum Scenario {
     /// Scenario 2, send throughput and latency through /send (one session per request) or
     /// through /v1/send/batch.
     Send {
+        #[command(flatten)]
+        options: SendArgs,
+    },
+    /// The RPC API against the JSON API on the same sessions: unary gRPC Send over one h2c
+    /// connection with --concurrency streams, then POST /v1/send over --concurrency HTTP/1.1
+    /// keep-alive connections (docs/benchmarks.md, "RPC").
+    RpcSend {
         #[command(flatten)]
         options: SendArgs,
     },
@@ -385,6 +392,11 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
         Scenario::Send { options } => vec![serde_json::to_value(
             send::run(target, &options.options()).await?,
         )?],
+        Scenario::RpcSend { options } => rpc_send::run(target, &options.options())
+            .await?
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
         Scenario::Cross { options } => send::run_cross(target, &options.options())
             .await?
             .into_iter()

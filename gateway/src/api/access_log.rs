@@ -33,9 +33,6 @@ pub(crate) async fn access_log(
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
     let span = info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

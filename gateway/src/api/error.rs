@@ -25,6 +25,11 @@ impl ApiError {
     }
 
     /// 413 naming the limit.
+    /// The status and the message (the RPC API answers with them in its own form).
+    pub(crate) fn into_parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
+    }
+
     pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -10,7 +10,10 @@ mod error;
 mod health;
 mod kuiperbelt;
 mod nats_service;
+mod rpc;
 mod v1;
+
+pub(crate) use rpc::rpc_payload;
 
 use std::sync::Arc;
 
@@ -96,7 +99,9 @@ pub(crate) fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/drain", json_errors(post(health::drain)))
         .route("/metrics", json_errors(get(health::metrics)))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    // The RPCs check the token themselves, to refuse in their own protocol's form.
     let open = Router::new()
+        .route_service(rpc::SERVICE_PATH, rpc::service(state))
         .route(&paths.ping, listed_methods(kuiperbelt::ping))
         .route("/livez", json_errors(get(health::livez)))
         .route("/readyz", json_errors(get(health::readyz)));

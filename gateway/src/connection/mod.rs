@@ -51,6 +51,8 @@ pub(crate) async fn run(
             CloseCommand::new(1011, "session not established", CloseCause::EstablishFailed),
             true,
         );
+    } else {
+        Box::pin(state.feed.connected(&state, &session.key, resumed)).await;
     }
     let close_timeout = state.config.websocket.close_timeout.0;
     session.touch();
@@ -100,6 +102,7 @@ pub(crate) async fn after_close(
     if !cause.notifies_backend() {
         return;
     }
+    state.feed.closed(state, session_key).await;
     let _closing = state.stats.closing_started();
     if let Err(err) = state.callbacks.close(session_key, &state.metrics).await {
         warn!(error = %err, "close callback failed");

@@ -93,6 +93,7 @@ pub(super) async fn read_loop(
             },
         };
         state.metrics.messages_received.increment(1);
+        Box::pin(state.feed.message(state, &session.key, kind, &data)).await;
         if !has_receive {
             continue;
         }

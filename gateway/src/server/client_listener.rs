@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::server::conn::http1;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,7 @@ use tracing::{Instrument, debug, debug_span};
 use super::Connection;
 use super::request_line::{is_connect_request, is_stream_request, read_first_line};
 use super::rewind::Rewind;
-use super::serve::{HeadLimits, serve_http};
+use super::serve::{ApiHttp, HeadLimits, serve_api_http, serve_http};
 use crate::admission::{Accepted, AddressKey, PeerTicket, RefusalReason};
 use crate::state::AppState;
 
@@ -27,7 +26,7 @@ pub(crate) struct ClientListener {
     /// The backend API is served here too (no `api_listen`).
     shares_api: bool,
     client_http: HeadLimits,
-    api_http: http1::Builder,
+    api_http: ApiHttp,
 }
 
 impl ClientListener {
@@ -38,7 +37,8 @@ impl ClientListener {
             timeout: limits.client_head_timeout.0,
             max_headers: None,
         };
-        let api_http = HeadLimits::api(limits.api_max_head, limits.api_head_timeout.0).builder();
+        let api_http =
+            HeadLimits::api(limits.api_max_head, limits.api_head_timeout.0).api_builder();
         Self {
             app,
             state,
@@ -286,7 +286,7 @@ impl ClientListener {
             Err(refusal) => return admission.answer(io, refusal).await,
         };
         let app = self.app.clone();
-        let result = serve_http(&self.api_http, false, io, app, peer, Some(ticket), stop).await;
+        let result = serve_api_http(&self.api_http, io, app, peer, Some(ticket), stop).await;
         if let Err(err) = result {
             debug!(error = %err, "HTTP connection ended with an error");
         }

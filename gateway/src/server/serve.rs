@@ -1,5 +1,7 @@
-//! The HTTP/1.1 accept loop and one HTTP connection: one task per connection, upgrades
-//! allowed, head limits and timeouts, and a graceful stop that lets requests in flight finish.
+//! The accept loop and one HTTP connection: one task per connection, upgrades allowed, head
+//! limits and timeouts, and a graceful stop that lets requests in flight finish. Clients speak
+//! HTTP/1.1; the backend API also HTTP/2 over cleartext with prior knowledge (h2c), which gRPC
+//! needs and which lets one backend connection carry many calls at once.
 
 use std::convert::Infallible;
 use std::io;
@@ -11,7 +13,8 @@ use http::StatusCode;
 use http::header::{CONNECTION, HeaderValue};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -57,6 +60,33 @@ impl HeadLimits {
         if let Some(max_headers) = self.max_headers {
             builder.max_headers(max_headers);
         }
+        builder
+    }
+}
+
+/// The backend API's connections: HTTP/1.1 with [`HeadLimits::api`], or h2c when the client
+/// opens with HTTP/2's preface, with the same bound on a request's headers.
+pub(crate) type ApiHttp = auto::Builder<TokioExecutor>;
+
+/// Calls in flight on one h2c connection.
+const API_MAX_STREAMS: u32 = 256;
+
+impl HeadLimits {
+    pub(crate) fn api_builder(&self) -> ApiHttp {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.timeout)
+            .max_buf_size(self.max_head.max(SMALLEST_BUFFER));
+        if let Some(max_headers) = self.max_headers {
+            builder.http1().max_headers(max_headers);
+        }
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(API_MAX_STREAMS)
+            .max_header_list_size(u32::try_from(self.max_head).unwrap_or(u32::MAX));
         builder
     }
 }
@@ -131,6 +161,43 @@ where
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
+/// [`serve_http`] for the backend API: HTTP/1.1 or h2c, kept alive.
+pub(crate) async fn serve_api_http<I>(
+    builder: &ApiHttp,
+    io: I,
+    app: axum::Router,
+    peer: Option<SocketAddr>,
+    ticket: Option<PeerTicket>,
+    stop: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
+        if let Some(ticket) = &ticket {
+            request.extensions_mut().insert(ticket.clone());
+        }
+        let mut app = app.clone();
+        async move {
+            let response = app
+                .call(request.map(Body::new))
+                .await
+                .unwrap_or_else(|never| match never {});
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,

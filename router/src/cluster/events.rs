@@ -76,4 +76,30 @@ impl EventChannel {
             }),
         }
     }
+
+    /// Subscribes to event `kind` as a consumer (the event feed's `feed`): alone, every event;
+    /// in queue `group`, each event goes to one member of the group. The stream ends when the
+    /// connection to NATS is closed for good.
+    pub async fn watch(
+        &self,
+        kind: &str,
+        group: Option<String>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Bytes>, EventError> {
+        use futures_util::StreamExt;
+        let subject = self.subjects.events(kind);
+        let subscribed = match group {
+            Some(group) => self.nats.queue_subscribe(subject.clone(), group).await,
+            None => self.nats.subscribe(subject.clone()).await,
+        };
+        let subscriber = subscribed.map_err(|err| EventError::Failed {
+            subject,
+            reason: err.to_string(),
+        })?;
+        Ok(subscriber.map(|message| message.payload).boxed())
+    }
+
+    /// The queue group name of a feed consumers' `group` (names are checked by the caller).
+    pub fn queue_group(&self, group: &str) -> String {
+        format!("{}.{group}", self.subjects.events("watchers"))
+    }
 }

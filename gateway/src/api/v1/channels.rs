@@ -44,19 +44,39 @@ pub(crate) struct PublishRequest {
 }
 
 #[derive(Serialize)]
-struct PublishAnswer {
+pub(crate) struct PublishAnswer {
     result: &'static str,
     /// Sessions that took the message, each once.
-    sessions: u64,
+    pub(crate) sessions: u64,
     /// Nodes where at least one session took it.
-    nodes: usize,
+    pub(crate) nodes: usize,
     /// Nodes holding subscribers that did not answer in time.
-    unreachable_nodes: Vec<String>,
+    pub(crate) unreachable_nodes: Vec<String>,
 }
+
+/// Why a publish was not made.
+pub(crate) enum PublishRefusal {
+    Invalid(ApiError),
+    /// `strict`: these channels have no subscriber, so nothing was published.
+    NoSubscriber(Vec<String>),
+}
+
+impl From<ApiError> for PublishRefusal {
+    fn from(err: ApiError) -> Self {
+        Self::Invalid(err)
+    }
+}
+
+/// The text of a strict publish's refusal.
+pub(crate) const NO_SUBSCRIBER: &str =
+    "strict: no session is subscribed to these channels; nothing was published";
 
 /// Checks a list of channel names: not empty, within `channels.max_per_request`, each name
 /// valid; the error names the field.
-fn checked_channels(state: &AppState, channels: Vec<String>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn checked_channels(
+    state: &AppState,
+    channels: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
     if channels.is_empty() {
         return Err(ApiError::bad_request(
             "channels: must list at least one channel",
@@ -86,22 +106,35 @@ async fn membership(
     join: bool,
 ) -> Result<Json<DeliveryAnswer>, ApiError> {
     let request: MembershipRequest = parse(state, body).await?;
-    if request.sessions.is_empty() {
+    Ok(Json(
+        membership_of(state, request.sessions, request.channels, join).await?,
+    ))
+}
+
+/// Adds `sessions` to `channels` (`join`) or removes them (`/v1/subscribe`, `/v1/unsubscribe`
+/// and their RPCs).
+pub(crate) async fn membership_of(
+    state: &AppState,
+    sessions: Vec<String>,
+    channels: Vec<String>,
+    join: bool,
+) -> Result<DeliveryAnswer, ApiError> {
+    if sessions.is_empty() {
         return Err(ApiError::bad_request(
             "sessions: must list at least one session key",
         ));
     }
     let limit = state.config.channels.max_sessions_per_request;
-    if request.sessions.len() > limit {
+    if sessions.len() > limit {
         return Err(ApiError::bad_request(format!(
             "sessions: {} sessions named; at most {limit} per request (channels.max_sessions_per_request)",
-            request.sessions.len()
+            sessions.len()
         )));
     }
-    let channels = checked_channels(state, request.channels)?;
-    let keys: Vec<SessionKey> = request.sessions.into_iter().map(SessionKey::from).collect();
+    let channels = checked_channels(state, channels)?;
+    let keys: Vec<SessionKey> = sessions.into_iter().map(SessionKey::from).collect();
     let statuses = state.router.subscribe(&keys, &channels, join).await;
-    Ok(Json(DeliveryAnswer::new(keys, statuses)))
+    Ok(DeliveryAnswer::new(keys, statuses))
 }
 
 /// `POST /v1/subscribe`: adds sessions, wherever they are held, to channels.
@@ -130,7 +163,28 @@ pub(crate) async fn publish(
     let request: PublishRequest = parse(&state, body).await?;
     let channels = checked_channels(&state, request.channels)?;
     let payload = required_payload(request.data, request.data_base64, request.binary, "")?;
-    if request.strict.unwrap_or(false) {
+    let strict = request.strict.unwrap_or(false);
+    match publish_to(&state, channels, &payload, strict, id_of(&request_id)).await {
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(PublishRefusal::Invalid(err)) => Err(err),
+        Err(PublishRefusal::NoSubscriber(unknown)) => {
+            let body = serde_json::json!({ "error": NO_SUBSCRIBER, "channels": unknown });
+            Ok((http::StatusCode::NOT_FOUND, Json(body)).into_response())
+        }
+    }
+}
+
+/// Publishes `payload` to `channels`, checked here (again, for `/v1/publish`, which checks
+/// them before the payload; the check is cheap) (`/v1/publish`, RPC `Publish`).
+pub(crate) async fn publish_to(
+    state: &AppState,
+    channels: Vec<String>,
+    payload: &oort_common::Payload,
+    strict: bool,
+    request_id: &str,
+) -> Result<PublishAnswer, PublishRefusal> {
+    let channels = checked_channels(state, channels)?;
+    if strict {
         let mut unknown = Vec::new();
         for channel in &channels {
             if state.router.presence(channel, None, 0).await.count == 0 {
@@ -138,19 +192,12 @@ pub(crate) async fn publish(
             }
         }
         if !unknown.is_empty() {
-            let body = serde_json::json!({
-                "error": "strict: no session is subscribed to these channels; nothing was published",
-                "channels": unknown,
-            });
-            return Ok((http::StatusCode::NOT_FOUND, Json(body)).into_response());
+            return Err(PublishRefusal::NoSubscriber(unknown));
         }
     }
-    let outcome = state
-        .router
-        .publish(&channels, &payload, id_of(&request_id))
-        .await;
+    let outcome = state.router.publish(&channels, payload, request_id).await;
     state.metrics.count_publish(outcome.sessions);
-    Ok(Json(PublishAnswer {
+    Ok(PublishAnswer {
         result: "ok",
         sessions: outcome.sessions,
         nodes: outcome.nodes.len(),
@@ -160,10 +207,8 @@ pub(crate) async fn publish(
             .map(ToString::to_string)
             .collect(),
     })
-    .into_response())
 }
 
-/// `?limit=&after=` of a presence query.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PresenceQuery {
@@ -172,22 +217,22 @@ pub(crate) struct PresenceQuery {
 }
 
 #[derive(Serialize)]
-struct Member {
-    session: SessionKey,
-    node: String,
+pub(crate) struct Member {
+    pub(crate) session: SessionKey,
+    pub(crate) node: String,
 }
 
 #[derive(Serialize)]
 pub(crate) struct PresenceAnswer {
-    channel: String,
+    pub(crate) channel: String,
     /// Sessions subscribed, cluster-wide (on the nodes that answered).
-    sessions: u64,
+    pub(crate) sessions: u64,
     /// Up to `limit` of them, in key order after `after`.
-    members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
     /// Pass as `after` for the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<SessionKey>,
-    unreachable_nodes: Vec<String>,
+    pub(crate) next: Option<SessionKey>,
+    pub(crate) unreachable_nodes: Vec<String>,
 }
 
 /// `GET /v1/channels/{name}`: how many sessions are subscribed, cluster-wide, and which.
@@ -199,22 +244,33 @@ pub(crate) async fn presence(
     let Path(channel) =
         name.map_err(|r| ApiError::bad_request(format!("name: {}", r.body_text())))?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    check_channel_name(&channel).map_err(|err| ApiError::bad_request(format!("name: {err}")))?;
+    Ok(Json(
+        presence_page(&state, channel, query.limit, query.after.as_deref(), "name").await?,
+    ))
+}
+
+/// A page of a channel's subscribers (`GET /v1/channels/{name}`, RPC `GetChannel`); `field`
+/// names the channel in errors.
+pub(crate) async fn presence_page(
+    state: &AppState,
+    channel: String,
+    limit: Option<usize>,
+    after: Option<&str>,
+    field: &str,
+) -> Result<PresenceAnswer, ApiError> {
+    check_channel_name(&channel).map_err(|err| ApiError::bad_request(format!("{field}: {err}")))?;
     let max = oort_router::MAX_PRESENCE_PAGE;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
     if limit > max {
         return Err(ApiError::bad_request(format!(
             "limit: at most {max} sessions per page (this asks for {limit})"
         )));
     }
-    let presence = state
-        .router
-        .presence(&channel, query.after.as_deref(), limit)
-        .await;
+    let presence = state.router.presence(&channel, after, limit).await;
     let next = (limit > 0 && presence.sessions.len() == limit)
         .then(|| presence.sessions.last().map(|(key, _)| key.clone()))
         .flatten();
-    Ok(Json(PresenceAnswer {
+    Ok(PresenceAnswer {
         channel,
         sessions: presence.count,
         members: presence
@@ -231,5 +287,5 @@ pub(crate) async fn presence(
             .iter()
             .map(ToString::to_string)
             .collect(),
-    }))
+    })
 }

@@ -20,30 +20,34 @@ use serde::Serialize;
 use super::access_log::RequestId;
 use super::error::ApiError;
 use crate::state::AppState;
-pub(crate) use channels::{presence, publish, subscribe, unsubscribe};
+pub(crate) use channels::{
+    NO_SUBSCRIBER, PublishRefusal, checked_channels, membership_of, presence, presence_page,
+    publish, publish_to, subscribe, unsubscribe,
+};
 pub(crate) use info::{cluster, session};
 use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
-pub(crate) use request_reply::request;
-pub(crate) use users::user;
+pub(crate) use request::{batch_delivery, close_delivery, send_delivery};
+pub(crate) use request_reply::{RequestOutcome, ask, request};
+pub(crate) use users::{user, user_answer};
 
 #[derive(Serialize)]
 pub(crate) struct SessionResult {
     /// Absent for a user with no session.
     #[serde(skip_serializing_if = "Option::is_none")]
-    session: Option<SessionKey>,
-    status: DeliveryStatus,
+    pub(crate) session: Option<SessionKey>,
+    pub(crate) status: DeliveryStatus,
     /// The user the session was reached through (`/v1/send` with `users`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 #[derive(Serialize)]
 pub(crate) struct DeliveryAnswer {
-    results: Vec<SessionResult>,
-    ok: usize,
+    pub(crate) results: Vec<SessionResult>,
+    pub(crate) ok: usize,
     /// Kept for `oort.v1` sessions between connections; delivered when they resume.
-    buffered: usize,
-    failed: usize,
+    pub(crate) buffered: usize,
+    pub(crate) failed: usize,
 }
 
 impl DeliveryAnswer {
@@ -77,10 +81,10 @@ impl DeliveryAnswer {
 
 #[derive(Serialize)]
 pub(crate) struct BatchAnswer {
-    messages: Vec<DeliveryAnswer>,
-    ok: usize,
-    buffered: usize,
-    failed: usize,
+    pub(crate) messages: Vec<DeliveryAnswer>,
+    pub(crate) ok: usize,
+    pub(crate) buffered: usize,
+    pub(crate) failed: usize,
 }
 
 /// `POST /v1/send`: to sessions, and to every session of users.
@@ -91,12 +95,22 @@ pub(crate) async fn send(
 ) -> Result<Json<DeliveryAnswer>, ApiError> {
     let request: SendRequest = parse(&state, body).await?;
     let (delivery, users) = request.into_delivery(state.config.strict_broadcast)?;
-    if users.is_empty() {
-        return Ok(Json(deliver(&state, delivery, id_of(&request_id)).await));
-    }
     Ok(Json(
-        users::send(&state, delivery, &users, id_of(&request_id)).await,
+        send_to(&state, delivery, &users, id_of(&request_id)).await,
     ))
+}
+
+/// Delivers a send to its sessions and to every session of `users` (`/v1/send`, RPC `Send`).
+pub(crate) async fn send_to(
+    state: &AppState,
+    delivery: DeliveryRequest,
+    users: &[String],
+    request_id: &str,
+) -> DeliveryAnswer {
+    if users.is_empty() {
+        return deliver(state, delivery, request_id).await;
+    }
+    users::send(state, delivery, users, request_id).await
 }
 
 /// `POST /v1/send/batch`: many messages in one request, each with its own sessions.
@@ -112,12 +126,23 @@ pub(crate) async fn send_batch(
         ));
     }
     let strict = request.strict.unwrap_or(state.config.strict_broadcast);
-    let mut deliveries = request
+    let deliveries = request
         .messages
         .into_iter()
         .enumerate()
         .map(|(index, message)| message.into_delivery(strict, index))
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(
+        deliver_batch(&state, deliveries, id_of(&request_id)).await,
+    ))
+}
+
+/// Delivers each message of a batch (`/v1/send/batch`, RPC `SendBatch`).
+pub(crate) async fn deliver_batch(
+    state: &AppState,
+    mut deliveries: Vec<DeliveryRequest>,
+    request_id: &str,
+) -> BatchAnswer {
     let mut answer = BatchAnswer {
         messages: Vec::with_capacity(deliveries.len()),
         ok: 0,
@@ -125,17 +150,17 @@ pub(crate) async fn send_batch(
         failed: 0,
     };
     for delivery in &mut deliveries {
-        delivery.request_id = id_of(&request_id).to_owned();
+        delivery.request_id = request_id.to_owned();
     }
     let all_statuses = state.router.deliver_all(&deliveries).await;
     for (delivery, statuses) in deliveries.into_iter().zip(all_statuses) {
-        let result = answer_of(&state, delivery, statuses);
+        let result = answer_of(state, delivery, statuses);
         answer.ok += result.ok;
         answer.buffered += result.buffered;
         answer.failed += result.failed;
         answer.messages.push(result);
     }
-    Ok(Json(answer))
+    answer
 }
 
 /// `POST /v1/close`: an optional last message, then a close frame with `code` and `reason`.
@@ -158,18 +183,28 @@ pub(crate) async fn broadcast(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request: BroadcastRequest = parse(&state, body).await?;
     let payload = request.into_payload()?;
-    match state.router.broadcast(&payload, id_of(&request_id)).await {
-        Ok(sessions) => Ok(Json(
-            serde_json::json!({ "result": "ok", "sessions": sessions }),
-        )),
-        Err(err) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            err.to_string(),
-        )),
-    }
+    let sessions = broadcast_all(&state, &payload, id_of(&request_id)).await?;
+    Ok(Json(
+        serde_json::json!({ "result": "ok", "sessions": sessions }),
+    ))
 }
 
-async fn deliver(
+/// One message to every session (`/v1/broadcast`, RPC `Broadcast`): the sessions it was
+/// queued for, when known (a single node counts them; a cluster publishes once and does not).
+pub(crate) async fn broadcast_all(
+    state: &AppState,
+    payload: &oort_common::Payload,
+    request_id: &str,
+) -> Result<Option<usize>, ApiError> {
+    state
+        .router
+        .broadcast(payload, request_id)
+        .await
+        .map_err(|err| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string()))
+}
+
+/// Delivers `request` and counts the statuses (`/v1/close`, RPC `Close`, sends to sessions).
+pub(crate) async fn deliver(
     state: &AppState,
     mut request: DeliveryRequest,
     request_id: &str,

@@ -105,36 +105,51 @@ impl SendRequest {
         self,
         default_strict: bool,
     ) -> Result<(DeliveryRequest, Vec<String>), ApiError> {
-        let strict = self.strict.unwrap_or(default_strict);
         let payload = required_payload(self.data, self.data_base64, self.binary, "")?;
-        if self.users.is_empty() && self.sessions.is_empty() {
-            return Err(ApiError::bad_request(
-                "sessions or users: name at least one session key or user",
-            ));
-        }
-        if self.users.is_empty() {
-            let delivery = delivery(self.sessions, payload, DeliveryMode::Send, strict, "")?;
-            return Ok((delivery, Vec::new()));
-        }
-        if self.users.len() > MAX_USERS_PER_SEND {
-            return Err(ApiError::bad_request(format!(
-                "users: {} users named; at most {MAX_USERS_PER_SEND} per request",
-                self.users.len()
-            )));
-        }
-        for (index, user) in self.users.iter().enumerate() {
-            crate::connect::check_user(user)
-                .map_err(|err| ApiError::bad_request(format!("users[{index}]: {err}")))?;
-        }
-        let delivery = DeliveryRequest {
-            targets: self.sessions.into_iter().map(SessionKey::from).collect(),
+        send_delivery(
+            self.sessions,
+            self.users,
             payload,
-            mode: DeliveryMode::Send,
-            strict,
-            request_id: String::new(),
-        };
-        Ok((delivery, self.users))
+            self.strict.unwrap_or(default_strict),
+        )
     }
+}
+
+/// The delivery of a send to `sessions` (users are resolved by the caller and added), and the
+/// users, checked: what `/v1/send` and the RPC `Send` share.
+pub(crate) fn send_delivery(
+    sessions: Vec<String>,
+    users: Vec<String>,
+    payload: Payload,
+    strict: bool,
+) -> Result<(DeliveryRequest, Vec<String>), ApiError> {
+    if users.is_empty() && sessions.is_empty() {
+        return Err(ApiError::bad_request(
+            "sessions or users: name at least one session key or user",
+        ));
+    }
+    if users.is_empty() {
+        let delivery = delivery(sessions, payload, DeliveryMode::Send, strict, "")?;
+        return Ok((delivery, Vec::new()));
+    }
+    if users.len() > MAX_USERS_PER_SEND {
+        return Err(ApiError::bad_request(format!(
+            "users: {} users named; at most {MAX_USERS_PER_SEND} per request",
+            users.len()
+        )));
+    }
+    for (index, user) in users.iter().enumerate() {
+        crate::connect::check_user(user)
+            .map_err(|err| ApiError::bad_request(format!("users[{index}]: {err}")))?;
+    }
+    let delivery = DeliveryRequest {
+        targets: sessions.into_iter().map(SessionKey::from).collect(),
+        payload,
+        mode: DeliveryMode::Send,
+        strict,
+        request_id: String::new(),
+    };
+    Ok((delivery, users))
 }
 
 impl Message {
@@ -146,38 +161,60 @@ impl Message {
     ) -> Result<DeliveryRequest, ApiError> {
         let at = format!("messages[{index}].");
         let payload = required_payload(self.data, self.data_base64, self.binary, &at)?;
-        delivery(self.sessions, payload, DeliveryMode::Send, strict, &at)
+        batch_delivery(self.sessions, payload, strict, index)
     }
+}
+
+/// The delivery of the message at `index` of a batch (`/v1/send/batch`, RPC `SendBatch`).
+pub(crate) fn batch_delivery(
+    sessions: Vec<String>,
+    payload: Payload,
+    strict: bool,
+    index: usize,
+) -> Result<DeliveryRequest, ApiError> {
+    let at = format!("messages[{index}].");
+    delivery(sessions, payload, DeliveryMode::Send, strict, &at)
 }
 
 impl CloseRequest {
     /// The close delivery: the last message if one is given, then a close frame with `code`
     /// (1000, or an application code 3000-4999) and `reason`.
     pub(super) fn into_delivery(self) -> Result<DeliveryRequest, ApiError> {
-        let code = match self.code.unwrap_or(1000) {
-            code @ (1000 | 3000..=4999) => code as u16,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "code: {other} is not allowed; use 1000 or an application code 3000-4999"
-                )));
-            }
-        };
-        let reason = self.reason.unwrap_or_default();
-        if reason.len() > MAX_REASON_BYTES {
+        let last_message = payload(self.data, self.data_base64, self.binary, "")?;
+        close_delivery(self.sessions, last_message, self.code, self.reason)
+    }
+}
+
+/// The close of `sessions` (`/v1/close`, RPC `Close`): the last message if one is given, then
+/// a close frame with `code` (1000, or an application code 3000-4999) and `reason`.
+pub(crate) fn close_delivery(
+    sessions: Vec<String>,
+    last_message: Option<Payload>,
+    code: Option<i64>,
+    reason: Option<String>,
+) -> Result<DeliveryRequest, ApiError> {
+    let code = match code.unwrap_or(1000) {
+        code @ (1000 | 3000..=4999) => code as u16,
+        other => {
             return Err(ApiError::bad_request(format!(
-                "reason: at most {MAX_REASON_BYTES} bytes fit in a close frame (this one has {})",
-                reason.len()
+                "code: {other} is not allowed; use 1000 or an application code 3000-4999"
             )));
         }
-        let last_message = payload(self.data, self.data_base64, self.binary, "")?;
-        let mode = DeliveryMode::Close {
-            code,
-            reason,
-            send_payload: last_message.is_some(),
-        };
-        let payload = last_message.unwrap_or_else(|| Payload::text(""));
-        delivery(self.sessions, payload, mode, false, "")
+    };
+    let reason = reason.unwrap_or_default();
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "reason: at most {MAX_REASON_BYTES} bytes fit in a close frame (this one has {})",
+            reason.len()
+        )));
     }
+    let mode = DeliveryMode::Close {
+        code,
+        reason,
+        send_payload: last_message.is_some(),
+    };
+    let payload = last_message.unwrap_or_else(|| Payload::text(""));
+    delivery(sessions, payload, mode, false, "")
 }
 
 impl BroadcastRequest {

@@ -11,7 +11,7 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::StatusCode;
-use oort_common::{DeliveryMode, DeliveryStatus, FrameKind, SessionKey};
+use oort_common::{DeliveryMode, DeliveryStatus, FrameKind, Payload, SessionKey};
 use oort_router::DeliveryRequest;
 use serde::Deserialize;
 use serde_json::json;
@@ -48,18 +48,71 @@ pub(crate) async fn request(
 ) -> Result<Response, ApiError> {
     let body: RequestBody = parse(&state, body).await?;
     let payload = required_payload(body.data, body.data_base64, body.binary, "")?;
+    let session = SessionKey::from(body.session);
+    let outcome = ask(
+        &state,
+        session.clone(),
+        payload,
+        body.timeout_ms,
+        id_of(&request_id),
+    )
+    .await?;
+    Ok(match outcome {
+        RequestOutcome::Undelivered(status) => {
+            Json(json!({ "session": session, "status": status })).into_response()
+        }
+        RequestOutcome::Answered(reply) => {
+            let reply = match reply.kind() {
+                FrameKind::Text => {
+                    json!({ "data": std::str::from_utf8(reply.data()).unwrap_or_default() })
+                }
+                FrameKind::Binary => json!({
+                    "data_base64": base64::engine::general_purpose::STANDARD.encode(reply.data())
+                }),
+            };
+            Json(json!({ "session": session, "status": DeliveryStatus::Ok, "reply": reply }))
+                .into_response()
+        }
+        RequestOutcome::TimedOut { status, message } => {
+            let body = json!({ "error": message, "session": session, "status": status });
+            (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
+        }
+    })
+}
+
+/// What became of a request to a client.
+pub(crate) enum RequestOutcome {
+    /// The request did not reach the client: why.
+    Undelivered(DeliveryStatus),
+    /// The client's reply.
+    Answered(Payload),
+    /// No reply in time (`status`: the request's delivery status).
+    TimedOut {
+        status: DeliveryStatus,
+        message: String,
+    },
+}
+
+/// Sends `payload` to `session` as a request and waits up to `timeout_ms` (default 5 s) for
+/// the client's reply (`/v1/request`, RPC `RequestReply`).
+pub(crate) async fn ask(
+    state: &AppState,
+    session: SessionKey,
+    payload: Payload,
+    timeout_ms: Option<u64>,
+    request_id: &str,
+) -> Result<RequestOutcome, ApiError> {
     let max = state.config.limits.max_request_timeout.0;
-    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+    let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
     if timeout.is_zero() || timeout > max {
         return Err(ApiError::bad_request(format!(
             "timeout_ms: must be between 1 and {} (limits.max_request_timeout)",
             max.as_millis()
         )));
     }
-    if body.session.is_empty() {
+    if session.as_str().is_empty() {
         return Err(ApiError::bad_request("session: must name a session key"));
     }
-    let session = SessionKey::from(body.session);
     let mut waiting = state
         .registry
         .replies
@@ -71,7 +124,7 @@ pub(crate) async fn request(
             id: waiting.id.clone(),
         },
         strict: false,
-        request_id: id_of(&request_id).to_owned(),
+        request_id: request_id.to_owned(),
     };
     let statuses = state.router.deliver(&delivery).await;
     state.metrics.count_deliveries(&statuses);
@@ -81,32 +134,19 @@ pub(crate) async fn request(
         .unwrap_or(DeliveryStatus::OwnerUnreachable);
     if !status.is_success() {
         state.metrics.count_request("undelivered");
-        return Ok(Json(json!({ "session": session, "status": status })).into_response());
+        return Ok(RequestOutcome::Undelivered(status));
     }
     match tokio::time::timeout(timeout, &mut waiting.reply).await {
         Ok(Ok(reply)) => {
             state.metrics.count_request("answered");
-            let reply = match reply.kind() {
-                FrameKind::Text => {
-                    json!({ "data": std::str::from_utf8(reply.data()).unwrap_or_default() })
-                }
-                FrameKind::Binary => json!({
-                    "data_base64": base64::engine::general_purpose::STANDARD.encode(reply.data())
-                }),
-            };
-            Ok(
-                Json(json!({ "session": session, "status": status, "reply": reply }))
-                    .into_response(),
-            )
+            Ok(RequestOutcome::Answered(reply))
         }
         _ => {
             state.metrics.count_request("timeout");
-            let body = json!({
-                "error": format!("no reply within {} ms", timeout.as_millis()),
-                "session": session,
-                "status": status,
-            });
-            Ok((StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response())
+            Ok(RequestOutcome::TimedOut {
+                status,
+                message: format!("no reply within {} ms", timeout.as_millis()),
+            })
         }
     }
 }

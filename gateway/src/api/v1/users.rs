@@ -66,17 +66,17 @@ pub(super) async fn send(
 }
 
 #[derive(Serialize)]
-struct UserSession {
-    session: SessionKey,
-    node: String,
+pub(crate) struct UserSession {
+    pub(crate) session: SessionKey,
+    pub(crate) node: String,
 }
 
 /// The answer of `GET /v1/users/{id}`.
 #[derive(Serialize)]
 pub(crate) struct UserAnswer {
-    user: String,
+    pub(crate) user: String,
     /// The user's sessions, oldest first.
-    sessions: Vec<UserSession>,
+    pub(crate) sessions: Vec<UserSession>,
 }
 
 /// `GET /v1/users/{id}`: the user's sessions and the nodes holding them, as this node's
@@ -86,7 +86,18 @@ pub(crate) async fn user(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<UserAnswer>, ApiError> {
     let Path(user) = id.map_err(|r| ApiError::bad_request(format!("id: {}", r.body_text())))?;
-    crate::connect::check_user(&user).map_err(|err| ApiError::bad_request(format!("id: {err}")))?;
+    Ok(Json(user_answer(&state, user, "id")?))
+}
+
+/// A user's sessions and their nodes (`GET /v1/users/{id}`, RPC `GetUser`); `field` names the
+/// user in errors.
+pub(crate) fn user_answer(
+    state: &AppState,
+    user: String,
+    field: &str,
+) -> Result<UserAnswer, ApiError> {
+    crate::connect::check_user(&user)
+        .map_err(|err| ApiError::bad_request(format!("{field}: {err}")))?;
     let sessions = state
         .router
         .user_sessions(&user)
@@ -96,5 +107,5 @@ pub(crate) async fn user(
             node: node.to_string(),
         })
         .collect();
-    Ok(Json(UserAnswer { user, sessions }))
+    Ok(UserAnswer { user, sessions })
 }

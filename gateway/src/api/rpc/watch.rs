@@ -1,0 +1,58 @@
+//! `WatchEvents`: a consumer's queue of the event feed as a server stream.
+
+use std::sync::atomic::Ordering;
+
+use buffa::Message as _;
+use connectrpc::{ConnectError, ErrorCode, ServiceStream};
+use futures_util::StreamExt;
+use oort_common::rpc::{Event, WatchEventsResponse};
+
+use crate::feed::{QUEUE, Watch, WatchError};
+
+pub(super) fn refusal(err: WatchError) -> ConnectError {
+    let code = match err {
+        WatchError::Off => ErrorCode::FailedPrecondition,
+        WatchError::BadGroup(_) => ErrorCode::InvalidArgument,
+        WatchError::Unavailable(_) => ErrorCode::Unavailable,
+    };
+    ConnectError::new(code, err.to_string())
+}
+
+/// The consumer's events, in the order its queue got them; when the consumer fell behind
+/// and was dropped, a `resource_exhausted` error ends the stream after what was queued.
+pub(super) fn events(watch: Watch) -> ServiceStream<WatchEventsResponse> {
+    let Watch { events, overflowed } = watch;
+    let stream = futures_util::stream::unfold(Some(events), move |events| {
+        let overflowed = overflowed.clone();
+        async move {
+            let mut events = events?;
+            loop {
+                let Some(bytes) = events.recv().await else {
+                    if overflowed.load(Ordering::Acquire) {
+                        let error = ConnectError::new(
+                            ErrorCode::ResourceExhausted,
+                            format!(
+                                "this consumer fell {QUEUE} events behind and was dropped; \
+                                 watch again (events in between are not kept)"
+                            ),
+                        );
+                        return Some((Err(error), None));
+                    }
+                    let error = ConnectError::new(ErrorCode::Unavailable, "the event feed ended");
+                    return Some((Err(error), None));
+                };
+                // Events from other nodes crossed NATS: one that does not decode is not ours.
+                let Ok(event) = Event::decode_from_slice(&bytes) else {
+                    tracing::debug!("an event on the feed did not decode; skipped");
+                    continue;
+                };
+                let response = WatchEventsResponse {
+                    event: event.into(),
+                    ..Default::default()
+                };
+                return Some((Ok(response), Some(events)));
+            }
+        }
+    });
+    stream.boxed()
+}
