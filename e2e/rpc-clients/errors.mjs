@@ -1,6 +1,6 @@
 // The error paths of the RPC API as one connect-es transport sees them: each case's code and
 // message (Connect's code names, whatever the protocol), or {"answer": ...} when the call
-// unexpectedly succeeded. The Rust side (rpc_errors.rs) holds the expected codes and texts.
+// succeeded (expected only of `afterOversized` and `fence`). The Rust side (rpc_errors.rs) holds the expected codes and texts.
 //
 //   OORT_SESSION        a live kuiperbelt session: refused sends name it, so a send that
 //                       should have been refused but was delivered shows up at its client
@@ -49,6 +49,9 @@ async function main() {
     { sessions: [session], payload: text("x".repeat(oversize)) },
     authorized,
   );
+  // The refusal must leave the connection usable: over HTTP/1.1 the client keeps the socket
+  // for its next call unless the server says `Connection: close`.
+  result.afterOversized = await expectError("getCluster", {}, authorized);
   result.unknownMethod = await expectError("nope", {}, authorized);
 
   // The client's own deadline: connect-es sends it (Connect-Timeout-Ms or grpc-timeout) and

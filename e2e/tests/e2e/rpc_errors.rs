@@ -1,8 +1,9 @@
 //! The RPC API's error paths, as real clients see them (docs/rpc.md): a missing or wrong token
 //! is `unauthenticated` with the JSON API's messages, a malformed message `invalid_argument`, a
 //! Send naming nobody `invalid_argument` with the JSON API's message, a message over
-//! `limits.max_send_body` `resource_exhausted`, an unknown method `unimplemented`, and a client's
-//! deadline shorter than a RequestReply's `timeout_ms` `deadline_exceeded`.
+//! `limits.max_send_body` `resource_exhausted` (and the connection stays usable for the next
+//! call), an unknown method `unimplemented`, and a client's deadline shorter than a
+//! RequestReply's `timeout_ms` `deadline_exceeded`.
 //!
 //! connect-es runs every case over every transport (errors.mjs); what a typed client cannot
 //! send (bytes that are not protobuf, JSON that does not parse, a method not in the contract)
@@ -13,7 +14,9 @@ use std::time::Duration;
 use oort_e2e::durable_client::{Data, DurableClient, Event};
 use serde_json::{Value, json};
 
-use crate::rpc_support::{Findings, Frame, MAX_SEND_BODY, RpcGateway, TRANSPORTS, curl, label};
+use crate::rpc_support::{
+    Budget, Findings, Frame, MAX_SEND_BODY, RpcGateway, TRANSPORTS, curl, label,
+};
 
 const LIVE: &str = "rpc-live";
 /// An `oort.v1` session whose client never replies.
@@ -29,6 +32,8 @@ async fn connect_es_sees_each_error_over_every_transport() {
     let live = rpc.session(LIVE, None).await;
     let silent = requests_to(rpc.oort_v1_session(SILENT).await);
     let mut findings = Findings::default();
+    // One bound for every wait below, so a broken server fails the test in time.
+    let budget = Budget::new(Duration::from_secs(30));
     let mut asked = Vec::new();
     for (kind, http) in TRANSPORTS {
         let label = label(kind, http);
@@ -60,6 +65,14 @@ async fn connect_es_sees_each_error_over_every_transport() {
         expect("unknownMethod", "unimplemented", None);
         expect("clientDeadline", "deadline_exceeded", None);
         expect("serverDeadline", "deadline_exceeded", None);
+        // After the oversized message's refusal, the next call (on the connection the
+        // client kept) succeeds.
+        findings.expect_at(
+            &format!("{label} afterOversized"),
+            &answers,
+            "/afterOversized/answer/role",
+            json!("single"),
+        );
         // The server's deadline_exceeded came at the deadline, not at timeout_ms (10 s), nor
         // at the client's 5 s bound (which reports `canceled`).
         for case in ["clientDeadline", "serverDeadline"] {
@@ -100,7 +113,7 @@ async fn connect_es_sees_each_error_over_every_transport() {
     // The requests that ran out of time reached the silent client (they were really asked).
     let mut silent = silent;
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + oort_e2e::TIMEOUT;
+    let deadline = tokio::time::Instant::now() + budget.left();
     while !asked.iter().all(|text| seen.contains(text)) {
         match tokio::time::timeout_at(deadline, silent.recv()).await {
             Ok(Some(text)) => seen.push(text),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oort_e2e::durable_client::DurableClient;
+use oort_e2e::process::{OortProcess, TempConfig};
 use oort_e2e::temp::TempDir;
 use oort_e2e::{CallbackKind, TIMEOUT, TestBackend, WsClient};
 use serde_json::Value;
@@ -18,7 +19,7 @@ use tokio::process::{Child, ChildStdout};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Gateway, describe, loopback, workspace_root};
+use crate::support::{config_for, describe, loopback, workspace_root};
 
 const INSTALL: &str = "run scripts/test-prerequisites, or by hand: (cd e2e/rpc-clients && npm ci)";
 
@@ -111,42 +112,56 @@ pub(crate) async fn descriptors(dir: &TempDir) -> PathBuf {
     out
 }
 
-/// A gateway with `api_token` set and the backend API on its own listener (`api_listen`),
-/// where the RPC API is served beside the JSON API.
+/// A gateway with `api_token` set, the backend API on its own listener (`api_listen`), where
+/// the RPC API is served beside the JSON API, and the event feed on (`callback.event_feed`,
+/// which WatchEvents streams).
 pub(crate) struct RpcGateway {
     pub(crate) backend: TestBackend,
-    pub(crate) gateway: Gateway,
+    _process: OortProcess,
+    /// The client listener (WebSocket connects).
+    pub(crate) addr: std::net::SocketAddr,
     /// The API listener.
     pub(crate) api: std::net::SocketAddr,
     pub(crate) token: String,
-    /// Holds the FileDescriptorSet.
+    /// Holds the FileDescriptorSet, and files tests write.
     pub(crate) work: TempDir,
     pub(crate) descriptors: PathBuf,
+    _config: TempConfig,
 }
 
 impl RpcGateway {
     pub(crate) async fn start() -> Self {
         let backend = TestBackend::start().await;
         let token = format!("{:032x}", rand::random::<u128>());
-        let gateway = Gateway::start(
+        let config = config_for(
             &backend,
             &format!(
                 "api_token: {token}\napi_listen: 127.0.0.1:0\nsuppress_access_log: true\n\
                  limits:\n  max_send_body: {MAX_SEND_BODY}"
             ),
         )
-        .await;
-        let api = loopback(gateway.process.listen_addr("api", TIMEOUT).await);
+        .replacen("callback:\n", "callback:\n  event_feed: true\n", 1);
+        let config = TempConfig::new(&config);
+        let process = OortProcess::spawn(&["--config", config.path()], &[]);
+        let addr = process.listen_addr("client", TIMEOUT).await;
+        let api = loopback(process.listen_addr("api", TIMEOUT).await);
         let work = TempDir::new("rpc");
         let descriptors = descriptors(&work).await;
         Self {
             backend,
-            gateway,
+            _process: process,
+            addr,
             api,
             token,
             work,
             descriptors,
+            _config: config,
         }
+    }
+
+    /// `ws://ADDR/connect?QUERY` on the client listener.
+    pub(crate) fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/connect?{query}", self.addr)
     }
 
     /// `http://127.0.0.1:PORT` of the API listener.
@@ -161,7 +176,7 @@ impl RpcGateway {
             Some(user) => format!("key={key}&user={user}"),
             None => format!("key={key}"),
         };
-        let client = WsClient::connect(&self.gateway.ws_url(&query)).await;
+        let client = WsClient::connect(&self.ws_url(&query)).await;
         self.backend
             .wait_for(CallbackKind::Establish, key, 1, TIMEOUT)
             .await;
@@ -170,7 +185,7 @@ impl RpcGateway {
 
     /// An `oort.v1` WebSocket session under `key`, established. It answers no request.
     pub(crate) async fn oort_v1_session(&self, key: &str) -> DurableClient {
-        let client = DurableClient::connect(&self.gateway.ws_url(&format!("key={key}")))
+        let client = DurableClient::connect(&self.ws_url(&format!("key={key}")))
             .await
             .unwrap_or_else(|err| panic!("an oort.v1 session {key}: {err:?}"));
         self.backend
@@ -368,6 +383,23 @@ impl Inbox {
                 );
             }
         }
+    }
+}
+
+/// A bound shared by many waits, so that a test with many of them stays within nextest's limit
+/// when all of them time out.
+pub(crate) struct Budget(tokio::time::Instant);
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self(tokio::time::Instant::now() + total)
+    }
+
+    /// What is left of it (at most [`TIMEOUT`] for one wait).
+    pub(crate) fn left(&self) -> Duration {
+        self.0
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(TIMEOUT)
     }
 }
 
