@@ -18,6 +18,7 @@ pub mod http_stream;
 pub mod nats;
 pub mod pki;
 pub mod process;
+pub mod rpc;
 pub mod temp;
 pub mod wait;
 

@@ -52,7 +52,7 @@ enum Api {
 
 /// One call: `Ok` when the gateway answered with the session's status.
 enum Caller {
-    Grpc(GatewayServiceClient<connectrpc::client::SharedHttp2Connection>),
+    Grpc(Box<GatewayServiceClient<connectrpc::client::SharedHttp2Connection>>),
     Json(reqwest::Client, String),
 }
 
@@ -96,7 +96,7 @@ async fn caller(target: &Target, api: Api, options: &SendOptions) -> anyhow::Res
                 .await?
                 .shared(options.concurrency.max(1) * 2);
             let config = ClientConfig::new(uri).with_protocol(Protocol::Grpc);
-            Caller::Grpc(GatewayServiceClient::new(connection, config))
+            Caller::Grpc(Box::new(GatewayServiceClient::new(connection, config)))
         }
         Api::Json => {
             let http = crate::http_client_builder()

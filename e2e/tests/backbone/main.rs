@@ -8,6 +8,7 @@ mod channels;
 mod cross_node;
 mod delivery;
 mod drain_and_demo;
+mod event_feed;
 mod faults;
 mod hostile;
 mod ledger;

@@ -43,6 +43,18 @@ pub(crate) async fn access_log(
         413 => state.metrics.count_error(ErrorKind::BodyTooLarge),
         _ => {}
     }
+    // gRPC and gRPC-Web answer errors with 200 and a `grpc-status` (in the head when the call
+    // failed before its first message, as a refused token or a malformed request does).
+    match response
+        .headers()
+        .get("grpc-status")
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"3") => state.metrics.count_error(ErrorKind::BadRequest),
+        Some(b"16") => state.metrics.count_error(ErrorKind::Unauthorized),
+        Some(b"8") => state.metrics.count_error(ErrorKind::BodyTooLarge),
+        _ => {}
+    }
     if let Ok(value) = HeaderValue::try_from(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -36,6 +36,7 @@ mod methods;
 mod metrics_health;
 mod pings;
 mod request_reply;
+mod rpc_events;
 mod shutdown;
 mod slow_clients;
 mod users;

@@ -92,6 +92,12 @@ impl EventChannel {
             None => self.nats.subscribe(subject.clone()).await,
         };
         let subscriber = subscribed.map_err(|err| EventError::Failed {
+            subject: subject.clone(),
+            reason: err.to_string(),
+        })?;
+        // Once the server has the subscription (a flush is a round trip), every event
+        // published after this returns reaches the consumer.
+        self.nats.flush().await.map_err(|err| EventError::Failed {
             subject,
             reason: err.to_string(),
         })?;
