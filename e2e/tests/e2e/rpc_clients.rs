@@ -398,41 +398,45 @@ async fn curl_speaks_connect_json_with_post_and_get() {
 }
 
 /// One API port speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c): curl sends the same
-/// Connect POST both ways and both reach the session.
+/// Connect POST both ways and both reach the session. Both on a separate API listener
+/// (`api_listen`) and on the client listener the API shares when there is none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_h2c_reach_the_rpc_api_on_one_port() {
-    let rpc = RpcGateway::start().await;
-    let live = rpc.session(LIVE, None).await;
-    let auth = format!("Authorization: Bearer {}", rpc.token);
-    let url = format!("{}/oort.v1.GatewayService/Send", rpc.rpc_url());
-    for (flag, version) in [("--http1.1", "1.1"), ("--http2-prior-knowledge", "2")] {
-        let sent = format!("over HTTP/{version}");
-        let body = json!({ "sessions": [LIVE], "payload": { "text": sent } }).to_string();
-        let (answer, status, spoken) = curl(&[
-            flag,
-            "-X",
-            "POST",
-            &url,
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &auth,
-            "-d",
-            &body,
-        ])
-        .await;
-        assert_eq!(
-            (status, spoken.as_str()),
-            (200, version),
-            "curl {flag}: {answer}"
-        );
-        let answer: Value =
-            serde_json::from_str(&answer).unwrap_or_else(|err| panic!("{err}: {answer}"));
-        assert_eq!(
-            answer.pointer("/delivery/results/0/status"),
-            Some(&json!(OK)),
-            "curl {flag}: {answer}"
-        );
-        live.expect(text(&sent)).await;
+    for api_listen in [true, false] {
+        let rpc = RpcGateway::start_with(api_listen).await;
+        let live = rpc.session(LIVE, None).await;
+        let auth = format!("Authorization: Bearer {}", rpc.token);
+        let url = format!("{}/oort.v1.GatewayService/Send", rpc.rpc_url());
+        for (flag, version) in [("--http1.1", "1.1"), ("--http2-prior-knowledge", "2")] {
+            let what = format!("curl {flag} (api_listen set: {api_listen})");
+            let sent = format!("over HTTP/{version}");
+            let body = json!({ "sessions": [LIVE], "payload": { "text": sent } }).to_string();
+            let (answer, status, spoken) = curl(&[
+                flag,
+                "-X",
+                "POST",
+                &url,
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &auth,
+                "-d",
+                &body,
+            ])
+            .await;
+            assert_eq!(
+                (status, spoken.as_str()),
+                (200, version),
+                "{what}: {answer}"
+            );
+            let answer: Value =
+                serde_json::from_str(&answer).unwrap_or_else(|err| panic!("{err}: {answer}"));
+            assert_eq!(
+                answer.pointer("/delivery/results/0/status"),
+                Some(&json!(OK)),
+                "{what}: {answer}"
+            );
+            live.expect(text(&sent)).await;
+        }
     }
 }

@@ -120,7 +120,7 @@ pub(crate) struct RpcGateway {
     _process: OortProcess,
     /// The client listener (WebSocket connects).
     pub(crate) addr: std::net::SocketAddr,
-    /// The API listener.
+    /// Where the API is served: the API listener, or the client listener when shared.
     pub(crate) api: std::net::SocketAddr,
     pub(crate) token: String,
     /// Holds the FileDescriptorSet, and files tests write.
@@ -131,12 +131,23 @@ pub(crate) struct RpcGateway {
 
 impl RpcGateway {
     pub(crate) async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// With `api_listen` false, the API (and so the RPC API) shares the client listener, as in
+    /// docs/rpc.md's examples.
+    pub(crate) async fn start_with(api_listen: bool) -> Self {
         let backend = TestBackend::start().await;
         let token = format!("{:032x}", rand::random::<u128>());
+        let listen = if api_listen {
+            "api_listen: 127.0.0.1:0\n"
+        } else {
+            ""
+        };
         let config = config_for(
             &backend,
             &format!(
-                "api_token: {token}\napi_listen: 127.0.0.1:0\nsuppress_access_log: true\n\
+                "api_token: {token}\n{listen}suppress_access_log: true\n\
                  limits:\n  max_send_body: {MAX_SEND_BODY}"
             ),
         )
@@ -144,7 +155,11 @@ impl RpcGateway {
         let config = TempConfig::new(&config);
         let process = OortProcess::spawn(&["--config", config.path()], &[]);
         let addr = process.listen_addr("client", TIMEOUT).await;
-        let api = loopback(process.listen_addr("api", TIMEOUT).await);
+        let api = if api_listen {
+            loopback(process.listen_addr("api", TIMEOUT).await)
+        } else {
+            loopback(addr)
+        };
         let work = TempDir::new("rpc");
         let descriptors = descriptors(&work).await;
         Self {
