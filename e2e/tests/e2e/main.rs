@@ -8,7 +8,7 @@
 //! e2e/browser, Debian's chromium; `cluster_browser` also nats-server) and `autobahn`
 //! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
 //! `api_contract` (schemathesis, installed by scripts/test-prerequisites) and `protocol_doc`
-//! (curl, jq).
+//! (curl, jq), and the `rpc_*` modules (Node.js and `npm ci` in e2e/rpc-clients; curl).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,6 +22,10 @@ mod demo_browser;
 mod environment;
 mod https_callbacks;
 mod protocol_doc;
+mod rpc_clients;
+mod rpc_contract;
+mod rpc_errors;
+mod rpc_support;
 mod shutdown;
 mod support;
 mod transports_browser;
