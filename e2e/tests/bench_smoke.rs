@@ -57,6 +57,7 @@ async fn every_scenario_runs_against_one_node() {
             "resume",
             "rolling",
             "rpc_send",
+            "rpc_send",
             "rpc_send"
         ]
     );
@@ -109,6 +110,7 @@ async fn every_scenario_runs_against_a_cluster() {
             "send",
             "send",
             "rpc_send",
+            "rpc_send",
             "rpc_send"
         ]
     );
@@ -126,11 +128,15 @@ async fn every_scenario_runs_against_a_cluster() {
     };
     assert_eq!(vias(4..8), ["local", "local", "cross", "cross"], "fan-out");
     assert_eq!(vias(12..14), ["local", "cross"], "send");
-    let apis: Vec<&str> = reports[14..16]
+    let apis: Vec<&str> = reports[14..17]
         .iter()
         .map(|report| report["api"].as_str().unwrap())
         .collect();
-    assert_eq!(apis, ["grpc_h2c", "json_http1"], "RPC against JSON");
+    assert_eq!(
+        apis,
+        ["grpc_h2c", "connect_proto_http1", "json_http1"],
+        "RPC against JSON"
+    );
     let room = &reports[9];
     assert_eq!(room["nodes"], 2, "clients spread over both nodes: {room}");
     assert_eq!(room["all_received"], true, "{room}");

@@ -7,6 +7,7 @@ mod request_line;
 mod rewind;
 mod serve;
 mod sse_direct;
+mod unread_body;
 mod write_deadline;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,6 +22,7 @@ use tower_service::Service;
 use tracing::warn;
 
 use super::listener::Accept;
+use super::unread_body::TrackedBody;
 use crate::admission::PeerTicket;
 use crate::peer::PeerAddr;
 
@@ -190,11 +192,23 @@ where
         }
         let mut app = app.clone();
         async move {
-            let response = app
-                .call(request.map(Body::new))
+            if request.version() >= http::Version::HTTP_2 {
+                let response = app.call(request.map(Body::new)).await;
+                return Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}));
+            }
+            let (parts, body) = request.into_parts();
+            let (body, finished) = TrackedBody::new(body);
+            let request = hyper::Request::from_parts(parts, Body::new(body));
+            let mut response = app
+                .call(request)
                 .await
                 .unwrap_or_else(|never| match never {});
-            Ok::<_, Infallible>(response)
+            if !finished.load(Ordering::Acquire) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
         }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

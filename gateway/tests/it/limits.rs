@@ -206,3 +206,29 @@ async fn max_send_body_refuses_a_chunked_body_that_grows_past_the_limit() {
     assert!(response.text().contains("1024"), "{}", response.text());
     gateway.stop().await;
 }
+
+/// A body over the limit on a kept-alive HTTP/1.1 connection: the answer says
+/// `Connection: close` (the connection cannot carry another request after an unread body) and
+/// arrives whole although the client wrote the body to the end: what was left is read and
+/// dropped, not answered with a reset.
+#[tokio::test]
+async fn an_oversized_body_is_answered_with_connection_close_after_the_whole_body_is_sent() {
+    let gateway = TestGateway::start(|config| config.limits.max_send_body = 1024).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let body = format!(r#"{{"sessions":["x"],"data":"{}"}}"#, "z".repeat(300_000));
+    let head = format!(
+        "POST /v1/send HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let response = raw::read_response(&mut stream).await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(
+        response.text().contains("limits.max_send_body"),
+        "{}",
+        response.text()
+    );
+    gateway.stop().await;
+}
