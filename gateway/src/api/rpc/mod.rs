@@ -298,10 +298,9 @@ impl GatewayService for Rpc {
         .map_err(error)?;
         let (status, reply) = match outcome {
             v1::RequestOutcome::Undelivered(status) => (status, None),
-            v1::RequestOutcome::Answered(reply) => (
-                oort_common::DeliveryStatus::Ok,
-                Some(rpc_payload(reply.kind(), reply.data())),
-            ),
+            v1::RequestOutcome::Answered { status, reply } => {
+                (status, Some(rpc_payload(reply.kind(), reply.data())))
+            }
             v1::RequestOutcome::TimedOut { message, .. } => {
                 return Err(ConnectError::new(ErrorCode::DeadlineExceeded, message));
             }

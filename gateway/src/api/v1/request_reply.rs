@@ -61,7 +61,7 @@ pub(crate) async fn request(
         RequestOutcome::Undelivered(status) => {
             Json(json!({ "session": session, "status": status })).into_response()
         }
-        RequestOutcome::Answered(reply) => {
+        RequestOutcome::Answered { status, reply } => {
             let reply = match reply.kind() {
                 FrameKind::Text => {
                     json!({ "data": std::str::from_utf8(reply.data()).unwrap_or_default() })
@@ -70,8 +70,7 @@ pub(crate) async fn request(
                     "data_base64": base64::engine::general_purpose::STANDARD.encode(reply.data())
                 }),
             };
-            Json(json!({ "session": session, "status": DeliveryStatus::Ok, "reply": reply }))
-                .into_response()
+            Json(json!({ "session": session, "status": status, "reply": reply })).into_response()
         }
         RequestOutcome::TimedOut { status, message } => {
             let body = json!({ "error": message, "session": session, "status": status });
@@ -84,8 +83,12 @@ pub(crate) async fn request(
 pub(crate) enum RequestOutcome {
     /// The request did not reach the client: why.
     Undelivered(DeliveryStatus),
-    /// The client's reply.
-    Answered(Payload),
+    /// The client's reply; `status`: the request's delivery status (`ok`, or `buffered` when
+    /// the client was away and answered once it resumed).
+    Answered {
+        status: DeliveryStatus,
+        reply: Payload,
+    },
     /// No reply in time (`status`: the request's delivery status).
     TimedOut {
         status: DeliveryStatus,
@@ -139,7 +142,7 @@ pub(crate) async fn ask(
     match tokio::time::timeout(timeout, &mut waiting.reply).await {
         Ok(Ok(reply)) => {
             state.metrics.count_request("answered");
-            Ok(RequestOutcome::Answered(reply))
+            Ok(RequestOutcome::Answered { status, reply })
         }
         _ => {
             state.metrics.count_request("timeout");
