@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use connectrpc::Protocol;
 use connectrpc::client::{ClientConfig, Http2Connection, ServerStream, SharedHttp2Connection};
+use oort_common::rpc::__buffa::oneof::event::Kind;
+use oort_common::rpc::__buffa::oneof::payload::Data;
 use oort_common::rpc::__buffa::view::WatchEventsResponseView;
 pub use oort_common::rpc::WatchEventsResponse;
 use oort_common::rpc::{Event, GatewayServiceClient, WatchEventsRequest};
@@ -43,6 +45,17 @@ pub async fn watch(client: &Client, group: &str) -> Result<Events, connectrpc::C
             ..Default::default()
         })
         .await
+}
+
+/// The text of a client-message event (`None` for other events and binary messages).
+pub fn text_of(event: &Event) -> Option<String> {
+    match &event.kind {
+        Some(Kind::Message(message)) => match message.payload.as_option()?.data.as_ref()? {
+            Data::Text(text) => Some(text.clone()),
+            Data::Binary(_) => None,
+        },
+        _ => None,
+    }
 }
 
 /// The next event, within `timeout`; panics on an error or the end of the stream.

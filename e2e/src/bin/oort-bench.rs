@@ -470,6 +470,18 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
     })
 }
 
+/// The send scenarios' size in the smoke run.
+fn smoke_send(batch: Option<usize>, durable: bool) -> SendOptions {
+    SendOptions {
+        sessions: 20,
+        concurrency: 4,
+        duration: Duration::from_millis(500),
+        payload_size: 32,
+        batch,
+        durable,
+    }
+}
+
 /// Every scenario, small: a few seconds each (`rolling` only against one node: it spawns its
 /// own cluster either way).
 async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
@@ -491,15 +503,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
     );
     reports.push(serde_json::to_value(idle)?);
     for (batch, durable) in [(None, false), (Some(20), false), (None, true)] {
-        let options = SendOptions {
-            sessions: 20,
-            concurrency: 4,
-            duration: Duration::from_millis(500),
-            payload_size: 32,
-            batch,
-            durable,
-        };
-        let report = send::run(target, &options).await?;
+        let report = send::run(target, &smoke_send(batch, durable)).await?;
         anyhow::ensure!(
             report.frames_received == report.frames_accepted && report.request_errors == 0,
             "send lost frames: {report:?}"
@@ -581,14 +585,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
         reports.push(serde_json::to_value(rolling)?);
     }
     if target.nodes.len() >= 2 {
-        let options = SendOptions {
-            sessions: 20,
-            concurrency: 4,
-            duration: Duration::from_millis(500),
-            payload_size: 32,
-            batch: None,
-            durable: false,
-        };
+        let options = smoke_send(None, false);
         for report in send::run_cross(target, &options).await? {
             anyhow::ensure!(
                 report.frames_received == report.frames_accepted,
@@ -597,15 +594,7 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             reports.push(serde_json::to_value(report)?);
         }
     }
-    let options = SendOptions {
-        sessions: 20,
-        concurrency: 4,
-        duration: Duration::from_millis(500),
-        payload_size: 32,
-        batch: None,
-        durable: false,
-    };
-    for report in rpc_send::run(target, &options).await? {
+    for report in rpc_send::run(target, &smoke_send(None, false)).await? {
         anyhow::ensure!(
             report.frames_received == report.calls && report.call_errors == 0 && report.calls > 0,
             "RPC send lost frames or failed: {report:?}"

@@ -6,10 +6,9 @@ use std::collections::HashSet;
 
 use connectrpc::Protocol;
 use oort_common::rpc::__buffa::oneof::event::Kind;
-use oort_common::rpc::__buffa::oneof::payload::Data;
-use oort_common::rpc::Event;
 use oort_e2e::cluster::{FAST_TIMINGS, NodeExtras, TestCluster};
 use oort_e2e::nats::NatsServer;
+use oort_e2e::rpc::text_of;
 use oort_e2e::{TIMEOUT, WsClient, rpc};
 
 use crate::CONVERGE;
@@ -28,16 +27,6 @@ async fn cluster() -> (NatsServer, TestCluster) {
     }
     cluster.wait_converged(2, 2, CONVERGE).await;
     (nats, cluster)
-}
-
-fn text_of(event: &Event) -> Option<String> {
-    match &event.kind {
-        Some(Kind::Message(message)) => match message.payload.as_option()?.data.as_ref()? {
-            Data::Text(text) => Some(text.clone()),
-            Data::Binary(_) => None,
-        },
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

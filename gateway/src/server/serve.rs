@@ -142,10 +142,7 @@ where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(PeerAddr(peer));
-        if let Some(ticket) = &ticket {
-            request.extensions_mut().insert(ticket.clone());
-        }
+        tag(&mut request, peer, ticket.as_ref());
         let mut app = app.clone();
         async move {
             let mut response = app
@@ -186,10 +183,7 @@ where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(PeerAddr(peer));
-        if let Some(ticket) = &ticket {
-            request.extensions_mut().insert(ticket.clone());
-        }
+        tag(&mut request, peer, ticket.as_ref());
         let mut app = app.clone();
         async move {
             if request.version() >= http::Version::HTTP_2 {
@@ -219,6 +213,18 @@ where
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+    }
+}
+
+/// Gives a request its peer's address and, on the client listener, its admission.
+fn tag(
+    request: &mut hyper::Request<Incoming>,
+    peer: Option<SocketAddr>,
+    ticket: Option<&PeerTicket>,
+) {
+    request.extensions_mut().insert(PeerAddr(peer));
+    if let Some(ticket) = ticket {
+        request.extensions_mut().insert(ticket.clone());
     }
 }
 

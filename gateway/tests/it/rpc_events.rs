@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use connectrpc::Protocol;
 use oort_common::rpc::__buffa::oneof::event::Kind;
-use oort_common::rpc::__buffa::oneof::payload::Data;
-use oort_common::rpc::Event;
-use oort_e2e::rpc::{self, ErrorCode, WatchEventsResponse};
+use oort_e2e::rpc::{self, ErrorCode, WatchEventsResponse, text_of};
 use oort_e2e::{CallbackKind, TIMEOUT, WsClient};
 
 use crate::support::TestGateway;
@@ -20,16 +18,6 @@ const WIDE: u32 = 4 << 20;
 
 async fn with_feed() -> TestGateway {
     TestGateway::start(|config| config.callback.event_feed = true).await
-}
-
-fn text_of(event: &Event) -> Option<String> {
-    match &event.kind {
-        Some(Kind::Message(message)) => match message.payload.as_option()?.data.as_ref()? {
-            Data::Text(text) => Some(text.clone()),
-            Data::Binary(_) => None,
-        },
-        _ => None,
-    }
 }
 
 #[tokio::test]

@@ -53,6 +53,19 @@ impl Rpc {
             .map(|id| id.0.clone())
             .unwrap_or_default())
     }
+
+    /// `Subscribe` (`join`) and `Unsubscribe`.
+    async fn membership(
+        &self,
+        sessions: Vec<String>,
+        channels: Vec<String>,
+        join: bool,
+    ) -> Result<rpc::Delivery, ConnectError> {
+        let answer = v1::membership_of(&self.state, sessions, channels, join)
+            .await
+            .map_err(error)?;
+        Ok(convert::delivery(answer))
+    }
 }
 
 #[allow(refining_impl_trait)]
@@ -199,11 +212,11 @@ impl GatewayService for Rpc {
     ) -> ServiceResult<rpc::SubscribeResponse> {
         self.admit(&ctx)?;
         let request = request.to_owned_message();
-        let answer = v1::membership_of(&self.state, request.sessions, request.channels, true)
-            .await
-            .map_err(error)?;
+        let delivery = self
+            .membership(request.sessions, request.channels, true)
+            .await?;
         Response::ok(rpc::SubscribeResponse {
-            delivery: convert::delivery(answer).into(),
+            delivery: delivery.into(),
             ..Default::default()
         })
     }
@@ -215,11 +228,11 @@ impl GatewayService for Rpc {
     ) -> ServiceResult<rpc::UnsubscribeResponse> {
         self.admit(&ctx)?;
         let request = request.to_owned_message();
-        let answer = v1::membership_of(&self.state, request.sessions, request.channels, false)
-            .await
-            .map_err(error)?;
+        let delivery = self
+            .membership(request.sessions, request.channels, false)
+            .await?;
         Response::ok(rpc::UnsubscribeResponse {
-            delivery: convert::delivery(answer).into(),
+            delivery: delivery.into(),
             ..Default::default()
         })
     }
