@@ -22,7 +22,7 @@ use axum::extract::Request;
 use axum::handler::Handler;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, any, get, on, post};
+use axum::routing::{MethodFilter, MethodRouter, any, any_service, get, on, post};
 use http::StatusCode;
 
 use crate::connect;
@@ -101,7 +101,11 @@ pub(crate) fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     // The RPCs check the token themselves, to refuse in their own protocol's form.
     let open = Router::new()
-        .route_service(rpc::SERVICE_PATH, rpc::service(state))
+        .route(
+            rpc::SERVICE_PATH,
+            any_service(rpc::service(state))
+                .layer(from_fn_with_state(state.clone(), rpc::grpc_web_text)),
+        )
         .route(&paths.ping, listed_methods(kuiperbelt::ping))
         .route("/livez", json_errors(get(health::livez)))
         .route("/readyz", json_errors(get(health::readyz)));

@@ -37,6 +37,7 @@ mod metrics_health;
 mod pings;
 mod request_reply;
 mod rpc_events;
+mod rpc_grpc_web_text;
 mod shutdown;
 mod slow_clients;
 mod users;

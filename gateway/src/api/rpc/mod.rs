@@ -5,6 +5,7 @@
 //! id, access log line and metrics, and the same error messages under Connect/gRPC codes.
 
 mod convert;
+mod grpc_web_text;
 mod watch;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::v1;
 use crate::state::AppState;
 pub(crate) use convert::rpc_payload;
 use convert::{count, error};
+pub(crate) use grpc_web_text::grpc_web_text;
 
 /// The path every RPC of the service is under.
 pub(crate) const SERVICE_PATH: &str = "/oort.v1.GatewayService/{method}";
