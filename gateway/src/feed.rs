@@ -18,10 +18,10 @@ use futures_util::StreamExt;
 use oort_common::rpc::__buffa::oneof::event::Kind;
 use oort_common::rpc::{Connected, Event, Message, PresenceChanged};
 use oort_common::{FrameKind, SessionKey};
+use oort_router::EventChannel;
 use tokio::sync::mpsc;
 
 use crate::sessions::PresenceChange;
-use crate::state::AppState;
 
 /// Events a consumer may fall behind before it is dropped.
 pub(crate) const QUEUE: usize = 4096;
@@ -31,6 +31,10 @@ const FEED: &str = "feed";
 /// Where events go, and this node's own consumers when it is not clustered.
 pub(crate) struct EventFeed {
     enabled: bool,
+    /// This node's id, as every event names it.
+    node: String,
+    /// NATS, when clustered; otherwise events go to `local`.
+    nats: Option<EventChannel>,
     local: Mutex<LocalConsumers>,
 }
 
@@ -90,9 +94,12 @@ pub(crate) enum WatchError {
 }
 
 impl EventFeed {
-    pub(crate) fn new(enabled: bool) -> Self {
+    /// The feed of the node `node`, over `nats` when clustered.
+    pub(crate) fn new(enabled: bool, node: String, nats: Option<EventChannel>) -> Self {
         Self {
             enabled,
+            node,
+            nats,
             local: Mutex::default(),
         }
     }
@@ -103,60 +110,53 @@ impl EventFeed {
     }
 
     /// A session opened (`resumed`: an `oort.v1` session came back on a new connection).
-    pub(crate) async fn connected(&self, state: &AppState, key: &SessionKey, resumed: bool) {
+    pub(crate) async fn connected(&self, key: &SessionKey, resumed: bool) {
         if self.enabled {
             let connected = Connected {
                 resumed,
                 ..Default::default()
             };
-            self.publish(state, key, Kind::Connected(Box::new(connected)))
+            self.publish(key, Kind::Connected(Box::new(connected)))
                 .await;
         }
     }
 
     /// A client message.
-    pub(crate) async fn message(
-        &self,
-        state: &AppState,
-        key: &SessionKey,
-        kind: FrameKind,
-        data: &Bytes,
-    ) {
+    pub(crate) async fn message(&self, key: &SessionKey, kind: FrameKind, data: &Bytes) {
         if self.enabled {
             let payload = crate::api::rpc_payload(kind, data);
             let message = Message {
                 payload: payload.into(),
                 ..Default::default()
             };
-            self.publish(state, key, Kind::Message(Box::new(message)))
-                .await;
+            self.publish(key, Kind::Message(Box::new(message))).await;
         }
     }
 
     /// A session ended.
-    pub(crate) async fn closed(&self, state: &AppState, key: &SessionKey) {
+    pub(crate) async fn closed(&self, key: &SessionKey) {
         if self.enabled {
-            self.publish(state, key, Kind::Closed(Box::default())).await;
+            self.publish(key, Kind::Closed(Box::default())).await;
         }
     }
 
     /// A channel join or leave.
-    pub(crate) async fn presence(&self, state: &AppState, change: &PresenceChange) {
+    pub(crate) async fn presence(&self, change: &PresenceChange) {
         if self.enabled {
             let presence = PresenceChanged {
                 channel: change.channel.clone(),
                 joined: change.joined,
                 ..Default::default()
             };
-            self.publish(state, &change.session, Kind::Presence(Box::new(presence)))
+            self.publish(&change.session, Kind::Presence(Box::new(presence)))
                 .await;
         }
     }
 
-    async fn publish(&self, state: &AppState, key: &SessionKey, kind: Kind) {
+    async fn publish(&self, key: &SessionKey, kind: Kind) {
         let event = Event {
             session: key.as_str().to_owned(),
-            node: state.router.node_id().to_string(),
+            node: self.node.clone(),
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -164,7 +164,7 @@ impl EventFeed {
             ..Default::default()
         };
         let body = Bytes::from(event.encode_to_vec());
-        match state.router.events() {
+        match &self.nats {
             Some(events) => {
                 if let Err(err) = events.publish(FEED, body).await {
                     tracing::debug!(error = %err, "an event was not published to the feed");
@@ -194,13 +194,13 @@ impl EventFeed {
 
     /// Starts a consumer: alone (`group` empty) it receives every event; in a group, each
     /// event goes to one member.
-    pub(crate) async fn watch(&self, state: &AppState, group: &str) -> Result<Watch, WatchError> {
+    pub(crate) async fn watch(&self, group: &str) -> Result<Watch, WatchError> {
         if !self.enabled {
             return Err(WatchError::Off);
         }
         check_group(group)?;
         let (consumer, watch) = Consumer::new();
-        let Some(events) = state.router.events() else {
+        let Some(events) = &self.nats else {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
             if group.is_empty() {
                 local.solo.push(consumer);
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_consumer_that_falls_behind_is_marked_and_forgotten() {
-        let feed = EventFeed::new(true);
+        let feed = EventFeed::new(true, "n".into(), None);
         let (consumer, mut watch) = Consumer::new();
         feed.local.lock().unwrap().solo.push(consumer);
         for _ in 0..QUEUE {
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_group_shares_events_in_turn_and_solo_consumers_get_all() {
-        let feed = EventFeed::new(true);
+        let feed = EventFeed::new(true, "n".into(), None);
         let (a, mut watch_a) = Consumer::new();
         let (b, mut watch_b) = Consumer::new();
         let (solo, mut watch_solo) = Consumer::new();

@@ -160,7 +160,11 @@ impl AppState {
         }
         let ended = registry.take_ended();
         let channel_gauges = metrics.channel_gauges(&config.channels.metrics);
-        let feed = crate::feed::EventFeed::new(config.callback.event_feed);
+        let feed = crate::feed::EventFeed::new(
+            config.callback.event_feed,
+            router.node_id().to_string(),
+            router.events(),
+        );
         let state = Arc::new(Self {
             channel_gauges,
             tokens,

@@ -45,7 +45,7 @@ pub(crate) async fn report_presence(state: Weak<AppState>) {
 
 async fn send(state: &Arc<AppState>, changes: Vec<PresenceChange>, dropped: u64) {
     for change in &changes {
-        state.feed.presence(state, change).await;
+        state.feed.presence(change).await;
     }
     let callback = &state.config.callback;
     if callback.presence.is_empty() && !callback.nats_events {

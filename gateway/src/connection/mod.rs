@@ -52,7 +52,7 @@ pub(crate) async fn run(
             true,
         );
     } else {
-        Box::pin(state.feed.connected(&state, &session.key, resumed)).await;
+        Box::pin(state.feed.connected(&session.key, resumed)).await;
     }
     let close_timeout = state.config.websocket.close_timeout.0;
     session.touch();
@@ -102,7 +102,7 @@ pub(crate) async fn after_close(
     if !cause.notifies_backend() {
         return;
     }
-    state.feed.closed(state, session_key).await;
+    state.feed.closed(session_key).await;
     let _closing = state.stats.closing_started();
     if let Err(err) = state.callbacks.close(session_key, &state.metrics).await {
         warn!(error = %err, "close callback failed");

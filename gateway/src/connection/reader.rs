@@ -95,7 +95,7 @@ pub(super) async fn read_loop(
         state.metrics.messages_received.increment(1);
         if state.feed.is_enabled() {
             // Boxed, as the callback below: an idle connection's task stays small.
-            Box::pin(state.feed.message(state, &session.key, kind, &data)).await;
+            Box::pin(state.feed.message(&session.key, kind, &data)).await;
         }
         if !has_receive {
             continue;

@@ -186,23 +186,24 @@ where
         tag(&mut request, peer, ticket.as_ref());
         let mut app = app.clone();
         async move {
-            if request.version() >= http::Version::HTTP_2 {
-                let response = app.call(request.map(Body::new)).await;
-                return Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}));
-            }
+            // HTTP/2 resets a stream on its own; only HTTP/1.1 must close after an unread body.
             let (parts, body) = request.into_parts();
-            let (body, finished) = TrackedBody::new(body);
-            let request = hyper::Request::from_parts(parts, Body::new(body));
+            let (body, finished) = if parts.version < http::Version::HTTP_2 {
+                let (body, finished) = TrackedBody::new(body);
+                (Body::new(body), Some(finished))
+            } else {
+                (Body::new(body), None)
+            };
             let mut response = app
-                .call(request)
+                .call(hyper::Request::from_parts(parts, body))
                 .await
                 .unwrap_or_else(|never| match never {});
-            if !finished.load(Ordering::Acquire) {
+            if finished.is_some_and(|finished| !finished.load(Ordering::Acquire)) {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(response)
+            Ok::<_, Infallible>(response)
         }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

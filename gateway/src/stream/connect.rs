@@ -93,7 +93,7 @@ pub(crate) async fn connected(
         crate::connection::end_durable(state, &durable, CloseCause::EstablishFailed).await;
         return error(StatusCode::BAD_GATEWAY, "session not established");
     }
-    state.feed.connected(state, &key, false).await;
+    state.feed.connected(&key, false).await;
     let token = state.tokens.issue(&key, epoch.0);
     let stream = format!(
         "{}/{}",

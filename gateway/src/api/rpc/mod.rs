@@ -199,8 +199,7 @@ impl GatewayService for Rpc {
                 unreachable_nodes: answer.unreachable_nodes,
                 ..Default::default()
             }),
-            Err(v1::PublishRefusal::Invalid(err)) => Err(error(err)),
-            Err(v1::PublishRefusal::NoSubscriber(channels)) => Err(ConnectError::new(
+            Err(v1::NoSubscriber(channels)) => Err(ConnectError::new(
                 ErrorCode::NotFound,
                 format!("{} ({})", v1::NO_SUBSCRIBER, channels.join(", ")),
             )),
@@ -338,7 +337,7 @@ impl GatewayService for Rpc {
         let watch = self
             .state
             .feed
-            .watch(&self.state, &group)
+            .watch(&group)
             .await
             .map_err(watch::refusal)?;
         Response::stream_ok(watch::events(watch))

@@ -54,18 +54,8 @@ pub(crate) struct PublishAnswer {
     pub(crate) unreachable_nodes: Vec<String>,
 }
 
-/// Why a publish was not made.
-pub(crate) enum PublishRefusal {
-    Invalid(ApiError),
-    /// `strict`: these channels have no subscriber, so nothing was published.
-    NoSubscriber(Vec<String>),
-}
-
-impl From<ApiError> for PublishRefusal {
-    fn from(err: ApiError) -> Self {
-        Self::Invalid(err)
-    }
-}
+/// A strict publish to channels without subscribers (nothing was published): those channels.
+pub(crate) struct NoSubscriber(pub(crate) Vec<String>);
 
 /// The text of a strict publish's refusal.
 pub(crate) const NO_SUBSCRIBER: &str =
@@ -166,24 +156,22 @@ pub(crate) async fn publish(
     let strict = request.strict.unwrap_or(false);
     match publish_to(&state, channels, &payload, strict, id_of(&request_id)).await {
         Ok(answer) => Ok(Json(answer).into_response()),
-        Err(PublishRefusal::Invalid(err)) => Err(err),
-        Err(PublishRefusal::NoSubscriber(unknown)) => {
+        Err(NoSubscriber(unknown)) => {
             let body = serde_json::json!({ "error": NO_SUBSCRIBER, "channels": unknown });
             Ok((http::StatusCode::NOT_FOUND, Json(body)).into_response())
         }
     }
 }
 
-/// Publishes `payload` to `channels`, checked here (again, for `/v1/publish`, which checks
-/// them before the payload; the check is cheap) (`/v1/publish`, RPC `Publish`).
+/// Publishes `payload` to `channels`, already checked by [`checked_channels`] (`/v1/publish`,
+/// RPC `Publish`).
 pub(crate) async fn publish_to(
     state: &AppState,
     channels: Vec<String>,
     payload: &oort_common::Payload,
     strict: bool,
     request_id: &str,
-) -> Result<PublishAnswer, PublishRefusal> {
-    let channels = checked_channels(state, channels)?;
+) -> Result<PublishAnswer, NoSubscriber> {
     if strict {
         let mut unknown = Vec::new();
         for channel in &channels {
@@ -192,7 +180,7 @@ pub(crate) async fn publish_to(
             }
         }
         if !unknown.is_empty() {
-            return Err(PublishRefusal::NoSubscriber(unknown));
+            return Err(NoSubscriber(unknown));
         }
     }
     let outcome = state.router.publish(&channels, payload, request_id).await;

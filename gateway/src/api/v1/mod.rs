@@ -21,8 +21,8 @@ use super::access_log::RequestId;
 use super::error::ApiError;
 use crate::state::AppState;
 pub(crate) use channels::{
-    NO_SUBSCRIBER, PublishRefusal, checked_channels, membership_of, presence, presence_page,
-    publish, publish_to, subscribe, unsubscribe,
+    NO_SUBSCRIBER, NoSubscriber, checked_channels, membership_of, presence, presence_page, publish,
+    publish_to, subscribe, unsubscribe,
 };
 pub(crate) use info::{cluster, session};
 use request::{BatchRequest, BroadcastRequest, CloseRequest, SendRequest, parse};
