@@ -6,11 +6,24 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oort_common::cluster::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
-    UserLimit,
+    StreamEntry, UserLimit,
 };
 use oort_common::{Epoch, NodeId, SessionKey};
 
-/// Session key -> owner, the node table, and which nodes hold subscribers of each channel.
+/// Who owns a Durable Stream, as the router answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamOwner {
+    /// The node that claimed it last.
+    pub node: NodeId,
+    /// The claim's generation: greater for every later claim of the name, by any node.
+    pub generation: u64,
+    /// Whether that node still holds it: it is up, in the run that claimed the stream. A stream
+    /// whose owner is not live lost its contents with that run, and may be claimed again.
+    pub live: bool,
+}
+
+/// Session key -> owner, the node table, which nodes hold subscribers of each channel, and
+/// which node owns each Durable Stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
     sessions: HashMap<SessionKey, Owner>,
@@ -21,6 +34,12 @@ pub struct Directory {
     users: HashMap<String, Vec<SessionKey>>,
     /// Session -> its user, for the sessions that have one.
     user_of: HashMap<SessionKey, String>,
+    /// Durable Stream name -> its owner. Kept when the owner goes down or restarts (the entry
+    /// is then not live), so that a reader learns the owner is gone.
+    streams: HashMap<String, StreamEntry>,
+    /// The generation of the next successful claim; 0 stands for 1 (a `Default` directory and
+    /// a snapshot from before streams both start there).
+    next_stream_generation: u64,
 }
 
 impl Directory {
@@ -75,6 +94,19 @@ impl Directory {
                 0
             }
             DirectoryCommand::Admit { .. } => 0,
+            DirectoryCommand::ClaimStream { node, name } => {
+                if self.claim_stream(node, name) {
+                    1
+                } else {
+                    refused.push(0);
+                    0
+                }
+            }
+            DirectoryCommand::DropStream {
+                node,
+                name,
+                generation,
+            } => self.drop_stream(node, name, *generation),
         };
         DirectoryResponse {
             changed,
@@ -150,6 +182,78 @@ impl Directory {
                 .sessions
                 .get(key)
                 .is_some_and(|current| current.node == *node && current.epoch > epoch)
+    }
+
+    /// Gives `name` to `node` unless its owner is live; returns whether it did.
+    fn claim_stream(&mut self, node: &NodeId, name: &str) -> bool {
+        let run = match self.nodes.get(node) {
+            Some(record) if record.up => record.since,
+            // An unknown or down node could not serve the stream it claims.
+            _ => return false,
+        };
+        if self
+            .streams
+            .get(name)
+            .is_some_and(|entry| self.is_live(entry))
+        {
+            return false;
+        }
+        let generation = self.next_stream_generation.max(1);
+        // Generations never repeat: at the (unreachable) end of the range, claims are refused
+        // rather than handing one out twice.
+        let Some(next) = generation.checked_add(1) else {
+            return false;
+        };
+        self.next_stream_generation = next;
+        self.streams.insert(
+            name.to_owned(),
+            StreamEntry {
+                node: node.clone(),
+                generation,
+                run,
+            },
+        );
+        true
+    }
+
+    /// Removes `name`'s entry if it is still `node`'s claim under `generation`.
+    fn drop_stream(&mut self, node: &NodeId, name: &str, generation: u64) -> u64 {
+        if self
+            .streams
+            .get(name)
+            .is_some_and(|entry| entry.node == *node && entry.generation == generation)
+        {
+            self.streams.remove(name);
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The owner's record is up, in the run that claimed the stream.
+    fn is_live(&self, entry: &StreamEntry) -> bool {
+        self.nodes
+            .get(&entry.node)
+            .is_some_and(|record| record.up && record.since == entry.run)
+    }
+
+    /// The owner of the Durable Stream `name`, and whether it is live.
+    pub fn stream(&self, name: &str) -> Option<StreamOwner> {
+        self.streams.get(name).map(|entry| StreamOwner {
+            node: entry.node.clone(),
+            generation: entry.generation,
+            live: self.is_live(entry),
+        })
+    }
+
+    /// The entry of the Durable Stream `name` as recorded.
+    pub fn stream_entry(&self, name: &str) -> Option<&StreamEntry> {
+        self.streams.get(name)
+    }
+
+    /// Number of Durable Streams with an entry (live or not).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
     }
 
     /// Removes the sessions whose owner matches; returns how many.
@@ -379,6 +483,14 @@ impl Directory {
             .collect();
         users.sort();
         snapshot.users = users;
+        let mut streams: Vec<(String, StreamEntry)> = self
+            .streams
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.clone()))
+            .collect();
+        streams.sort_by(|a, b| a.0.cmp(&b.0));
+        snapshot.streams = streams;
+        snapshot.next_stream_generation = self.next_stream_generation;
     }
 
     /// Rebuilds a directory from its snapshot form.
@@ -418,6 +530,14 @@ impl Directory {
                 .into_iter()
                 .filter(|(_, keys)| !keys.is_empty())
                 .collect(),
+            // Never below a generation already handed out, whatever the snapshot says: a
+            // repeated generation would let a stale drop remove a newer claim.
+            next_stream_generation: snapshot
+                .streams
+                .iter()
+                .map(|(_, entry)| entry.generation.saturating_add(1))
+                .fold(snapshot.next_stream_generation, u64::max),
+            streams: snapshot.streams.into_iter().collect(),
         }
     }
 }
@@ -652,6 +772,141 @@ mod tests {
         assert_eq!(Directory::from_snapshot(snapshot), directory);
     }
 
+    fn claim(directory: &mut Directory, n: &str, name: &str) -> DirectoryResponse {
+        directory.apply(&DirectoryCommand::ClaimStream {
+            node: node(n),
+            name: name.to_owned(),
+        })
+    }
+
+    fn drop_stream(directory: &mut Directory, n: &str, name: &str, generation: u64) -> u64 {
+        directory
+            .apply(&DirectoryCommand::DropStream {
+                node: node(n),
+                name: name.to_owned(),
+                generation,
+            })
+            .changed
+    }
+
+    fn stream(directory: &Directory, name: &str) -> Option<(String, u64, bool)> {
+        directory
+            .stream(name)
+            .map(|owner| (owner.node.to_string(), owner.generation, owner.live))
+    }
+
+    #[test]
+    fn a_stream_is_claimed_once_while_its_owner_is_live() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        let first = claim(&mut directory, "a", "s");
+        assert_eq!((first.changed, first.refused), (1, vec![]));
+        assert_eq!(stream(&directory, "s"), Some(("a".into(), 1, true)));
+        for claimer in ["a", "b"] {
+            let again = claim(&mut directory, claimer, "s");
+            assert_eq!(
+                (again.changed, again.refused),
+                (0, vec![0]),
+                "{claimer} claims a stream a holds"
+            );
+        }
+        assert_eq!(stream(&directory, "s"), Some(("a".into(), 1, true)));
+        assert_eq!(claim(&mut directory, "b", "t").refused, Vec::<u32>::new());
+        assert_eq!(stream(&directory, "t"), Some(("b".into(), 2, true)));
+        assert_eq!(
+            claim(&mut directory, "ghost", "u").refused,
+            [0],
+            "an unknown node claims nothing"
+        );
+        assert!(directory.stream("u").is_none());
+    }
+
+    #[test]
+    fn a_stale_drop_leaves_a_newer_claim() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        claim(&mut directory, "a", "s");
+        assert_eq!(drop_stream(&mut directory, "b", "s", 1), 0, "not b's");
+        assert_eq!(
+            drop_stream(&mut directory, "a", "s", 2),
+            0,
+            "not that claim"
+        );
+        assert_eq!(drop_stream(&mut directory, "a", "s", 1), 1);
+        assert!(directory.stream("s").is_none());
+        // Claimed again (by b), then a's late drop of its own old claim arrives.
+        claim(&mut directory, "b", "s");
+        assert_eq!(drop_stream(&mut directory, "a", "s", 1), 0);
+        assert_eq!(stream(&directory, "s"), Some(("b".into(), 2, true)));
+    }
+
+    #[test]
+    fn a_stream_outlives_its_owner_as_not_live_and_is_claimed_anew() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        up(&mut directory, "b", 1);
+        claim(&mut directory, "a", "s");
+        claim(&mut directory, "a", "t");
+        directory.apply(&DirectoryCommand::NodeDown { node: node("a") });
+        assert_eq!(
+            stream(&directory, "s"),
+            Some(("a".into(), 1, false)),
+            "kept, not live"
+        );
+        assert_eq!(claim(&mut directory, "a", "s").refused, [0], "a is down");
+        directory.apply(&DirectoryCommand::ForgetNode { node: node("a") });
+        assert_eq!(stream(&directory, "s"), Some(("a".into(), 1, false)));
+        assert_eq!(claim(&mut directory, "b", "s").refused, Vec::<u32>::new());
+        assert_eq!(stream(&directory, "s"), Some(("b".into(), 3, true)));
+
+        // b restarts under the same id (a new epoch, never declared down): its streams died
+        // with its earlier run, and its new run claims them again under a greater generation.
+        up(&mut directory, "b", 1);
+        assert_eq!(
+            stream(&directory, "s"),
+            Some(("b".into(), 3, true)),
+            "the same run again"
+        );
+        up(&mut directory, "b", 7);
+        assert_eq!(stream(&directory, "s"), Some(("b".into(), 3, false)));
+        assert_eq!(claim(&mut directory, "b", "s").refused, Vec::<u32>::new());
+        assert_eq!(stream(&directory, "s"), Some(("b".into(), 4, true)));
+        assert_eq!(directory.stream_entry("s").map(|e| e.run), Some(Epoch(7)));
+        assert_eq!(
+            drop_stream(&mut directory, "b", "s", 3),
+            0,
+            "the earlier run's drop"
+        );
+
+        let mut snapshot = DirectorySnapshot::default();
+        directory.to_snapshot(&mut snapshot);
+        assert_eq!(snapshot.next_stream_generation, 5);
+        let mut restored = Directory::from_snapshot(snapshot);
+        assert_eq!(restored, directory);
+        up(&mut restored, "a", 9);
+        assert_eq!(claim(&mut restored, "a", "t").refused, Vec::<u32>::new());
+        assert_eq!(stream(&restored, "t"), Some(("a".into(), 5, true)));
+    }
+
+    #[test]
+    fn a_snapshot_never_lowers_the_next_generation() {
+        let mut directory = Directory::default();
+        up(&mut directory, "a", 1);
+        claim(&mut directory, "a", "s");
+        claim(&mut directory, "a", "t");
+        let mut snapshot = DirectorySnapshot::default();
+        directory.to_snapshot(&mut snapshot);
+        snapshot.next_stream_generation = 0;
+        let mut restored = Directory::from_snapshot(snapshot);
+        drop_stream(&mut restored, "a", "t", 2);
+        restored.apply(&DirectoryCommand::NodeDown { node: node("a") });
+        up(&mut restored, "a", 2);
+        claim(&mut restored, "a", "s");
+        assert_eq!(stream(&restored, "s"), Some(("a".into(), 3, true)));
+    }
+
     #[test]
     fn unknown_nodes_register_nothing() {
         let mut directory = Directory::default();
@@ -666,6 +921,9 @@ mod tests {
         Register(u8, u8, u8),
         Unregister(u8, u8, u8),
         Admit(u8, u8, u8, u8, bool),
+        Claim(u8, u8),
+        DropStream(u8, u8, u8),
+        Forget(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -676,6 +934,9 @@ mod tests {
             (0..3u8, 0..6u8, 0..50u8).prop_map(|(n, k, e)| Op::Unregister(n, k, e)),
             (0..3u8, 0..6u8, 0..50u8, 0..2u8, any::<bool>())
                 .prop_map(|(n, k, e, u, close)| Op::Admit(n, k, e, u, close)),
+            (0..3u8, 0..3u8).prop_map(|(n, s)| Op::Claim(n, s)),
+            (0..3u8, 0..3u8, 0..12u8).prop_map(|(n, s, g)| Op::DropStream(n, s, g)),
+            (0..3u8).prop_map(Op::Forget),
         ]
     }
 
@@ -704,6 +965,16 @@ mod tests {
                     close_oldest,
                 },
             },
+            Op::Claim(i, j) => DirectoryCommand::ClaimStream {
+                node: n(i),
+                name: format!("s{j}"),
+            },
+            Op::DropStream(i, j, g) => DirectoryCommand::DropStream {
+                node: n(i),
+                name: format!("s{j}"),
+                generation: u64::from(g),
+            },
+            Op::Forget(i) => DirectoryCommand::ForgetNode { node: n(i) },
         }
     }
 
@@ -714,6 +985,7 @@ mod tests {
         fn apply_is_deterministic_and_counts_stay_exact(ops in proptest::collection::vec(op(), 0..80)) {
             let mut first = Directory::default();
             let mut second = Directory::default();
+            let mut generations: HashMap<String, u64> = HashMap::new();
             for op in &ops {
                 let command = command(op);
                 prop_assert_eq!(first.apply(&command), second.apply(&command));
@@ -733,8 +1005,56 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(first.user_of.len(), first.users.values().map(Vec::len).sum::<usize>());
+                // Every generation handed out is below the next one, and each name's
+                // generation only grows.
+                for (name, entry) in &first.streams {
+                    prop_assert!(entry.generation >= 1 && entry.generation < first.next_stream_generation);
+                    if let Some(before) = generations.get(name) {
+                        prop_assert!(entry.generation >= *before);
+                    }
+                    generations.insert(name.clone(), entry.generation);
+                }
             }
-            prop_assert_eq!(first, second);
+            prop_assert_eq!(&first, &second);
+            let mut snapshot = DirectorySnapshot::default();
+            first.to_snapshot(&mut snapshot);
+            prop_assert_eq!(Directory::from_snapshot(snapshot), first);
+        }
+
+        /// A claim succeeds exactly when the stream has no live owner and the claimer is up,
+        /// and then with a generation greater than any before; a drop removes only the claim
+        /// it names.
+        #[test]
+        fn claims_and_drops_follow_liveness_and_generations(ops in proptest::collection::vec(op(), 0..80), i in 0..3u8, j in 0..3u8, g in 0..12u8) {
+            let mut directory = Directory::default();
+            for op in &ops {
+                directory.apply(&command(op));
+            }
+            let name = format!("s{j}");
+            let claimer = node(&format!("n{i}"));
+            let before = directory.stream(&name);
+            let highest = directory.streams.values().map(|entry| entry.generation).max().unwrap_or(0);
+            let claimer_up = directory.nodes().get(&claimer).is_some_and(|record| record.up);
+            let mut claimed = directory.clone();
+            let response = claimed.apply(&command(&Op::Claim(i, j)));
+            let expect_won = claimer_up && !before.as_ref().is_some_and(|owner| owner.live);
+            prop_assert_eq!(response.refused.is_empty(), expect_won);
+            let after = claimed.stream(&name);
+            if expect_won {
+                let after = after.expect("a won claim leaves an entry");
+                prop_assert_eq!(&after.node, &claimer);
+                prop_assert!(after.live);
+                prop_assert!(after.generation > highest);
+            } else {
+                prop_assert_eq!(after, before.clone());
+            }
+            let named = before.as_ref().is_some_and(|owner| owner.node == claimer && owner.generation == u64::from(g));
+            directory.apply(&command(&Op::DropStream(i, j, g)));
+            if named {
+                prop_assert!(directory.stream(&name).is_none());
+            } else {
+                prop_assert_eq!(directory.stream(&name), before);
+            }
         }
 
         /// An unregister only ever removes the exact registration it names.

@@ -66,6 +66,42 @@ pub enum DirectoryCommand {
         /// The limit in force where the sessions connected.
         limit: UserLimit,
     },
+    /// `node` wants to own the Durable Stream `name`. It gets it, under a generation greater
+    /// than any the directory handed out before, when the stream has no entry or its owner is
+    /// not live ([`StreamEntry`]); otherwise (the owner is live, `node` itself included) nothing
+    /// changes and the claim is refused (`refused: [0]`). A node that is unknown or down claims
+    /// nothing. Appended last: variants are encoded by position.
+    ClaimStream {
+        /// The claiming node.
+        node: NodeId,
+        /// The stream's name.
+        name: String,
+    },
+    /// `node` no longer holds the stream `name` it claimed under `generation`. A stale drop
+    /// (the stream was claimed again since, by anyone) is ignored. Appended last.
+    DropStream {
+        /// The node that held it.
+        node: NodeId,
+        /// The stream's name.
+        name: String,
+        /// The generation it held it under.
+        generation: u64,
+    },
+}
+
+/// Who owns a Durable Stream, as the directory records it. The entry is **live** when its
+/// node's record exists, is up, and the record's `since` equals `run`: streams are in-memory
+/// state of one run of a node, so a restart (a new `since`) or a `NodeDown` leaves the entry
+/// in place but not live, and readers learn that the owner is gone rather than that the stream
+/// never existed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEntry {
+    /// The owner.
+    pub node: NodeId,
+    /// Tells claims of one name apart: every claim gets a greater one, whoever makes it.
+    pub generation: u64,
+    /// The owner's `since` epoch when it claimed the stream (the run that holds it).
+    pub run: Epoch,
 }
 
 /// `limits.max_sessions_per_user` and what happens past it, as the admitting node applies it.
@@ -140,6 +176,11 @@ pub struct DirectorySnapshot {
     pub channels: Vec<(String, Vec<NodeId>)>,
     /// Each user's sessions, oldest first.
     pub users: Vec<(String, Vec<SessionKey>)>,
+    /// Every Durable Stream's owner, by name. Appended last: a snapshot written before streams
+    /// existed ends before it (see [`UsersSnapshot`]).
+    pub streams: Vec<(String, StreamEntry)>,
+    /// The generation the next successful claim gets (0 as 1: nothing claimed yet).
+    pub next_stream_generation: u64,
 }
 
 /// A snapshot as written before channels existed: read by a node restarting from the data
@@ -163,8 +204,40 @@ impl From<SessionsSnapshot> for DirectorySnapshot {
             last_membership: old.last_membership,
             nodes: old.nodes,
             sessions: old.sessions,
-            channels: Vec::new(),
-            users: Vec::new(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A snapshot as written before Durable Streams existed (with channels and users): read by a
+/// node restarting from the data directory of an earlier build. bincode refuses trailing
+/// bytes and input that ends early, so each layout decodes as itself only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersSnapshot {
+    /// The last log entry the snapshot includes.
+    pub last_applied: Option<LogId>,
+    /// The membership in effect at that entry.
+    pub last_membership: StoredMembership,
+    /// The node table.
+    pub nodes: Vec<(NodeId, NodeRecord)>,
+    /// Every registered session, by owner.
+    pub sessions: Vec<NodeSessions>,
+    /// The nodes holding subscribers of each channel.
+    pub channels: Vec<(String, Vec<NodeId>)>,
+    /// Each user's sessions, oldest first.
+    pub users: Vec<(String, Vec<SessionKey>)>,
+}
+
+impl From<UsersSnapshot> for DirectorySnapshot {
+    fn from(old: UsersSnapshot) -> Self {
+        Self {
+            last_applied: old.last_applied,
+            last_membership: old.last_membership,
+            nodes: old.nodes,
+            sessions: old.sessions,
+            channels: old.channels,
+            users: old.users,
+            ..Self::default()
         }
     }
 }

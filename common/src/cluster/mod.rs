@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{
     DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, NodeSessions, Owner,
-    SessionsSnapshot, UserLimit,
+    SessionsSnapshot, StreamEntry, UserLimit, UsersSnapshot,
 };
 pub use framing::{decode_framed, decode_records, encode_framed, encode_records};
 pub use messages::{

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use oort_common::cluster::{
-    DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, Owner,
+    DirectoryCommand, DirectoryResponse, DirectorySnapshot, NodeRecord, Owner, SessionsSnapshot,
+    StreamEntry, UsersSnapshot,
 };
 use oort_common::wire::{self, DecodeError};
 use oort_common::{NodeId, SessionKey};
@@ -30,7 +31,7 @@ use super::log::{DbError, OpenError};
 use crate::cluster::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::directory::Directory;
+use crate::directory::{Directory, StreamOwner};
 
 /// Applied commands, with their log index, as the router hears of them.
 pub type AppliedSender = Sender<Applied>;
@@ -59,14 +60,21 @@ impl State {
     }
 
     fn decode(data: &[u8]) -> Result<Self, DecodeError> {
-        // A snapshot from a build before channels existed lacks their field.
+        // A snapshot from an earlier build lacks the fields added since: before Durable
+        // Streams (`UsersSnapshot`), or before channels (`SessionsSnapshot`). Each layout
+        // decodes as itself only (no trailing bytes, no early end), so the order of the tries
+        // does not matter; the newest goes first because it is the usual case.
         let snapshot: DirectorySnapshot = match wire::decode_snapshot(data) {
             Ok(snapshot) => snapshot,
-            Err(err) => match wire::decode_snapshot::<oort_common::cluster::SessionsSnapshot>(data)
-            {
-                Ok(old) => old.into(),
-                Err(_) => return Err(err),
-            },
+            Err(err) => {
+                if let Ok(old) = wire::decode_snapshot::<UsersSnapshot>(data) {
+                    old.into()
+                } else if let Ok(old) = wire::decode_snapshot::<SessionsSnapshot>(data) {
+                    old.into()
+                } else {
+                    return Err(err);
+                }
+            }
         };
         Ok(Self {
             last_applied: snapshot.last_applied,
@@ -409,6 +417,20 @@ impl DirectoryReader {
         self.shared.read().directory.channel_nodes(channel)
     }
 
+    /// The owner of the Durable Stream `name`, and whether it is live.
+    pub fn stream(&self, name: &str) -> Option<StreamOwner> {
+        self.shared.read().directory.stream(name)
+    }
+
+    /// The entry of the Durable Stream `name` and whether it is live, read under one lock
+    /// (the answer to a linearizable lookup).
+    pub fn stream_entry(&self, name: &str) -> Option<(StreamEntry, bool)> {
+        let state = self.shared.read();
+        let entry = state.directory.stream_entry(name)?.clone();
+        let live = state.directory.stream(name).is_some_and(|owner| owner.live);
+        Some((entry, live))
+    }
+
     /// Every node the directory has heard of.
     pub fn nodes(&self) -> BTreeMap<NodeId, NodeRecord> {
         self.shared.read().directory.nodes().clone()
@@ -432,5 +454,67 @@ impl DirectoryReader {
     /// Size in bytes of the last snapshot built or installed here (0 before the first).
     pub fn last_snapshot_bytes(&self) -> u64 {
         self.shared.snapshot_bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oort_common::cluster::{NodeSessions, UsersSnapshot};
+    use oort_common::{Epoch, SessionKey};
+
+    use super::*;
+
+    fn earlier_snapshot() -> UsersSnapshot {
+        UsersSnapshot {
+            nodes: vec![(
+                NodeId::from("a"),
+                NodeRecord {
+                    up: true,
+                    since: Epoch(1),
+                    sessions: 1,
+                },
+            )],
+            sessions: vec![NodeSessions {
+                node: NodeId::from("a"),
+                sessions: vec![(SessionKey::from("k"), Epoch(2))],
+            }],
+            channels: vec![("room".into(), vec![NodeId::from("a")])],
+            users: vec![("u".into(), vec![SessionKey::from("k")])],
+            ..UsersSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_of_earlier_builds_still_load() {
+        let old = earlier_snapshot();
+        let state = State::decode(&wire::encode(&old)).expect("the layout before streams");
+        assert_eq!(state.directory.channel_nodes("room"), [NodeId::from("a")]);
+        assert_eq!(state.directory.user_sessions("u").len(), 1);
+        assert_eq!(state.directory.stream_count(), 0);
+        let oldest = SessionsSnapshot {
+            nodes: old.nodes.clone(),
+            sessions: old.sessions.clone(),
+            ..SessionsSnapshot::default()
+        };
+        let state = State::decode(&wire::encode(&oldest)).expect("the layout before channels");
+        assert!(state.directory.owner("k").is_some());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_streams_and_their_generations() {
+        let mut state = State::decode(&wire::encode(&earlier_snapshot())).expect("decodes");
+        state.directory.apply(&DirectoryCommand::ClaimStream {
+            node: NodeId::from("a"),
+            name: "orders".into(),
+        });
+        let again = State::decode(&state.encode()).expect("decodes");
+        assert_eq!(again.directory, state.directory);
+        assert_eq!(
+            again
+                .directory
+                .stream("orders")
+                .map(|owner| owner.generation),
+            Some(1)
+        );
     }
 }
