@@ -29,6 +29,7 @@ pub use cluster::{
     ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
     RejectedCounters,
 };
+pub use directory::StreamOwner;
 pub use epochs::EpochSource;
 pub use local::LocalRouter;
 pub use request::{BoxedAnswer, DeliveryRequest, LocalSessions};
@@ -303,6 +304,55 @@ impl Router {
         match self {
             Self::Local(_) => Ok(oort_common::cluster::StreamAnswer::Over),
             Self::Cluster(router) => router.stream(owner, request, wait).await,
+        }
+    }
+
+    /// Claims the Durable Stream `name` for this node, and answers its owner afterwards:
+    /// this node when it won the claim or already held the stream live, else the live owner
+    /// (compare `node` with [`Router::node_id`]). A claim wins when the stream has no entry or
+    /// its owner is not live, and then gets a generation greater than any the stream had.
+    ///
+    /// Clustered it is a raft write (a majority's fsync, plus this replica applying it):
+    /// about a commit's time, bounded by twice `cluster.route_timeout`;
+    /// [`RouterError::Unavailable`] when it could not be committed, or this node is not up in
+    /// the directory. Single node it always wins at once, with a generation that grows within
+    /// the process and starts from the wall clock (in milliseconds), so a restart continues
+    /// above the previous run's.
+    pub async fn claim_stream(&self, name: &str) -> Result<StreamOwner, RouterError> {
+        match self {
+            Self::Local(router) => Ok(router.claim_stream()),
+            Self::Cluster(router) => router.claim_stream(name).await,
+        }
+    }
+
+    /// The owner of the Durable Stream `name`, live or not (`live: false`: its node is down,
+    /// or restarted since its claim, and the stream's contents are gone), or `None` when the
+    /// directory has no entry. Clustered, a miss or an owner that is not live in this node's
+    /// replica is confirmed at the leader. Single node: always `None` (the gateway's own store
+    /// is the whole truth).
+    pub async fn stream_owner(&self, name: &str) -> Result<Option<StreamOwner>, RouterError> {
+        match self {
+            Self::Local(_) => Ok(None),
+            Self::Cluster(router) => router.stream_owner(name).await,
+        }
+    }
+
+    /// The owner of the Durable Stream `name` in this node's replica alone, asking nobody
+    /// (`None` single node).
+    pub fn stream_owner_in_replica(&self, name: &str) -> Option<StreamOwner> {
+        match self {
+            Self::Local(_) => None,
+            Self::Cluster(router) => router.stream_owner_in_replica(name),
+        }
+    }
+
+    /// Withdraws this node's claim of `name` made under `generation` (the stream was deleted
+    /// here). A newer claim, by any node, is left alone. Clustered, a raft write; nothing to do
+    /// single node.
+    pub async fn drop_stream(&self, name: &str, generation: u64) -> Result<(), RouterError> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Cluster(router) => router.drop_stream(name, generation).await,
         }
     }
 

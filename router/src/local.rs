@@ -1,11 +1,13 @@
 //! The single-node router: the gateway's session table is the whole directory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use oort_common::cluster::{DirectoryCommand, UserLimit};
 use oort_common::{DeliveryStatus, Epoch, NodeId, Payload, SessionKey};
 
-use crate::directory::Directory;
+use crate::directory::{Directory, StreamOwner};
 use crate::{DeliveryRequest, LocalSessions, Presence, PublishOutcome, RouterError};
 
 /// Routes everything to this node's own sessions.
@@ -17,6 +19,10 @@ pub struct LocalRouter {
     /// recorded: the gateway's table is their directory.
     users: Box<Mutex<Directory>>,
     user_limit: UserLimit,
+    /// The next Durable Stream generation. Nothing is persisted single node, so it starts from
+    /// the wall clock in milliseconds: a restarted process continues above its earlier run
+    /// (unless the clock stepped back, or it claimed more than a thousand streams a second).
+    stream_generations: AtomicU64,
 }
 
 impl LocalRouter {
@@ -35,6 +41,16 @@ impl LocalRouter {
             sessions,
             users: Box::new(Mutex::new(users)),
             user_limit,
+            stream_generations: AtomicU64::new(wall_clock_millis()),
+        }
+    }
+
+    /// Single node, every claim wins: the gateway's store is the only record of its streams.
+    pub(crate) fn claim_stream(&self) -> StreamOwner {
+        StreamOwner {
+            node: self.node_id.clone(),
+            generation: self.stream_generations.fetch_add(1, Ordering::Relaxed),
+            live: true,
         }
     }
 
@@ -164,6 +180,17 @@ pub(crate) fn deliver_to(
         }
     }
     sessions.deliver(&request.targets, &request.payload, &request.mode)
+}
+
+/// Milliseconds since the unix epoch, at least 1 (a clock before 1970 still gives generations
+/// above 0).
+fn wall_clock_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+        .max(1)
 }
 
 #[cfg(test)]
@@ -302,5 +329,19 @@ mod tests {
         let (router, _) = router();
         assert_eq!(router.owner("a").await.unwrap(), Some(NodeId::from("n1")));
         assert_eq!(router.owner("zz").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn single_node_stream_claims_always_win_with_growing_generations() {
+        let before = wall_clock_millis();
+        let (router, _) = router();
+        let first = router.claim_stream("s").await.unwrap();
+        let second = router.claim_stream("s").await.unwrap();
+        assert_eq!((first.node.as_str(), first.live), ("n1", true));
+        assert!(first.generation >= before, "starts from the wall clock");
+        assert!(second.generation > first.generation);
+        assert_eq!(router.stream_owner("s").await.unwrap(), None);
+        assert_eq!(router.stream_owner_in_replica("s"), None);
+        router.drop_stream("s", second.generation).await.unwrap();
     }
 }

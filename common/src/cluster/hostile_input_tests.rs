@@ -26,6 +26,14 @@ fn keys(count: usize) -> Vec<(SessionKey, Epoch)> {
         .collect()
 }
 
+fn stream_entry() -> StreamEntry {
+    StreamEntry {
+        node: node("n1"),
+        generation: 7,
+        run: Epoch(1),
+    }
+}
+
 fn log_id(term: u64, index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(term, 7), index)
 }
@@ -93,7 +101,14 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             node: node("n1"),
             sessions: keys(3),
         }],
+        streams: vec![("orders".into(), stream_entry())],
+        next_stream_generation: 8,
         ..DirectorySnapshot::default()
+    };
+    let users_snapshot = UsersSnapshot {
+        last_applied: Some(log_id(2, 6)),
+        users: vec![("user".into(), vec![SessionKey::from("key-0")])],
+        ..UsersSnapshot::default()
     };
     vec![
         ("hello", wire::encode(&hello)),
@@ -142,6 +157,32 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             wire::encode(&vec![vec![DeliveryStatus::Ok, DeliveryStatus::NotFound]]),
         ),
         ("snapshot", wire::encode(&snapshot_state)),
+        ("snapshot before streams", wire::encode(&users_snapshot)),
+        (
+            "claim stream",
+            wire::encode(&DirectoryCommand::ClaimStream {
+                node: node("n1"),
+                name: "orders".into(),
+            }),
+        ),
+        (
+            "drop stream",
+            wire::encode(&DirectoryCommand::DropStream {
+                node: node("n1"),
+                name: "orders".into(),
+                generation: 7,
+            }),
+        ),
+        (
+            "lookup stream",
+            wire::encode(&ControlRequest::LookupStream {
+                name: "orders".into(),
+            }),
+        ),
+        (
+            "stream owner",
+            wire::encode(&ControlResponse::StreamOwner(Some((stream_entry(), true)))),
+        ),
         (
             "admit",
             wire::encode(&DirectoryCommand::Admit {
@@ -207,6 +248,8 @@ fn decode_everything(bytes: &[u8]) -> usize {
         + ok::<super::PublishReceipt>(bytes)
         + ok::<Vec<Vec<DeliveryStatus>>>(bytes)
         + usize::from(wire::decode_snapshot::<DirectorySnapshot>(bytes).is_ok())
+        + usize::from(wire::decode_snapshot::<UsersSnapshot>(bytes).is_ok())
+        + usize::from(wire::decode_snapshot::<SessionsSnapshot>(bytes).is_ok())
         + usize::from(decode_framed::<DeliverHeader>(&shared).is_ok())
         + usize::from(decode_records(&shared).is_ok())
         + usize::from(
@@ -225,6 +268,7 @@ fn round_trips<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(va
 fn every_valid_sample_round_trips() {
     round_trips(&DirectoryCommand::ForgetNode { node: node("x") });
     round_trips(&ControlRequest::Ping);
+    round_trips(&ControlResponse::StreamOwner(None));
     for (name, bytes) in samples() {
         assert!(decode_everything(&bytes) > 0, "{name} decodes as itself");
     }

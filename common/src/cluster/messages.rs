@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DirectoryCommand, DirectoryResponse, Owner};
+use super::{DirectoryCommand, DirectoryResponse, Owner, StreamEntry};
 use crate::{DeliveryMode, Epoch, FrameKind, NodeId, SessionKey};
 
 /// A node's periodic announcement on `oort.<cluster>.hello`.
@@ -92,6 +92,13 @@ pub enum ControlRequest {
         /// Keys to list at most.
         limit: u32,
     },
+    /// The owner of the Durable Stream `name`, read linearizably (sent to the leader), so that
+    /// "no such stream" or "its owner is gone" is never a replica merely lagging. Answered
+    /// `StreamOwner`. Appended last.
+    LookupStream {
+        /// The stream's name.
+        name: String,
+    },
 }
 
 /// What a client resuming elsewhere has not seen of its session: the messages after its
@@ -154,6 +161,10 @@ pub enum ControlResponse {
         /// Some of their keys, in order.
         sessions: Vec<SessionKey>,
     },
+    /// The answer to [`ControlRequest::LookupStream`]: the stream's entry and whether it is
+    /// live on the leader (its owner is up in the run that claimed it), or `None` when the
+    /// directory has no entry for it. Appended last.
+    StreamOwner(Option<(StreamEntry, bool)>),
 }
 
 /// One delivery to sessions one node holds. Deliveries for one owner travel together on

@@ -1,5 +1,6 @@
 //! Control requests between nodes on `oort.<cluster>.ctl.<raft_id>`: bootstrap grants, joins
-//! and leaves (to the leader), forwarded directory writes, linearizable lookups, pings, and
+//! and leaves (to the leader), forwarded directory writes, linearizable lookups (of sessions
+//! and of Durable Streams' owners), pings, and
 //! hand-overs of `oort.v1` sessions to the node a client resumed on; and the client side of
 //! them, including following the leader as it changes.
 
@@ -118,6 +119,9 @@ impl Control {
             }
             ControlRequest::Write(command) => self.as_leader(|| self.write_here(command)).await,
             ControlRequest::Lookup { keys } => self.as_leader(|| self.lookup_here(keys)).await,
+            ControlRequest::LookupStream { name } => {
+                self.as_leader(|| self.lookup_stream_here(name)).await
+            }
             ControlRequest::Ping => ControlResponse::Done,
             ControlRequest::HandOver { key, id, seen } => {
                 ControlResponse::Tail(self.sessions.hand_over(&key, id, seen))
@@ -388,6 +392,15 @@ impl Control {
     async fn lookup_here(&self, keys: Vec<SessionKey>) -> ControlResponse {
         match self.core.raft.ensure_linearizable().await {
             Ok(_) => ControlResponse::Owners(self.core.directory.owners(&keys)),
+            Err(err) => ControlResponse::Failed(err.to_string()),
+        }
+    }
+
+    /// The stream's entry and its liveness, as of a linearizable read: every claim and drop
+    /// committed before the request arrived is in the answer.
+    async fn lookup_stream_here(&self, name: String) -> ControlResponse {
+        match self.core.raft.ensure_linearizable().await {
+            Ok(_) => ControlResponse::StreamOwner(self.core.directory.stream_entry(&name)),
             Err(err) => ControlResponse::Failed(err.to_string()),
         }
     }

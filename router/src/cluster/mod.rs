@@ -52,6 +52,7 @@ pub use bus::{RejectReason, RejectedCounters};
 pub use channels::MAX_PRESENCE_PAGE;
 pub use status::{ClusterStatus, MemberStatus};
 
+use crate::directory::StreamOwner;
 use crate::epochs::EpochSource;
 use crate::request::{DeliveryRequest, LocalSessions};
 use crate::{Presence, PublishOutcome, RouterError};
@@ -391,6 +392,111 @@ impl ClusterRouter {
             ControlResponse::Owners(mut owners) => Ok(owners.pop().flatten()),
             other => Err(RouterError::Unavailable(format!(
                 "unexpected lookup answer: {other:?}"
+            ))),
+        }
+    }
+
+    /// Claims the Durable Stream `name` for this node: a raft write, committed by a majority,
+    /// then read back from this node's replica once it has applied it. The answer is the
+    /// stream's owner after the claim: this node (live) when it won, or was the live owner
+    /// already; another node (live) when that node holds it. `Unavailable` when the write did
+    /// not commit in time (no leader, no quorum, bounded by twice `cluster.route_timeout`), or
+    /// the directory refused the claim because this node is not up there.
+    pub async fn claim_stream(&self, name: &str) -> Result<StreamOwner, RouterError> {
+        if !self.membership.is_up() || !self.core.nats.is_connected() {
+            return Err(RouterError::Unavailable(
+                "this node has not joined the cluster".into(),
+            ));
+        }
+        let command = DirectoryCommand::ClaimStream {
+            node: self.core.node.clone(),
+            name: name.to_owned(),
+        };
+        let (response, index) = self.write(command).await?;
+        // The leader answers once the entry is committed; this replica applies it a moment
+        // later (the next append tells it the commit). Waiting for that makes the answer this
+        // replica's, so that later reads here agree with it.
+        let deadline = tokio::time::Instant::now() + self.core.config.route_timeout.0;
+        let applied = self
+            .core
+            .wait_until(deadline, |m| {
+                m.last_applied.is_some_and(|applied| applied.index >= index)
+            })
+            .await;
+        let owner = if applied {
+            self.core.directory.stream(name)
+        } else {
+            // Not applied here in time: the leader knows.
+            self.lookup_stream(name).await?
+        };
+        match owner {
+            Some(owner) if response.refused.is_empty() || owner.live => Ok(owner),
+            // Refused with no live owner to show for it: this node is down or unknown in the
+            // directory (declared dead, or its NodeUp not applied yet).
+            _ => Err(RouterError::Unavailable(
+                "the directory refused the claim: this node is not up there".into(),
+            )),
+        }
+    }
+
+    /// The owner of the Durable Stream `name`: this node's replica when it names a live owner,
+    /// else the leader's linearizable answer, so that "no such stream" and "its owner is gone"
+    /// are never a replica merely lagging. `Unavailable` when the leader could not be asked.
+    pub async fn stream_owner(&self, name: &str) -> Result<Option<StreamOwner>, RouterError> {
+        match self.core.directory.stream(name) {
+            Some(owner) if owner.live => Ok(Some(owner)),
+            _ => self.lookup_stream(name).await,
+        }
+    }
+
+    /// The owner of the Durable Stream `name` in this node's own replica, asking nobody.
+    pub fn stream_owner_in_replica(&self, name: &str) -> Option<StreamOwner> {
+        self.core.directory.stream(name)
+    }
+
+    /// Withdraws this node's claim of `name` made under `generation` (a raft write); a newer
+    /// claim, by any node, is left alone. Returns once committed.
+    pub async fn drop_stream(&self, name: &str, generation: u64) -> Result<(), RouterError> {
+        let command = DirectoryCommand::DropStream {
+            node: self.core.node.clone(),
+            name: name.to_owned(),
+            generation,
+        };
+        self.write(command).await.map(|_| ())
+    }
+
+    /// Asks the leader for the stream's entry, read linearizably.
+    async fn lookup_stream(&self, name: &str) -> Result<Option<StreamOwner>, RouterError> {
+        let request = ControlRequest::LookupStream {
+            name: name.to_owned(),
+        };
+        match self.control.call_leader(request).await? {
+            ControlResponse::StreamOwner(found) => Ok(found.map(|(entry, live)| StreamOwner {
+                node: entry.node,
+                generation: entry.generation,
+                live,
+            })),
+            ControlResponse::Failed(reason) => Err(RouterError::Unavailable(reason)),
+            other => Err(RouterError::Unavailable(format!(
+                "unexpected stream lookup answer: {other:?}"
+            ))),
+        }
+    }
+
+    /// Commits one command through the leader; answers what applying it did and its index.
+    async fn write(
+        &self,
+        command: DirectoryCommand,
+    ) -> Result<(oort_common::cluster::DirectoryResponse, u64), RouterError> {
+        match self
+            .control
+            .call_leader(ControlRequest::Write(command))
+            .await?
+        {
+            ControlResponse::Written { response, index } => Ok((response, index)),
+            ControlResponse::Failed(reason) => Err(RouterError::Unavailable(reason)),
+            other => Err(RouterError::Unavailable(format!(
+                "unexpected write answer: {other:?}"
             ))),
         }
     }
