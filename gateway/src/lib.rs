@@ -15,6 +15,7 @@ mod durable;
 mod feed;
 mod host;
 mod metrics;
+mod named_streams;
 mod peer;
 mod server;
 mod sessions;

@@ -156,6 +156,10 @@ pub(crate) struct Metrics {
     resumes: [Counter; RESUME_OUTCOMES.len()],
     /// `oort.v1` sessions lingering without a connection (set when rendering).
     pub lingering_sessions: Gauge,
+    /// Named Durable Streams this node owns, and the bytes of messages they keep (set when
+    /// rendering).
+    pub streams: Gauge,
+    pub stream_bytes: Gauge,
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
     cluster: ClusterMetrics,
@@ -272,6 +276,11 @@ impl Metrics {
             "oort_resumes_total",
             "oort.v1 resumes by outcome: here (same node), moved (from another node), reset.",
         );
+        r.describe("oort_streams", "Named Durable Streams this node owns.");
+        r.describe(
+            "oort_stream_bytes",
+            "Bytes of messages the named Durable Streams of this node keep (payloads and per-message overhead).",
+        );
         r.describe(
             "oort_lingering_sessions",
             "oort.v1 sessions waiting for their client to resume (session.linger).",
@@ -302,6 +311,8 @@ impl Metrics {
             resumes: RESUME_OUTCOMES
                 .map(|outcome| r.counter("oort_resumes_total", &[("outcome", outcome)])),
             lingering_sessions: r.gauge("oort_lingering_sessions", &[]),
+            streams: r.gauge("oort_streams", &[]),
+            stream_bytes: r.gauge("oort_stream_bytes", &[]),
             errors: ErrorKind::ALL.map(|k| r.counter("oort_errors_total", &[("kind", k.as_str())])),
             callback_seconds: CallbackKind::ALL.map(|k| {
                 r.histogram(

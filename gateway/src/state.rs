@@ -38,6 +38,8 @@ pub(crate) struct AppState {
     pub stats: Arc<Stats>,
     /// Makes and checks `oort.v1` resume tokens.
     pub tokens: TokenKeys,
+    /// The named Durable Streams this node owns.
+    pub streams: Arc<crate::named_streams::StreamStore>,
     /// Every WebSocket connection task, so shutdown can wait for them (and their close
     /// callbacks).
     pub connections: TaskTracker,
@@ -110,6 +112,9 @@ impl AppState {
             max_age: config.session.buffer_ttl.0,
         };
         let tokens = resume_tokens(&config, host);
+        let streams = Arc::new(crate::named_streams::StreamStore::new(
+            crate::named_streams::Retention::from_config(&config.streams),
+        ));
         let node_id = if config.cluster.node_id.is_empty() {
             NodeId::from(hostname)
         } else {
@@ -168,6 +173,7 @@ impl AppState {
         let state = Arc::new(Self {
             channel_gauges,
             tokens,
+            streams,
             config,
             session_header,
             registry,
@@ -188,7 +194,11 @@ impl AppState {
                 ended,
             ));
         }
+        state.registry.serve_named_streams(Arc::downgrade(&state));
         tokio::spawn(crate::connection::sweep_idle(Arc::downgrade(&state)));
+        if state.config.streams.enabled() {
+            tokio::spawn(crate::named_streams::sweep_expired(Arc::downgrade(&state)));
+        }
         if state.config.reports_presence() {
             tokio::spawn(crate::callback::report_presence(Arc::downgrade(&state)));
         }

@@ -32,7 +32,7 @@ pub use cluster::{
 pub use directory::StreamOwner;
 pub use epochs::EpochSource;
 pub use local::LocalRouter;
-pub use request::{BoxedAnswer, DeliveryRequest, LocalSessions};
+pub use request::{BoxedAnswer, BoxedNamedAnswer, DeliveryRequest, LocalSessions};
 
 /// Why the router could not do what was asked.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -346,13 +346,28 @@ impl Router {
         }
     }
 
-    /// Withdraws this node's claim of `name` made under `generation` (the stream was deleted
-    /// here). A newer claim, by any node, is left alone. Clustered, a raft write; nothing to do
-    /// single node.
+    /// Ends generation `generation` of `name` in the directory (the stream was deleted or
+    /// expired; any node may ask, whichever node owned it). A newer claim, by any node, is
+    /// left alone. Clustered, a raft write; nothing to do single node.
     pub async fn drop_stream(&self, name: &str, generation: u64) -> Result<(), RouterError> {
         match self {
             Self::Local(_) => Ok(()),
             Self::Cluster(router) => router.drop_stream(name, generation).await,
+        }
+    }
+
+    /// Serves `request` on `owner`, the node that owns the named stream (see
+    /// [`ClusterRouter::named_stream`]). Single node, every stream is local and this is never
+    /// needed: the answer is [`NamedStreamAnswer::NotHere`].
+    pub async fn named_stream(
+        &self,
+        owner: &NodeId,
+        request: &oort_common::cluster::NamedStreamRequest,
+        wait: std::time::Duration,
+    ) -> Result<oort_common::cluster::NamedStreamAnswer, RouterError> {
+        match self {
+            Self::Local(_) => Ok(oort_common::cluster::NamedStreamAnswer::NotHere),
+            Self::Cluster(router) => router.named_stream(owner, request, wait).await,
         }
     }
 

@@ -254,6 +254,13 @@ mod tests {
             Box::pin(async { oort_common::cluster::StreamAnswer::Over })
         }
 
+        fn named_stream(
+            &self,
+            _: oort_common::cluster::NamedStreamRequest,
+        ) -> crate::BoxedNamedAnswer<'_> {
+            Box::pin(async { oort_common::cluster::NamedStreamAnswer::NotHere })
+        }
+
         fn subscribe(&self, targets: &[SessionKey], _: &[String], _: bool) -> Vec<DeliveryStatus> {
             vec![DeliveryStatus::Ok; targets.len()]
         }

@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use oort_common::cluster::{HandoverTail, StreamAnswer, StreamRequest};
+use oort_common::cluster::{
+    HandoverTail, NamedStreamAnswer, NamedStreamRequest, StreamAnswer, StreamRequest,
+};
 use oort_common::{DeliveryMode, DeliveryStatus, Payload, SessionKey};
 
 /// One payload for a list of sessions.
@@ -85,7 +87,14 @@ pub trait LocalSessions: Send + Sync + 'static {
     /// Serves an operation on the stream of a session held here, for an HTTP client whose
     /// request arrived at another node. A read may wait (up to the request's `wait_ms`).
     fn stream(&self, request: StreamRequest) -> BoxedAnswer<'_>;
+
+    /// Serves an operation on a named Durable Stream this node owns, for a client whose
+    /// request arrived at another node. A read may wait (up to its `wait_ms`).
+    fn named_stream(&self, request: NamedStreamRequest) -> BoxedNamedAnswer<'_>;
 }
+
+/// The future of [`LocalSessions::named_stream`].
+pub type BoxedNamedAnswer<'a> = Pin<Box<dyn Future<Output = NamedStreamAnswer> + Send + 'a>>;
 
 /// The future of [`LocalSessions::stream`].
 pub type BoxedAnswer<'a> = Pin<Box<dyn Future<Output = StreamAnswer> + Send + 'a>>;

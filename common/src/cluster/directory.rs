@@ -77,8 +77,9 @@ pub enum DirectoryCommand {
         /// The stream's name.
         name: String,
     },
-    /// `node` no longer holds the stream `name` it claimed under `generation`. A stale drop
-    /// (the stream was claimed again since, by anyone) is ignored. Appended last.
+    /// Generation `generation` of the stream `name` is over (deleted, or expired on its
+    /// owner); `node` asks, whichever node owned it. A stale drop (the stream was claimed
+    /// again since, by anyone: a newer generation) is ignored. Appended last.
     DropStream {
         /// The node that held it.
         node: NodeId,

@@ -10,6 +10,7 @@ mod framing;
 #[cfg(test)]
 mod hostile_input_tests;
 mod messages;
+mod named_stream;
 pub mod raft;
 mod stream;
 
@@ -23,6 +24,10 @@ pub use framing::{decode_framed, decode_records, encode_framed, encode_records};
 pub use messages::{
     BroadcastHeader, ClientReplyHeader, ControlRequest, ControlResponse, DeliverHeader,
     HandoverTail, Hello, KeptMessage, PublishHeader, PublishReceipt,
+};
+pub use named_stream::{
+    NamedPosition, NamedStreamAnswer, NamedStreamOp, NamedStreamRequest, ProducerClaim,
+    StreamRefusal, StreamSettings, StreamStanding,
 };
 pub use stream::{StreamAnswer, StreamOp, StreamPosition, StreamRequest};
 
@@ -70,11 +75,13 @@ pub enum SubjectKind {
     Channel,
     /// Clients' replies to requests this node is waiting for.
     ClientReply,
+    /// Operations on the named Durable Streams this node owns.
+    NamedStream,
 }
 
 impl SubjectKind {
     /// Every kind, in a stable order (for pre-registered metrics).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Hello,
         Self::Raft,
         Self::Control,
@@ -84,6 +91,7 @@ impl SubjectKind {
         Self::Stream,
         Self::Channel,
         Self::ClientReply,
+        Self::NamedStream,
     ];
 
     /// The kind as a metric label.
@@ -98,6 +106,7 @@ impl SubjectKind {
             Self::Stream => "stream",
             Self::Channel => "chan",
             Self::ClientReply => "replies",
+            Self::NamedStream => "dstream",
         }
     }
 }
@@ -144,6 +153,11 @@ impl Subjects {
     /// Reads of the session streams held by the node with this raft id.
     pub fn stream(&self, raft_id: u64) -> String {
         format!("{}.stream.{raft_id}", self.prefix)
+    }
+
+    /// Operations on the named Durable Streams owned by the node with this raft id.
+    pub fn named_stream(&self, raft_id: u64) -> String {
+        format!("{}.dstream.{raft_id}", self.prefix)
     }
 
     /// Publishes to `channel` (a name [`crate::channel::check_channel_name`] accepted): heard

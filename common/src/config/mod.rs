@@ -18,6 +18,7 @@ mod nats_auth;
 mod nats_tls;
 mod secret;
 mod session;
+mod streams;
 mod template;
 mod unsafe_settings;
 mod validate;
@@ -42,6 +43,7 @@ pub use nats_auth::NatsAuthConfig;
 pub use nats_tls::NatsTlsConfig;
 pub use secret::{REDACTED, Secret};
 pub use session::SessionConfig;
+pub use streams::StreamsConfig;
 pub use template::TemplateError;
 
 /// kuiperbelt's default port.
@@ -127,6 +129,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// Channel limits.
     pub channels: ChannelsConfig,
+    /// Named Durable Streams.
+    pub streams: StreamsConfig,
 }
 
 impl LimitsConfig {
@@ -167,6 +171,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             session: SessionConfig::default(),
             channels: ChannelsConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }

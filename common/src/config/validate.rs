@@ -40,6 +40,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     config.cluster.validate()?;
     config.session.validate()?;
     config.channels.validate()?;
+    config.streams.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
             "log.level",

@@ -51,6 +51,9 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .metrics
         .lingering_sessions
         .set(state.registry.lingering().len() as f64);
+    let (streams, stream_bytes) = state.streams.usage();
+    state.metrics.streams.set(streams as f64);
+    state.metrics.stream_bytes.set(stream_bytes as f64);
     if let Some(status) = state.router.cluster_status() {
         state.metrics.set_cluster(&status);
     }

@@ -13,6 +13,7 @@ mod nats_service;
 mod rpc;
 mod v1;
 
+pub(crate) use auth::check_token;
 pub(crate) use rpc::rpc_payload;
 
 use std::sync::Arc;
@@ -45,7 +46,11 @@ pub(crate) fn routes(state: &Arc<AppState>, separate_api: bool) -> (Router, Opti
                 .merge(health)
                 .fallback(not_found)
                 .with_state(state.clone()),
-            Some(api.fallback(not_found).with_state(state.clone())),
+            Some(
+                with_named_streams(api, state)
+                    .fallback(not_found)
+                    .with_state(state.clone()),
+            ),
         )
     } else {
         (
@@ -58,6 +63,14 @@ pub(crate) fn routes(state: &Arc<AppState>, separate_api: bool) -> (Router, Opti
     }
 }
 
+/// The API listener serves named streams too (the client listener always does).
+fn with_named_streams(api: Router<Arc<AppState>>, state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    match crate::named_streams::routes(state) {
+        Some(streams) => api.merge(streams),
+        None => api,
+    }
+}
+
 fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let path = &state.config.path.connect;
     let mut router = Router::new().route(path, any(connect::handle));
@@ -67,6 +80,9 @@ fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         router = router.route(&format!("{path}{{*rest}}"), any(connect::handle));
     }
     if let Some(streams) = crate::stream::routes(state) {
+        router = router.merge(streams);
+    }
+    if let Some(streams) = crate::named_streams::routes(state) {
         router = router.merge(streams);
     }
     router.merge(crate::stream::client_script_routes())
@@ -96,6 +112,10 @@ pub(crate) fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/channels/{name}", json_errors(get(v1::presence)))
         .route("/v1/users/{id}", json_errors(get(v1::user)))
         .route("/v1/request", json_errors(post(v1::request)))
+        .route(
+            "/v1/stream-tokens",
+            json_errors(post(crate::named_streams::issue_read_token)),
+        )
         .route("/v1/drain", json_errors(post(health::drain)))
         .route("/metrics", json_errors(get(health::metrics)))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));

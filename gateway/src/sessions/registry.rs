@@ -98,9 +98,17 @@ pub(crate) struct SessionRegistry {
     channels: ChannelTable,
     /// Requests to clients (`/v1/request`) made through this node, waiting for replies.
     pub(crate) replies: super::PendingReplies,
+    /// The gateway, for the named streams this node owns, served to other nodes' clients
+    /// (set once at start; weak, as the gateway holds this registry).
+    app: std::sync::OnceLock<std::sync::Weak<crate::state::AppState>>,
 }
 
 impl SessionRegistry {
+    /// Serves the named streams of `app` to other nodes (once, at start).
+    pub(crate) fn serve_named_streams(&self, app: std::sync::Weak<crate::state::AppState>) {
+        let _ = self.app.set(app);
+    }
+
     pub(crate) fn new(
         limits: QueueLimits,
         buffer_limits: BufferLimits,
@@ -120,6 +128,7 @@ impl SessionRegistry {
             ended_rx: Mutex::new(Some(ended_rx)),
             channels,
             replies: super::PendingReplies::default(),
+            app: std::sync::OnceLock::new(),
         }
     }
 
@@ -595,6 +604,26 @@ impl LocalSessions for SessionRegistry {
 
     fn stream(&self, request: oort_common::cluster::StreamRequest) -> oort_router::BoxedAnswer<'_> {
         Box::pin(self.serve_stream(request))
+    }
+
+    fn named_stream(
+        &self,
+        request: oort_common::cluster::NamedStreamRequest,
+    ) -> oort_router::BoxedNamedAnswer<'_> {
+        Box::pin(async move {
+            match self.app.get().and_then(std::sync::Weak::upgrade) {
+                Some(app) => {
+                    crate::named_streams::serve_as_owner(
+                        &app,
+                        &request.name,
+                        request.generation,
+                        request.op,
+                    )
+                    .await
+                }
+                None => oort_common::cluster::NamedStreamAnswer::NotHere,
+            }
+        })
     }
 
     fn subscribe(

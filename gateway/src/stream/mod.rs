@@ -11,7 +11,7 @@
 //! another node (docs/router.md, "HTTP transports: sticky-free").
 
 mod connect;
-mod offset;
+pub(crate) mod offset;
 mod post;
 mod read;
 mod render;

@@ -133,9 +133,11 @@ impl Rejections {
 fn max_bytes(kind: SubjectKind) -> usize {
     match kind {
         SubjectKind::Hello => 64 << 10,
-        SubjectKind::Raft | SubjectKind::Control | SubjectKind::Reply | SubjectKind::Stream => {
-            MAX_MESSAGE_BYTES + 64
-        }
+        SubjectKind::Raft
+        | SubjectKind::Control
+        | SubjectKind::Reply
+        | SubjectKind::Stream
+        | SubjectKind::NamedStream => MAX_MESSAGE_BYTES + 64,
         SubjectKind::Deliver
         | SubjectKind::Broadcast
         | SubjectKind::Channel

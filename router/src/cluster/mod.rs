@@ -19,6 +19,7 @@ mod deliver;
 pub mod events;
 mod leader_watch;
 mod membership;
+mod named_stream;
 mod nats;
 mod network;
 mod owner_link;
@@ -38,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oort_common::cluster::{
-    ControlRequest, ControlResponse, DirectoryCommand, HandoverTail, Owner, StreamAnswer,
-    StreamRequest, Subjects,
+    ControlRequest, ControlResponse, DirectoryCommand, HandoverTail, NamedStreamAnswer,
+    NamedStreamRequest, Owner, StreamAnswer, StreamRequest, Subjects,
 };
 use oort_common::config::{ClusterConfig, NatsAccess};
 use oort_common::envelope::Sealer;
@@ -240,6 +241,7 @@ impl ClusterRouter {
             network::serve(self.core.clone()).await?;
             self.control.serve().await?;
             stream::serve(&self.core, self.delivery.sessions()).await?;
+            named_stream::serve(&self.core, self.delivery.sessions()).await?;
             replies::serve(&self.core, self.delivery.sessions()).await?;
             self.delivery.serve().await
         };
@@ -537,6 +539,23 @@ impl ClusterRouter {
         wait: Duration,
     ) -> Result<StreamAnswer, RouterError> {
         stream::call(
+            &self.core,
+            oort_common::cluster::raft_id(owner),
+            request,
+            wait,
+        )
+        .await
+    }
+
+    /// Serves `request` on `owner`, which owns the named stream, over `.dstream.<raft_id>`;
+    /// `wait` is how long the owner may hold a read for a message.
+    pub async fn named_stream(
+        &self,
+        owner: &NodeId,
+        request: &NamedStreamRequest,
+        wait: Duration,
+    ) -> Result<NamedStreamAnswer, RouterError> {
+        named_stream::call(
             &self.core,
             oort_common::cluster::raft_id(owner),
             request,

@@ -52,6 +52,20 @@ pub(crate) struct PublishAnswer {
     pub(crate) nodes: usize,
     /// Nodes holding subscribers that did not answer in time.
     pub(crate) unreachable_nodes: Vec<String>,
+    /// For each channel that is a Durable Stream: the offset after the message, or why it
+    /// was not appended (and not delivered).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) streams: std::collections::BTreeMap<String, StreamAppend>,
+}
+
+/// A channel publish's append to the channel's stream.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StreamAppend {
+    /// `Stream-Next-Offset` after the message.
+    Offset(String),
+    /// Why the stream refused it (the channel's subscribers did not get it either).
+    Error(String),
 }
 
 /// A strict publish to channels without subscribers (nothing was published): those channels.
@@ -166,7 +180,7 @@ pub(crate) async fn publish(
 /// Publishes `payload` to `channels`, already checked by [`checked_channels`] (`/v1/publish`,
 /// RPC `Publish`).
 pub(crate) async fn publish_to(
-    state: &AppState,
+    state: &Arc<AppState>,
     channels: Vec<String>,
     payload: &oort_common::Payload,
     strict: bool,
@@ -183,18 +197,46 @@ pub(crate) async fn publish_to(
             return Err(NoSubscriber(unknown));
         }
     }
-    let outcome = state.router.publish(&channels, payload, request_id).await;
-    state.metrics.count_publish(outcome.sessions);
-    Ok(PublishAnswer {
+    // Channels that are Durable Streams go through their stream's owner (which appends, then
+    // delivers); the rest are published at once.
+    let (streamed, plain): (Vec<String>, Vec<String>) = channels
+        .into_iter()
+        .partition(|channel| crate::named_streams::channel_stream(state, channel).is_some());
+    let mut answer = PublishAnswer {
         result: "ok",
-        sessions: outcome.sessions,
-        nodes: outcome.nodes.len(),
-        unreachable_nodes: outcome
-            .unreachable
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-    })
+        sessions: 0,
+        nodes: 0,
+        unreachable_nodes: Vec::new(),
+        streams: std::collections::BTreeMap::new(),
+    };
+    let mut nodes = std::collections::BTreeSet::new();
+    let mut unreachable = std::collections::BTreeSet::new();
+    if !plain.is_empty() {
+        let outcome = state.router.publish(&plain, payload, request_id).await;
+        state.metrics.count_publish(outcome.sessions);
+        answer.sessions += outcome.sessions;
+        nodes.extend(outcome.nodes);
+        unreachable.extend(outcome.unreachable);
+    }
+    for channel in streamed {
+        let appended = crate::named_streams::publish(state, &channel, payload, request_id).await;
+        match appended {
+            Ok(published) => {
+                answer.sessions += published.sessions;
+                nodes.extend(published.nodes);
+                unreachable.extend(published.unreachable);
+                answer
+                    .streams
+                    .insert(channel, StreamAppend::Offset(published.offset));
+            }
+            Err(reason) => {
+                answer.streams.insert(channel, StreamAppend::Error(reason));
+            }
+        }
+    }
+    answer.nodes = nodes.len();
+    answer.unreachable_nodes = unreachable.iter().map(ToString::to_string).collect();
+    Ok(answer)
 }
 
 #[derive(Deserialize)]
