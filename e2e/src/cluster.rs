@@ -2,6 +2,7 @@
 //! callback backend, each with its own data directory, that tests can kill, stop and restart.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,6 +99,24 @@ impl TestCluster {
                 .build()
                 .expect("HTTP client"),
         }
+    }
+
+    /// Gives nodes added from now on `api_token: <token>`, and sends it with this cluster's
+    /// own API requests ([`TestCluster::status`], [`TestCluster::http`]), which the token
+    /// protects like the rest of the backend API.
+    pub fn set_api_token(&mut self, token: &str) {
+        let _ = writeln!(self.top_level, "api_token: {token}");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::try_from(format!("Bearer {token}"))
+                .expect("a token fit for a header"),
+        );
+        self.http = crate::http_client_builder()
+            .timeout(Duration::from_secs(10))
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client");
     }
 
     /// The cluster's name (its NATS subjects start with `oort.<name>.`).

@@ -1,6 +1,6 @@
 //! The test harness shared by Oort's integration and end-to-end tests: a recording callback
 //! backend, WebSocket and HTTP clients, condition waits, launching `oort` and `nats-server`
-//! processes, and test certificates.
+//! processes, the Durable Streams conformance suite, and test certificates.
 //!
 //! Everything binds `127.0.0.1:0`, except `nats-server`, which runs on a port reserved for its
 //! whole life (`nats::ports`), so tests run in parallel without port clashes.
@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 mod cluster_api;
+pub mod conformance;
 pub mod durable_client;
 pub mod http_stream;
 pub mod nats;

@@ -1,6 +1,7 @@
 //! Sends routed between nodes over NATS, with real nats-server and `oort` processes: delivery
 //! through any node, large fan-outs, node, leader and NATS failures under load, draining nodes,
-//! the demo chat across nodes, and request ids followed across nodes (issue 4).
+//! the demo chat across nodes, request ids followed across nodes (issue 4), and the Durable
+//! Streams conformance suite through every node (Node.js and `npm ci` in e2e/durable-streams).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,7 @@ mod channels;
 mod cross_node;
 mod delivery;
 mod drain_and_demo;
+mod ds_conformance;
 mod event_feed;
 mod faults;
 mod hostile;

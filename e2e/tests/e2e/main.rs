@@ -8,7 +8,8 @@
 //! e2e/browser, Debian's chromium; `cluster_browser` also nats-server) and `autobahn`
 //! (Autobahn|Testsuite's `wstest`, see e2e/autobahn/README.md) and
 //! `api_contract` (schemathesis, installed by scripts/test-prerequisites) and `protocol_doc`
-//! (curl, jq), and the `rpc_*` modules (Node.js and `npm ci` in e2e/rpc-clients; curl).
+//! (curl, jq), and the `rpc_*` modules (Node.js and `npm ci` in e2e/rpc-clients; curl), and
+//! `ds_conformance` (Node.js and `npm ci` in e2e/durable-streams).
 
 // This is test code: a failed expectation panics, which is how a test reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +20,7 @@ mod browser_support;
 mod cli;
 mod cluster_browser;
 mod demo_browser;
+mod ds_conformance;
 mod environment;
 mod https_callbacks;
 mod protocol_doc;
