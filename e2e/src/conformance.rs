@@ -420,6 +420,35 @@ impl Report {
             .collect()
     }
 
+    /// Like [`Self::assert_required_passed`], and also every test of the optional groups
+    /// whose path contains one of `built` (optional features this server has built).
+    pub fn assert_passed_with(&self, built: &[&str]) {
+        self.assert_required_passed();
+        let failed: Vec<&TestOutcome> = self
+            .outcomes
+            .iter()
+            .filter(|test| built.iter().any(|name| test.group.contains(name)))
+            .filter(|test| test.status != Status::Passed)
+            .collect();
+        for test in &failed {
+            eprintln!(
+                "not passed ({:?}): {} > {}: {}",
+                test.status,
+                test.group,
+                test.title,
+                test.failure_messages
+                    .first()
+                    .and_then(|message| message.lines().next())
+                    .unwrap_or_default()
+            );
+        }
+        assert!(
+            failed.is_empty(),
+            "{} tests of built optional features ({built:?}) did not pass",
+            failed.len()
+        );
+    }
+
     /// Prints the table and panics unless every test of the protocol's required parts passed
     /// (optional groups are in the table, not in the verdict). A report with no required test
     /// at all fails too: it would prove nothing.
