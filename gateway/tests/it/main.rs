@@ -34,6 +34,7 @@ mod durable;
 mod limits;
 mod methods;
 mod metrics_health;
+mod named_streams;
 mod pings;
 mod request_reply;
 mod rpc_events;
