@@ -29,6 +29,7 @@ mod rpc_contract;
 mod rpc_errors;
 mod rpc_support;
 mod shutdown;
+mod streams_doc;
 mod support;
 mod transports_browser;
 mod unix_socket;
