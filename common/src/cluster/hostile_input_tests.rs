@@ -220,6 +220,43 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         (
+            "named stream append",
+            wire::encode(&NamedStreamRequest {
+                name: "channels/room".into(),
+                generation: 7,
+                op: NamedStreamOp::Append {
+                    content_type: "application/json".into(),
+                    seq: Some("001".into()),
+                    messages: vec![b"{}".to_vec(), b"[1]".to_vec()],
+                    close: true,
+                    producer: Some(ProducerClaim {
+                        id: "p".into(),
+                        epoch: 1,
+                        seq: 2,
+                    }),
+                },
+            }),
+        ),
+        (
+            "named stream chunk",
+            wire::encode(&NamedStreamAnswer::Chunk {
+                messages: vec![b"abc".to_vec()],
+                next: 3,
+                up_to_date: true,
+                standing: StreamStanding {
+                    generation: 7,
+                    tail: 3,
+                    closed: false,
+                    settings: StreamSettings {
+                        content_type: "text/plain".into(),
+                        ttl_secs: Some(60),
+                        expires_at: None,
+                        public: true,
+                    },
+                },
+            }),
+        ),
+        (
             "publish receipt",
             wire::encode(&super::PublishReceipt {
                 node: node("n2"),
@@ -247,6 +284,10 @@ fn decode_everything(bytes: &[u8]) -> usize {
         + ok::<super::PublishHeader>(bytes)
         + ok::<super::PublishReceipt>(bytes)
         + ok::<Vec<Vec<DeliveryStatus>>>(bytes)
+        + ok::<NamedStreamRequest>(bytes)
+        + ok::<NamedStreamAnswer>(bytes)
+        + ok::<StreamRequest>(bytes)
+        + ok::<StreamAnswer>(bytes)
         + usize::from(wire::decode_snapshot::<DirectorySnapshot>(bytes).is_ok())
         + usize::from(wire::decode_snapshot::<UsersSnapshot>(bytes).is_ok())
         + usize::from(wire::decode_snapshot::<SessionsSnapshot>(bytes).is_ok())
