@@ -14,7 +14,9 @@ fn blocks(lang: &str) -> Vec<String> {
         .find("## Durable Streams")
         .expect("README has a Durable Streams section");
     let section = &readme[start..];
-    let end = section[3..].find("\n## ").map_or(section.len(), |at| at + 3);
+    let end = section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |at| at + 3);
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in section[..end].lines() {

@@ -32,6 +32,8 @@ use oort_common::cluster::{
     NamedStreamAnswer, NamedStreamOp, NamedStreamRequest, StreamRefusal, StreamSettings,
 };
 
+use oort_router::StreamOwner;
+
 use crate::state::AppState;
 use request::Refused;
 
@@ -258,15 +260,37 @@ async fn perform_elsewhere(
             return Ok(NamedStreamAnswer::Refused(StreamRefusal::NotFound));
         }
         // No owner, or a lost one: this node claims the stream.
-        _ => {
-            let owner = state
-                .router
-                .claim_stream(name)
-                .await
-                .map_err(|err| respond::unavailable(&err.to_string()))?;
-            (owner, true)
-        }
+        _ => (claim(state, name).await?, true),
     };
+    let retry = matches!(op, NamedStreamOp::Create { .. }).then(|| op.clone());
+    let answer = run_on(state, &owner, name, op, claimed, wait).await?;
+    if let (NamedStreamAnswer::NotHere, Some(create)) = (&answer, retry) {
+        // That generation is over (deleted or expired, its directory entry's drop still on
+        // its way): end it, and claim the name again under a newer one.
+        release(state, name, owner.generation).await?;
+        let owner = claim(state, name).await?;
+        return run_on(state, &owner, name, create, true, wait).await;
+    }
+    Ok(answer)
+}
+
+async fn claim(state: &Arc<AppState>, name: &str) -> Result<StreamOwner, Response> {
+    state
+        .router
+        .claim_stream(name)
+        .await
+        .map_err(|err| respond::unavailable(&err.to_string()))
+}
+
+/// Runs `op` on `owner`: this node, or another over NATS.
+async fn run_on(
+    state: &Arc<AppState>,
+    owner: &StreamOwner,
+    name: &str,
+    op: NamedStreamOp,
+    claimed: bool,
+    wait: Duration,
+) -> Result<NamedStreamAnswer, Response> {
     if owner.node == *state.router.node_id() {
         return Ok(apply_as_owner(state, name, owner.generation, op, claimed).await);
     }
@@ -314,10 +338,8 @@ async fn apply_as_owner(
         };
         state.streams.apply(name, generation, create).await;
     }
-    match owner::serve(state, name, generation, op).await {
-        NamedStreamAnswer::NotHere => NamedStreamAnswer::Refused(StreamRefusal::NotFound),
-        answer => answer,
-    }
+    // NotHere stays: a create then claims a newer generation; anything else answers 404.
+    owner::serve(state, name, generation, op).await
 }
 
 /// Drops generation `generation` of `name` from the directory, so the name can be created

@@ -38,6 +38,10 @@ impl Retention {
     }
 }
 
+/// How long a deleted or expired stream's generation is remembered (longer than its
+/// directory entry's drop takes to commit).
+const TOMBSTONE: Duration = Duration::from_secs(30);
+
 /// Bytes a kept message costs beyond its payload (its `Vec` and its timestamp), counted
 /// against the limits so a flood of empty JSON values is bounded too.
 const MESSAGE_OVERHEAD: usize = 40;
@@ -155,9 +159,14 @@ impl StreamStore {
         (!state.removed && !state.expired(Instant::now(), unix_ms())).then_some(state.generation)
     }
 
-    /// Streams held, and bytes of messages kept.
+    /// Streams held (not counting the tombstones of deleted ones), and bytes of messages kept.
     pub(crate) fn usage(&self) -> (usize, usize) {
-        (self.streams.len(), self.total_bytes.load(Ordering::Relaxed))
+        let held = self
+            .streams
+            .iter()
+            .filter(|entry| !entry.value().lock().removed)
+            .count();
+        (held, self.total_bytes.load(Ordering::Relaxed))
     }
 
     /// Applies `op` to generation `generation` of `name` (a `Create` makes it when this node
@@ -253,8 +262,7 @@ impl StreamStore {
             return Err(Missing::NotHere);
         }
         if state.expired(Instant::now(), unix_ms()) {
-            drop(state);
-            self.remove(name, &stream);
+            // The sweep removes it and drops its directory entry.
             return Err(Missing::Expired);
         }
         drop(state);
@@ -272,6 +280,11 @@ impl StreamStore {
         if let Some(existing) = self.streams.get(name).map(|entry| entry.clone()) {
             let mut state = existing.lock();
             let expired = state.expired(Instant::now(), unix_ms());
+            if (state.removed || expired) && state.generation == generation {
+                // That generation is over (deleted or expired, its directory entry's drop on
+                // its way): the stream must be claimed again, under a newer one.
+                return NamedStreamAnswer::NotHere;
+            }
             if !state.removed && !expired && state.generation >= generation {
                 if !same_settings(&state.settings, &settings) || state.closed != closed {
                     return NamedStreamAnswer::Refused(StreamRefusal::SettingsDiffer);
@@ -283,8 +296,10 @@ impl StreamStore {
                 };
             }
             drop(state);
-            // An expired stream, or an older generation this node still had: replaced.
+            // An older generation this node still had: replaced.
             self.remove(name, &existing);
+            self.streams
+                .remove_if(name, |_, held| Arc::ptr_eq(held, &existing));
         }
         if self.streams.len() >= self.retention.max_streams {
             return NamedStreamAnswer::Refused(StreamRefusal::Full {
@@ -475,13 +490,14 @@ impl StreamStore {
         }
     }
 
-    /// Forgets `stream` (if it is still the one under `name`) and wakes its readers.
-    fn remove(&self, name: &str, stream: &Arc<Stream>) {
-        self.streams
-            .remove_if(name, |_, held| Arc::ptr_eq(held, stream));
+    /// Empties `stream` and wakes its readers. It stays under `name` as a tombstone for
+    /// [`TOMBSTONE`], so a create of its generation arriving late is told to claim a newer
+    /// one instead of bringing the old generation back; the sweep forgets it after that.
+    fn remove(&self, _name: &str, stream: &Arc<Stream>) {
         let mut state = stream.lock();
         if !state.removed {
             state.removed = true;
+            state.last_access = Instant::now();
             self.total_bytes.fetch_sub(state.bytes, Ordering::Relaxed);
             state.bytes = 0;
             state.messages.clear();
@@ -561,7 +577,13 @@ impl StreamStore {
             .collect();
         for (name, stream) in held {
             let mut state = stream.lock();
-            if state.expired(now, unix) {
+            if state.removed {
+                if now.duration_since(state.last_access) >= TOMBSTONE {
+                    drop(state);
+                    self.streams
+                        .remove_if(&name, |_, held| Arc::ptr_eq(held, &stream));
+                }
+            } else if state.expired(now, unix) {
                 let generation = state.generation;
                 drop(state);
                 self.remove(&name, &stream);
