@@ -65,12 +65,12 @@ async fn stream_route(
     response
 }
 
-/// Names are path segments below the prefix: printable, and short enough to be a key.
+/// Names are what follows the prefix: printable, and short enough to be a key.
 fn check_name(name: &str) -> Result<(), Refused> {
-    if name.is_empty() || name.len() > 256 {
+    if name.is_empty() || name.chars().count() > 256 {
         return Err(Refused(
             StatusCode::BAD_REQUEST,
-            "a stream name has 1 to 256 bytes".into(),
+            "a stream name has 1 to 256 characters".into(),
         ));
     }
     if name.chars().any(char::is_control) {
