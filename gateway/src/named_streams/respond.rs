@@ -17,6 +17,7 @@ use oort_common::cluster::{
 use super::request::{Live, ReadQuery, Refused, is_json};
 use super::{offset, perform, read_op};
 use crate::state::AppState;
+use crate::stream::error;
 
 const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
 const STREAM_UP_TO_DATE: HeaderName = HeaderName::from_static("stream-up-to-date");
@@ -70,20 +71,6 @@ pub(super) fn preflight() -> Response {
             (header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS),
             (header::ACCESS_CONTROL_MAX_AGE, "600"),
         ],
-    )
-        .into_response()
-}
-
-/// A JSON error body saying what was wrong, never cached.
-pub(super) fn error(status: StatusCode, reason: &str) -> Response {
-    let body = serde_json::json!({ "error": reason, "status": status.as_u16() }).to_string();
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
     )
         .into_response()
 }

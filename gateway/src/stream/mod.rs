@@ -223,8 +223,8 @@ fn unavailable(reason: &str) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, reason)
 }
 
-/// A JSON error body saying what was wrong, never cached.
-fn error(status: StatusCode, reason: &str) -> Response {
+/// A JSON error body saying what was wrong, never cached (named streams answer with it too).
+pub(crate) fn error(status: StatusCode, reason: &str) -> Response {
     let body = serde_json::json!({ "error": reason, "status": status.as_u16() }).to_string();
     (
         status,

@@ -19,7 +19,6 @@ mod deliver;
 pub mod events;
 mod leader_watch;
 mod membership;
-mod named_stream;
 mod nats;
 mod network;
 mod owner_link;
@@ -241,7 +240,6 @@ impl ClusterRouter {
             network::serve(self.core.clone()).await?;
             self.control.serve().await?;
             stream::serve(&self.core, self.delivery.sessions()).await?;
-            named_stream::serve(&self.core, self.delivery.sessions()).await?;
             replies::serve(&self.core, self.delivery.sessions()).await?;
             self.delivery.serve().await
         };
@@ -555,7 +553,7 @@ impl ClusterRouter {
         request: &NamedStreamRequest,
         wait: Duration,
     ) -> Result<NamedStreamAnswer, RouterError> {
-        named_stream::call(
+        stream::call_named(
             &self.core,
             oort_common::cluster::raft_id(owner),
             request,
