@@ -16,6 +16,7 @@ mod hostile;
 mod ledger;
 mod load;
 mod moved;
+mod named_streams;
 mod nats_interface;
 mod owner_answers;
 mod rolling;
