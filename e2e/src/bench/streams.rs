@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -371,7 +371,9 @@ impl<'a> Bench<'a> {
         let (arrivals, mut arrived) = mpsc::unbounded_channel();
         let ended = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
-        let opened: Vec<anyhow::Result<JoinHandle<()>>> = futures_util::stream::iter(0..readers)
+        // The first reader that cannot connect or catch up ends the run (within its timeout),
+        // rather than every remaining reader waiting out its own.
+        let readers_tasks: Vec<JoinHandle<()>> = futures_util::stream::iter(0..readers)
             .map(|index| {
                 let node = index % nodes;
                 let addr = self.target.nodes[node].trim_start_matches("http://");
@@ -389,10 +391,14 @@ impl<'a> Bench<'a> {
                 )
             })
             .buffer_unordered(256)
-            .collect()
-            .await;
-        let readers_tasks: Vec<JoinHandle<()>> =
-            opened.into_iter().collect::<anyhow::Result<_>>()?;
+            .try_collect()
+            .await
+            .context(
+                "SSE readers did not all catch up. On a shared client listener a named-stream \
+                 request counts as a backend API connection, so a node serves at most \
+                 limits.shared_api_connections readers at once (4,096 in the spawned gateways): \
+                 fewer --readers, or more nodes",
+            )?;
         let connect_s = started.elapsed().as_secs_f64();
         let rss_after: Vec<Option<u64>> =
             (0..nodes).map(|i| rss(self.target.pids.get(i))).collect();
