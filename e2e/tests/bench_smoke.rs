@@ -37,6 +37,25 @@ fn scenarios(reports: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Each `streams` report's measure and route (`owner` unless it went through another node).
+fn streams_measures(reports: &[serde_json::Value]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|report| {
+            let via = report["via"].as_str().unwrap_or("owner");
+            let skipped = if report.get("skipped").is_some() {
+                " (skipped)"
+            } else {
+                ""
+            };
+            format!(
+                "{} {via}{skipped}",
+                report["measure"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_scenario_runs_against_one_node() {
     let reports = smoke(&[], &[]).await;
@@ -58,7 +77,24 @@ async fn every_scenario_runs_against_one_node() {
             "rolling",
             "rpc_send",
             "rpc_send",
-            "rpc_send"
+            "rpc_send",
+            "streams",
+            "streams",
+            "streams",
+            "streams",
+            "streams",
+            "streams"
+        ]
+    );
+    assert_eq!(
+        streams_measures(&reports[16..]),
+        [
+            "retained owner",
+            "sse owner",
+            "append owner",
+            "append other (skipped)",
+            "append owner",
+            "append other (skipped)"
         ]
     );
     let durable = &reports[3];
@@ -111,8 +147,37 @@ async fn every_scenario_runs_against_a_cluster() {
             "send",
             "rpc_send",
             "rpc_send",
-            "rpc_send"
+            "rpc_send",
+            "streams",
+            "streams",
+            "streams",
+            "streams",
+            "streams",
+            "streams"
         ]
+    );
+    assert_eq!(
+        streams_measures(&reports[17..]),
+        [
+            "retained owner",
+            "sse owner",
+            "append owner",
+            "append other",
+            "append owner",
+            "append other"
+        ]
+    );
+    let sse = &reports[18];
+    assert_eq!(
+        sse["nodes"].as_array().unwrap().len(),
+        2,
+        "readers on both nodes: {sse}"
+    );
+    let through_other = &reports[20];
+    assert!(
+        through_other["appends"].as_u64().unwrap() > 0
+            && through_other["rate_vs_owner"].as_f64().unwrap() > 0.0,
+        "appends through the other node reached the owner: {through_other}"
     );
     let idle = &reports[0];
     assert_eq!(idle["connections"], 200, "{idle}");

@@ -22,6 +22,7 @@ pub mod resume;
 pub mod rolling;
 pub mod rpc_send;
 pub mod send;
+pub mod streams;
 pub mod target;
 
 use std::time::Duration;

@@ -15,6 +15,7 @@ use oort_e2e::bench::idle::{self, IdleOptions};
 use oort_e2e::bench::resume::{self, ResumeOptions};
 use oort_e2e::bench::rolling::{self, RollingOptions};
 use oort_e2e::bench::send::{self, SendOptions};
+use oort_e2e::bench::streams::{self, StreamsOptions};
 use oort_e2e::bench::target::{Limits, Target};
 use oort_e2e::bench::{
     backend, channel_chat, chat, failover, fanout, http_transports, idle_workers, rpc_send,
@@ -202,6 +203,38 @@ enum Scenario {
         /// Seconds of sending.
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// Named Durable Streams (`/v1/stream/<name>`): memory per retained message, SSE readers
+    /// of one stream spread over the nodes (memory per reader, time until the last has an
+    /// append), then appends/s to one stream and spread over many, through the owner and
+    /// (with --cluster 2 or more) through another node (docs/benchmarks.md, "Durable Streams").
+    Streams {
+        /// Keep-alive HTTP/1.1 clients appending at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds each append phase lasts (four phases clustered, two on one node).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Streams the spread append phases use.
+        #[arg(long, default_value_t = 1_000)]
+        streams: usize,
+        /// Bytes of each appended JSON message.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// SSE readers of one stream, spread over the nodes (at most what this process's
+        /// open files allow: 19,500 here).
+        #[arg(long, default_value_t = 10_000)]
+        readers: usize,
+        /// Appends the readers wait for, one after the other.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Messages appended to one stream for the memory per retained message (at most
+        /// streams.max_messages, 100,000 by default).
+        #[arg(long, default_value_t = 100_000)]
+        retained: usize,
+        /// The gateway's api_token, when it has one.
+        #[arg(long)]
+        api_token: Option<String>,
     },
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
@@ -461,6 +494,28 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
         Scenario::Longpoll { clients, duration } => vec![serde_json::to_value(
             http_transports::run_longpoll(target, clients, Duration::from_secs(duration)).await?,
         )?],
+        Scenario::Streams {
+            concurrency,
+            duration,
+            streams,
+            size,
+            readers,
+            rounds,
+            retained,
+            api_token,
+        } => {
+            let options = StreamsOptions {
+                concurrency,
+                duration: Duration::from_secs(duration),
+                streams,
+                message_size: size,
+                readers,
+                rounds,
+                retained,
+                api_token,
+            };
+            streams::run(target, &options).await?
+        }
         Scenario::Smoke => smoke(target).await?,
         Scenario::Attack { options } => {
             vec![serde_json::to_value(
@@ -600,6 +655,30 @@ async fn smoke(target: &Target) -> anyhow::Result<Vec<Value>> {
             "RPC send lost frames or failed: {report:?}"
         );
         reports.push(serde_json::to_value(report)?);
+    }
+    let options = StreamsOptions {
+        concurrency: 4,
+        duration: Duration::from_millis(300),
+        streams: 20,
+        message_size: 64,
+        readers: 30,
+        rounds: 2,
+        retained: 2_000,
+        api_token: None,
+    };
+    for report in streams::run(target, &options).await? {
+        let skipped = report.get("skipped").is_some();
+        let failed = match report["measure"].as_str() {
+            Some("append") => {
+                !skipped && (report["errors"] != 0 || report["appends"].as_u64() == Some(0))
+            }
+            Some("sse") => report["rounds"]
+                .as_array()
+                .is_none_or(|rounds| rounds.iter().any(|round| round["received"] != 30)),
+            _ => false,
+        };
+        anyhow::ensure!(!failed, "streams lost or refused appends: {report}");
+        reports.push(report);
     }
     Ok(reports)
 }
