@@ -297,7 +297,7 @@ impl StreamStore {
             }
             drop(state);
             // An older generation this node still had: replaced.
-            self.remove(name, &existing);
+            self.remove(&existing);
             self.streams
                 .remove_if(name, |_, held| Arc::ptr_eq(held, &existing));
         }
@@ -483,7 +483,7 @@ impl StreamStore {
     fn delete(&self, name: &str, generation: u64) -> NamedStreamAnswer {
         match self.held(name, generation) {
             Ok(stream) => {
-                self.remove(name, &stream);
+                self.remove(&stream);
                 NamedStreamAnswer::Deleted
             }
             Err(missing) => missing.into(),
@@ -493,7 +493,7 @@ impl StreamStore {
     /// Empties `stream` and wakes its readers. It stays under `name` as a tombstone for
     /// [`TOMBSTONE`], so a create of its generation arriving late is told to claim a newer
     /// one instead of bringing the old generation back; the sweep forgets it after that.
-    fn remove(&self, _name: &str, stream: &Arc<Stream>) {
+    fn remove(&self, stream: &Arc<Stream>) {
         let mut state = stream.lock();
         if !state.removed {
             state.removed = true;
@@ -586,7 +586,7 @@ impl StreamStore {
             } else if state.expired(now, unix) {
                 let generation = state.generation;
                 drop(state);
-                self.remove(&name, &stream);
+                self.remove(&stream);
                 expired.push(Expired { name, generation });
             } else if self.retention.max_age.is_some() {
                 self.trim(&mut state, now);
