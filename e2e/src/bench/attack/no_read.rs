@@ -15,7 +15,7 @@ use super::outcomes::Outcomes;
 /// The attackers' receive buffer: small, so the gateway's writes stall early.
 const RECEIVE_BUFFER: u32 = 4096;
 /// How long the end-of-attack check waits for a session's socket to be closed by the gateway.
-const CLOSED_WITHIN: Duration = Duration::from_secs(3);
+const CLOSED_WITHIN: Duration = Duration::from_secs(10);
 
 /// Opens `options.connections` sessions that never read, pushes `options.message_bytes` to all
 /// of them with one `/send` after another until `options.hold` ends, then checks which the
