@@ -4,8 +4,10 @@
 For each values file in charts/test/values/: render the chart with the real Helm engine
 (helm-python-sdk), validate every manifest against the Kubernetes schemas in strict mode
 (kubernetes-validate), check scenario-specific expectations, and run `oort check-config` on the
-rendered config.yml. Each file in charts/test/bad/ must fail to render with the message its
-first line names (`# expect: ...`).
+rendered config.yml. Where a values file turns on the Grafana dashboard or the alert rules,
+observability.py checks them (JSON schema, promtool, metric names against the Rust sources,
+alert unit tests in alerts-test.yml). Each file in charts/test/bad/ must fail to render with the
+message its first line names (`# expect: ...`).
 
   check.py [--oort PATH]                      run every check
   check.py --emit-config VALUES OUT [--set-nats URL]
@@ -21,6 +23,8 @@ import tempfile
 
 import helm_python
 import yaml
+
+import observability
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "oort"
@@ -44,7 +48,7 @@ def render(values_file):
 
 def config_of(documents):
     for document in documents:
-        if document["kind"] == "ConfigMap":
+        if document["kind"] == "ConfigMap" and "config.yml" in document.get("data", {}):
             return document["data"]["config.yml"]
     raise AssertionError("no ConfigMap rendered")
 
@@ -54,8 +58,8 @@ def kinds(documents):
 
 
 def validate_manifests(name, documents):
-    # ServiceMonitor is a Prometheus Operator CRD with no schema in kubernetes-validate; it is
-    # checked by hand below.
+    # ServiceMonitor and PrometheusRule are Prometheus Operator CRDs with no schema in
+    # kubernetes-validate; they are checked by hand below and in observability.py.
     builtin = [d for d in documents if not d["apiVersion"].startswith("monitoring.coreos.com/")]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump_all(builtin, handle)
@@ -129,7 +133,8 @@ def expect_scenario(name, documents):
             "header": "X-Forwarded-For",
             "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
         }, config
-        for kind in ["HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Secret", "ServiceMonitor"]:
+        for kind in ["HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Secret",
+                     "ServiceMonitor"]:
             assert kind in present, f"full: no {kind}"
         assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
         assert env["OORT_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "api-token"
@@ -151,6 +156,8 @@ def expect_scenario(name, documents):
             "header": "X-Real-IP",
             "trusted_proxies": ["10.20.0.0/16"],
         }, config
+    elif name == "observability":
+        assert {"PrometheusRule", "ServiceMonitor"} <= present, present
     elif name == "external-nats":
         assert len(config["cluster"]["nats"]) == 3 and config["cluster"]["name"] == "production", config
         assert config["cluster"]["bootstrap_expect"] == 3 and config["cluster"]["voters"] == 5, config
@@ -219,6 +226,13 @@ def main():
         expect_scenario(name, documents)
         check_config(name, config_of(documents), args.oort)
         print(f"ok   {name}: {len(documents)} manifests valid ({', '.join(kinds(documents))})")
+        settings = yaml.safe_load(values.read_text()) or {}
+        if settings.get("dashboards", {}).get("enabled"):
+            checked = observability.check_dashboard(name, documents, settings)
+            print(f"ok   {name}: dashboard valid, {checked} expressions parse and name known metrics")
+        if settings.get("alerts", {}).get("enabled"):
+            checked = observability.check_alerts(name, documents, settings)
+            print(f"ok   {name}: {checked} alert rules valid, alerts-test.yml passes")
     for bad in sorted((TESTS / "bad").glob("*.yaml")):
         message = check_bad(bad)
         print(f"ok   bad/{bad.name}: refused ({message.splitlines()[-1].strip()})")

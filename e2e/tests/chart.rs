@@ -1,6 +1,7 @@
 //! The Helm chart, checked offline: charts/test/check.py renders it with the real Helm engine
 //! for every values file in charts/test/values/, validates each manifest against the
-//! Kubernetes schemas in strict mode, runs `oort check-config` on the rendered config, and
+//! Kubernetes schemas in strict mode, runs `oort check-config` on the rendered config, checks
+//! the Grafana dashboard and alert rules (promtool, metric names, alert unit tests), and
 //! checks that each bad values file in charts/test/bad/ is refused with a clear message.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,10 +43,23 @@ async fn the_chart_renders_valid_manifests_and_refuses_bad_values() {
         "bundled-nats",
         "nats-auth-tls",
         "nats-creds",
+        "observability",
     ] {
         assert!(
             report.contains(&format!("ok   {scenario}:")),
             "{scenario} was checked:\n{report}"
+        );
+    }
+    // The dashboard and the alert rules were checked, not skipped.
+    for check in [
+        "dashboard valid",
+        "alert rules valid, alerts-test.yml passes",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|line| line.starts_with("ok   observability: ") && line.contains(check)),
+            "observability: {check}:\n{report}"
         );
     }
     assert!(
