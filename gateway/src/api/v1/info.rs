@@ -153,6 +153,8 @@ pub(crate) async fn cluster(State(state): State<Arc<AppState>>) -> Response {
             "ready": state.is_ready(),
             "sessions": state.registry.len(),
             "members": [],
+            // No NATS: a single node's bus is in-process.
+            "nats": { "state": "none", "servers": [] },
         }))
         .into_response(),
     }
