@@ -1,4 +1,5 @@
-//! The command line: `oort [run flags]`, `oort check-config FILE`, `oort demo`.
+//! The command line: `oort [run flags]`, `oort check-config FILE`, `oort drain`,
+//! `oort status`, `oort demo`.
 //!
 //! kuiperbelt's single-dash flags (`-config`, `-port`, `-sock`, `-log-level`, `-version`,
 //! `-gops-addr`) are accepted too, so existing start scripts keep working.
@@ -35,6 +36,22 @@ pub(crate) enum Command {
         url: String,
         /// How long to wait for the listener to close.
         #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// Print the cluster at a glance (members, roles, leader, lag, sessions per node, NATS)
+    /// from any node's API. Exit 0 healthy, 1 degraded, 2 unreachable or unauthorized.
+    Status {
+        /// The node's backend API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        url: String,
+        /// The API token (default: $OORT_API_TOKEN).
+        #[arg(long, env = "OORT_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the node's `GET /v1/cluster` answer as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 5)]
         timeout_secs: u64,
     },
     /// Run a node (or, with --nodes, a local cluster) with a built-in chat backend and page.

@@ -12,6 +12,7 @@ mod connect;
 mod connection;
 pub mod demo;
 mod durable;
+pub mod error_code;
 mod feed;
 mod host;
 mod metrics;

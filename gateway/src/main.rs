@@ -6,6 +6,7 @@
 
 mod cli;
 mod drain;
+mod status;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,34 @@ fn main() -> ExitCode {
                 roots,
             };
             run_async(drain::request(request))
+        }
+        Some(Command::Status {
+            url,
+            token,
+            json,
+            timeout_secs,
+        }) => {
+            let mut roots = RootCertStore::empty();
+            if url.starts_with("https:") {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+            let request = status::StatusRequest {
+                url: &url,
+                token: token.filter(|token| !token.is_empty()),
+                json,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                roots,
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(status::run(request)),
+                Err(err) => {
+                    eprintln!("oort: cannot start the runtime: {err}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Some(Command::Demo {
             port,

@@ -20,6 +20,7 @@ mod named_streams;
 mod nats_interface;
 mod owner_answers;
 mod rolling;
+mod status_cli;
 mod users;
 
 use std::time::Duration;

@@ -29,6 +29,7 @@ mod rpc_contract;
 mod rpc_errors;
 mod rpc_support;
 mod shutdown;
+mod status_cli;
 mod streams_doc;
 mod support;
 mod transports_browser;

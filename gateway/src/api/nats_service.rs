@@ -12,6 +12,7 @@ use oort_router::{ApiAnswer, ApiService};
 use serde::Deserialize;
 use tower_service::Service;
 
+use crate::error_code::{ErrorCode, error_body};
 use crate::state::AppState;
 
 /// Calls the API router for NATS requests.
@@ -94,8 +95,10 @@ fn route(operation: &str, body: &Bytes) -> Result<(Method, String, Bytes), (u16,
     }
 }
 
+/// An answer refused before any route runs, in the routes' own error shape (`error`, `code`).
 fn error(status: u16, message: &str) -> (u16, Bytes) {
-    let body = serde_json::json!({ "error": message }).to_string();
+    let code = ErrorCode::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    let body = serde_json::Value::Object(error_body(code, message)).to_string();
     (status, Bytes::from(body))
 }
 

@@ -30,6 +30,7 @@ use crate::admission::{AddressSlot, PeerTicket, Refusal, RefusalReason, Reservat
 use crate::callback::{ConnectAnswer, ConnectForward, ConnectGateRefusal};
 use crate::connection::{self, Registration};
 use crate::durable::{Durable, protocol};
+use crate::error_code::ErrorCode;
 use crate::metrics::ErrorKind;
 use crate::peer::PeerAddr;
 use crate::sessions::{CloseCommand, Committed, Session};
@@ -81,6 +82,7 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         return refuse(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Draining,
             "the server is shutting down",
             headers,
         );
@@ -95,12 +97,19 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         return refuse(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
             "too many connections",
             headers,
         );
     };
     if !origin::allowed(state.config.origin_policy, headers) {
-        return refuse(&state, StatusCode::FORBIDDEN, "origin not allowed", headers);
+        return refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            ErrorCode::OriginRefused,
+            "origin not allowed",
+            headers,
+        );
     }
     // A request that claims to be a WebSocket handshake must be a valid one before the backend
     // is asked. A plain request still reaches the backend, as in kuiperbelt, so its refusals
@@ -139,6 +148,7 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         return refuse(
             &state,
             StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
             "no connect callback is configured",
             headers,
         );
@@ -161,6 +171,7 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
             return refuse(
                 &state,
                 status,
+                ErrorCode::for_status(status),
                 "the request body is too large or broken",
                 headers,
             );
@@ -176,7 +187,13 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         Ok(answer) => answer,
         Err(err) => {
             warn!(error = %err, "connect callback failed");
-            return refuse(&state, StatusCode::BAD_GATEWAY, &err.to_string(), headers);
+            return refuse(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::CallbackFailed,
+                &err.to_string(),
+                headers,
+            );
         }
     };
     if answer.status != StatusCode::OK {
@@ -187,16 +204,22 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
             "the connect callback answered 200 without a {} header",
             state.session_header
         );
-        return refuse(&state, StatusCode::BAD_REQUEST, &reason, headers);
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::CallbackInvalid,
+            &reason,
+            headers,
+        );
     };
     tracing::Span::current().record("session", key.as_str());
     let channels = match channels::named(&answer.channels, &state) {
         Ok(channels) => channels,
-        Err(reason) => return refuse(&state, StatusCode::BAD_GATEWAY, &reason, headers),
+        Err(reason) => return refuse_invalid_answer(&state, &reason, headers),
     };
     let user = match user::named(answer.user.as_ref()) {
         Ok(user) => user,
-        Err(reason) => return refuse(&state, StatusCode::BAD_GATEWAY, &reason, headers),
+        Err(reason) => return refuse_invalid_answer(&state, &reason, headers),
     };
     if transport == Transport::Http {
         let named = crate::stream::Named {
@@ -209,6 +232,7 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
         return refuse(
             &state,
             StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidHandshake,
             "the backend accepted the session, but this is not a WebSocket handshake",
             headers,
         );
@@ -217,9 +241,8 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
     let first_message = match Payload::new(kind, answer.body) {
         Ok(payload) => payload,
         Err(err) => {
-            return refuse(
+            return refuse_invalid_answer(
                 &state,
-                StatusCode::BAD_GATEWAY,
                 &format!("the connect callback's first message: {err}"),
                 headers,
             );
@@ -240,7 +263,15 @@ async fn connect(state: Arc<AppState>, request: Request, transport: Transport) -
     };
     let registration = match register(&state, session_of, first_message, peer).await {
         Ok(registration) => registration,
-        Err(refusal) => return refuse(&state, refusal.status, &refusal.reason, headers),
+        Err(refusal) => {
+            return refuse(
+                &state,
+                refusal.status,
+                refusal.code,
+                &refusal.reason,
+                headers,
+            );
+        }
     };
     channels::join(&state, &key, &channels).await;
     upgrade_response(&state, upgrade, subprotocol, registration, held)
@@ -269,11 +300,25 @@ async fn resume_connect(
     let headers = &parts.headers;
     let request = match request {
         Ok(request) => request,
-        Err(reason) => return refuse(state, StatusCode::BAD_REQUEST, &reason, headers),
+        Err(reason) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                &reason,
+                headers,
+            );
+        }
     };
     let Some(upgrade) = upgrade.filter(|_| offers_oort_v1) else {
         let reason = "a resume must be a WebSocket handshake offering the oort.v1 subprotocol";
-        return refuse(state, StatusCode::BAD_REQUEST, reason, headers);
+        return refuse(
+            state,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidHandshake,
+            reason,
+            headers,
+        );
     };
     let subprotocol = Some(http::HeaderValue::from_static(protocol::SUBPROTOCOL));
     match resume::resume(state, request, peer).await {
@@ -287,7 +332,9 @@ async fn resume_connect(
             upgrade_response(state, upgrade, subprotocol, registration, held)
         }
         resume::Outcome::Reset(reason) => reset_response(upgrade, reason, held),
-        resume::Outcome::Refused(status, reason) => refuse(state, status, &reason, headers),
+        resume::Outcome::Refused(status, code, reason) => {
+            refuse(state, status, code, &reason, headers)
+        }
     }
 }
 
@@ -426,8 +473,10 @@ async fn register(
             // keeps it in its log); its unregister, queued behind it, removes it then.
             state.router.unregister(&key, session.epoch);
             warn!(error = %err, "registration failed");
+            let status = refusal_status(&err);
             return Err(RegistrationRefusal {
-                status: refusal_status(&err),
+                status,
+                code: refusal_code(status),
                 reason: err.to_string(),
             });
         }
@@ -441,6 +490,7 @@ async fn register(
             info!("a newer connection with this session key registered first");
             return Err(RegistrationRefusal {
                 status: StatusCode::CONFLICT,
+                code: ErrorCode::SessionTaken,
                 reason: "a newer connection took this session key".to_owned(),
             });
         }
@@ -465,6 +515,7 @@ struct NewSession<'a> {
 /// Why a registration was refused: the status and reason the client gets.
 struct RegistrationRefusal {
     status: StatusCode,
+    code: ErrorCode,
     reason: String,
 }
 
@@ -472,6 +523,7 @@ impl RegistrationRefusal {
     fn unavailable(reason: &str) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::Unavailable,
             reason: reason.to_owned(),
         }
     }
@@ -531,21 +583,49 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
 }
 
 /// Counts a refusal as kuiperbelt's `connect_errors` does, and answers it.
-fn refuse(state: &AppState, status: StatusCode, reason: &str, headers: &HeaderMap) -> Response {
-    debug!(%status, reason, "connect refused");
+fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    code: ErrorCode,
+    reason: &str,
+    headers: &HeaderMap,
+) -> Response {
+    debug!(%status, %code, reason, "connect refused");
     state.stats.connect_error();
     state.metrics.count_error(ErrorKind::ConnectRejected);
-    reject(status, reason, headers)
+    reject(status, code, reason, headers)
+}
+
+/// The connect callback accepted, but with an answer Oort cannot use (502).
+fn refuse_invalid_answer(state: &AppState, reason: &str, headers: &HeaderMap) -> Response {
+    refuse(
+        state,
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::CallbackInvalid,
+        reason,
+        headers,
+    )
+}
+
+/// The code of a registration the directory refused: the user's session limit (429), else
+/// the directory could not answer.
+pub(crate) fn refusal_code(status: StatusCode) -> ErrorCode {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        ErrorCode::UserLimit
+    } else {
+        ErrorCode::Unavailable
+    }
 }
 
 /// A refusal by a protection limit: counted like any refused connect, with `Retry-After`.
 fn refuse_by_limit(state: &AppState, refusal: Refusal, headers: &HeaderMap) -> Response {
-    let mut response = refuse(
-        state,
-        refusal.reason.status(),
-        refusal.reason.message(),
-        headers,
-    );
+    let status = refusal.reason.status();
+    let code = if status == StatusCode::TOO_MANY_REQUESTS {
+        ErrorCode::RateLimited
+    } else {
+        ErrorCode::Overloaded
+    };
+    let mut response = refuse(state, status, code, refusal.reason.message(), headers);
     response
         .headers_mut()
         .insert(http::header::RETRY_AFTER, refusal.retry_after_secs().into());

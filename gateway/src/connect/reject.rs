@@ -5,15 +5,25 @@ use axum::response::{IntoResponse, Response};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_VERSION};
 use http::{HeaderMap, StatusCode};
 
-/// Answers `status` with `reason`: JSON when the client accepts JSON, otherwise text that starts
-/// with the status text as kuiperbelt's did (`Bad Gateway: ...`).
-pub(crate) fn reject(status: StatusCode, reason: &str, request_headers: &HeaderMap) -> Response {
+use crate::error_code::{ErrorCode, error_body};
+
+/// Answers `status` with `reason`: JSON (`error`, `code`, `status`) when the client accepts
+/// JSON, otherwise text that starts with the status text as kuiperbelt's did
+/// (`Bad Gateway: ...`).
+pub(crate) fn reject(
+    status: StatusCode,
+    code: ErrorCode,
+    reason: &str,
+    request_headers: &HeaderMap,
+) -> Response {
     let wants_json = request_headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"));
     if wants_json {
-        let body = serde_json::json!({ "error": reason, "status": status.as_u16() }).to_string();
+        let mut body = error_body(code, reason);
+        body.insert("status".to_owned(), status.as_u16().into());
+        let body = serde_json::Value::Object(body).to_string();
         return (status, [(CONTENT_TYPE, "application/json")], body).into_response();
     }
     let text = format!(
@@ -55,7 +65,7 @@ pub(crate) fn handshake(
         ),
         _ => (StatusCode::BAD_REQUEST, "invalid WebSocket handshake"),
     };
-    let mut response = reject(status, reason, request_headers);
+    let mut response = reject(status, ErrorCode::InvalidHandshake, reason, request_headers);
     // gorilla/websocket adds this to every handshake refusal; RFC 6455 asks for it on 426.
     response
         .headers_mut()

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::connection::{self, Registration};
 use crate::durable::token::Claims;
 use crate::durable::{Durable, Gap, protocol, tail_from_wire};
+use crate::error_code::ErrorCode;
 use crate::sessions::{CloseCause, CloseCommand, Committed, Session};
 use crate::state::AppState;
 
@@ -62,7 +63,7 @@ pub(super) enum Outcome {
     /// Continuity is lost: the client gets `reset` and close 4000.
     Reset(&'static str),
     /// Refused before anything changed.
-    Refused(StatusCode, String),
+    Refused(StatusCode, ErrorCode, String),
 }
 
 /// Resumes the session the token names, here or from the node that held it.
@@ -73,7 +74,13 @@ pub(super) async fn resume(
 ) -> Outcome {
     let claims = match state.tokens.verify(&request.token) {
         Ok(claims) => claims,
-        Err(err) => return Outcome::Refused(StatusCode::UNAUTHORIZED, err.to_string()),
+        Err(err) => {
+            return Outcome::Refused(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                err.to_string(),
+            );
+        }
     };
     tracing::Span::current().record("session", claims.key.as_str());
     let session = Session::new(claims.key.clone(), state.registry.next_epoch(), peer);
@@ -117,7 +124,11 @@ async fn take_over(
             return Outcome::Reset("the session is over");
         }
         Err(err) => {
-            return Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+            return Outcome::Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                err.to_string(),
+            );
         }
     };
     let durable = Durable::receiving(&session, claims.id);
@@ -129,13 +140,18 @@ async fn take_over(
             state.registry.abandon(&session);
             state.router.unregister(key, session.epoch);
             warn!(error = %err, "registration for a resume failed");
-            return Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+            return Outcome::Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                err.to_string(),
+            );
         }
     };
     if let Committed::Superseded = state.registry.commit(&session, index) {
         durable.end(None);
         return Outcome::Refused(
             StatusCode::CONFLICT,
+            ErrorCode::SessionTaken,
             "a newer connection took this session key".to_owned(),
         );
     }

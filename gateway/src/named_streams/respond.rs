@@ -16,8 +16,9 @@ use oort_common::cluster::{
 
 use super::request::{Live, ReadQuery, Refused, is_json};
 use super::{offset, perform, read_op};
+use crate::error_code::ErrorCode;
 use crate::state::AppState;
-use crate::stream::error;
+use crate::stream::{error, error_coded};
 
 const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
 const STREAM_UP_TO_DATE: HeaderName = HeaderName::from_static("stream-up-to-date");
@@ -102,7 +103,11 @@ pub(super) fn unauthorized(reason: &str) -> Response {
 }
 
 pub(super) fn unavailable(reason: &str) -> Response {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, reason);
+    let mut response = error_coded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::OwnerUnavailable,
+        reason,
+    );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -130,32 +135,46 @@ pub(super) fn refusal(answer: NamedStreamAnswer) -> Response {
         }
     };
     match refusal {
-        StreamRefusal::NotFound => error(StatusCode::NOT_FOUND, "no such stream"),
-        StreamRefusal::SettingsDiffer => error(
+        StreamRefusal::NotFound => error_coded(
+            StatusCode::NOT_FOUND,
+            ErrorCode::StreamNotFound,
+            "no such stream",
+        ),
+        StreamRefusal::SettingsDiffer => error_coded(
             StatusCode::CONFLICT,
+            ErrorCode::Conflict,
             "the stream exists with another content type, lifetime or closed state",
         ),
-        StreamRefusal::ContentTypeMismatch => {
-            error(StatusCode::CONFLICT, "the Content-Type is not the stream's")
-        }
-        StreamRefusal::SeqConflict => error(
+        StreamRefusal::ContentTypeMismatch => error_coded(
             StatusCode::CONFLICT,
+            ErrorCode::ContentTypeMismatch,
+            "the Content-Type is not the stream's",
+        ),
+        StreamRefusal::SeqConflict => error_coded(
+            StatusCode::CONFLICT,
+            ErrorCode::StreamSeqConflict,
             "Stream-Seq must sort after the last one given",
         ),
         StreamRefusal::Closed { standing } => {
-            let mut response = error(StatusCode::CONFLICT, "the stream is closed");
+            let mut response = error_coded(
+                StatusCode::CONFLICT,
+                ErrorCode::StreamClosed,
+                "the stream is closed",
+            );
             let headers = response.headers_mut();
             headers.insert(STREAM_CLOSED, TRUE);
             insert(headers, STREAM_NEXT_OFFSET, &tail_offset(&standing));
             response
         }
-        StreamRefusal::Gone => error(
+        StreamRefusal::Gone => error_coded(
             StatusCode::GONE,
+            ErrorCode::OffsetGone,
             "the stream no longer keeps messages at this offset (retention, or the stream was \
              started again); read from -1",
         ),
-        StreamRefusal::Ahead => error(
+        StreamRefusal::Ahead => error_coded(
             StatusCode::BAD_REQUEST,
+            ErrorCode::OffsetAhead,
             "the offset is past the stream's tail",
         ),
         StreamRefusal::Unauthorized => {
@@ -170,16 +189,18 @@ pub(super) fn refusal(answer: NamedStreamAnswer) -> Response {
             response
         }
         StreamRefusal::StaleEpoch { current } => {
-            let mut response = error(
+            let mut response = error_coded(
                 StatusCode::FORBIDDEN,
+                ErrorCode::ProducerStaleEpoch,
                 "a newer epoch of this producer is writing (Producer-Epoch is stale)",
             );
             insert(response.headers_mut(), PRODUCER_EPOCH, &current.to_string());
             response
         }
         StreamRefusal::SequenceGap { expected, received } => {
-            let mut response = error(
+            let mut response = error_coded(
                 StatusCode::CONFLICT,
+                ErrorCode::ProducerSeqInvalid,
                 &format!("Producer-Seq {received} skips ahead; the stream expects {expected}"),
             );
             let headers = response.headers_mut();
@@ -187,8 +208,9 @@ pub(super) fn refusal(answer: NamedStreamAnswer) -> Response {
             insert(headers, PRODUCER_RECEIVED_SEQ, &received.to_string());
             response
         }
-        StreamRefusal::EpochMustStartAtZero => error(
+        StreamRefusal::EpochMustStartAtZero => error_coded(
             StatusCode::BAD_REQUEST,
+            ErrorCode::ProducerSeqInvalid,
             "a new Producer-Epoch starts at Producer-Seq 0",
         ),
         StreamRefusal::Full { reason } => {
@@ -197,7 +219,7 @@ pub(super) fn refusal(answer: NamedStreamAnswer) -> Response {
             } else {
                 StatusCode::INSUFFICIENT_STORAGE
             };
-            error(status, &reason)
+            error_coded(status, ErrorCode::StreamFull, &reason)
         }
     }
 }

@@ -10,9 +10,10 @@ use oort_common::{FrameKind, Payload, SessionKey};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::error;
+use super::error_coded;
 use crate::callback::ConnectAnswer;
 use crate::durable::Durable;
+use crate::error_code::ErrorCode;
 use crate::sessions::{CloseCause, Committed, Session};
 use crate::state::AppState;
 
@@ -49,8 +50,9 @@ pub(crate) async fn connected(
     let first_message = match Payload::new(kind, answer.body) {
         Ok(payload) => (!payload.is_empty()).then_some(payload),
         Err(err) => {
-            return error(
+            return error_coded(
                 StatusCode::BAD_GATEWAY,
+                ErrorCode::CallbackInvalid,
                 &format!("the connect callback's first message: {err}"),
             );
         }
@@ -72,14 +74,17 @@ pub(crate) async fn connected(
             state.registry.abandon(&placeholder);
             state.router.unregister(&key, epoch);
             warn!(error = %err, "registration failed");
-            return error(crate::connect::refusal_status(&err), &err.to_string());
+            let status = crate::connect::refusal_status(&err);
+            let code = crate::connect::refusal_code(status);
+            return error_coded(status, code, &err.to_string());
         }
     };
     if let Committed::Superseded = state.registry.commit_detached(&placeholder, index) {
         durable.end(None);
         info!("a newer connection with this session key registered first");
-        return error(
+        return error_coded(
             StatusCode::CONFLICT,
+            ErrorCode::SessionTaken,
             "a newer connection took this session key",
         );
     }
@@ -91,7 +96,11 @@ pub(crate) async fn connected(
         state.stats.connect_error();
         durable.end(None);
         crate::connection::end_durable(state, &durable, CloseCause::EstablishFailed).await;
-        return error(StatusCode::BAD_GATEWAY, "session not established");
+        return error_coded(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::CallbackFailed,
+            "session not established",
+        );
     }
     state.feed.connected(&key, false).await;
     let token = state.tokens.issue(&key, epoch.0);

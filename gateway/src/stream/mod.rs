@@ -31,6 +31,7 @@ use oort_common::cluster::{StreamAnswer, StreamOp, StreamRequest};
 pub(crate) use connect::{Named, connected};
 
 use crate::durable::token::Claims;
+use crate::error_code::{ErrorCode, error_body};
 use crate::state::AppState;
 
 /// The routes of the HTTP transports, when `session.stream_path` is set.
@@ -192,21 +193,32 @@ async fn perform_elsewhere(
 /// The answers every operation shares: the ones that are not what it asked for.
 fn refusal(answer: StreamAnswer) -> Response {
     match answer {
-        StreamAnswer::Over => error(StatusCode::NOT_FOUND, "the session is over"),
-        StreamAnswer::Gone => error(
+        StreamAnswer::Over => error_coded(
+            StatusCode::NOT_FOUND,
+            ErrorCode::SessionNotFound,
+            "the session is over",
+        ),
+        StreamAnswer::Gone => error_coded(
             StatusCode::GONE,
+            ErrorCode::OffsetGone,
             "messages after this offset are no longer kept; connect again",
         ),
-        StreamAnswer::Ahead { last } => error(
+        StreamAnswer::Ahead { last } => error_coded(
             StatusCode::BAD_REQUEST,
+            ErrorCode::OffsetAhead,
             &format!("the offset is past the session's last message ({last})"),
         ),
-        StreamAnswer::Displaced => error(
+        StreamAnswer::Displaced => error_coded(
             StatusCode::CONFLICT,
+            ErrorCode::SessionTaken,
             "another reader or a WebSocket took this session",
         ),
         StreamAnswer::Moving | StreamAnswer::Draining => {
-            let mut response = unavailable("the session is moving to another node; retry");
+            let mut response = error_coded(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::SessionMoving,
+                "the session is moving to another node; retry",
+            );
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -219,13 +231,26 @@ fn refusal(answer: StreamAnswer) -> Response {
     }
 }
 
+/// The session's node (or the directory that names it) cannot be reached.
 fn unavailable(reason: &str) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, reason)
+    error_coded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::OwnerUnavailable,
+        reason,
+    )
 }
 
-/// A JSON error body saying what was wrong, never cached (named streams answer with it too).
+/// A JSON error body whose cause its status tells (a malformed header, a bad token).
 pub(crate) fn error(status: StatusCode, reason: &str) -> Response {
-    let body = serde_json::json!({ "error": reason, "status": status.as_u16() }).to_string();
+    error_coded(status, ErrorCode::for_status(status), reason)
+}
+
+/// A JSON error body saying what was wrong (`error`, `code`, `status`), never cached (named
+/// streams answer with it too).
+pub(crate) fn error_coded(status: StatusCode, code: ErrorCode, reason: &str) -> Response {
+    let mut body = error_body(code, reason);
+    body.insert("status".to_owned(), status.as_u16().into());
+    let body = serde_json::Value::Object(body).to_string();
     (
         status,
         [

@@ -14,9 +14,10 @@ use oort_common::FrameKind;
 use oort_common::cluster::{StreamAnswer, StreamOp};
 use tracing::warn;
 
-use super::{error, perform, refusal};
+use super::{error, error_coded, perform, refusal};
 use crate::callback::CallbackError;
 use crate::durable::token::Claims;
+use crate::error_code::ErrorCode;
 use crate::state::AppState;
 
 /// `POST {stream}`: one message for the backend's receive callback, answered once the
@@ -54,7 +55,11 @@ pub(super) async fn message(state: &Arc<AppState>, claims: &Claims, request: Req
     match perform(state, claims, StreamOp::Head, Duration::ZERO).await {
         Ok(StreamAnswer::Tail { closed: false, .. }) => {}
         Ok(StreamAnswer::Tail { closed: true, .. }) => {
-            return error(StatusCode::CONFLICT, "the backend closed the session");
+            return error_coded(
+                StatusCode::CONFLICT,
+                ErrorCode::SessionClosed,
+                "the backend closed the session",
+            );
         }
         Ok(other) => return refusal(other),
         Err(response) => return response,
@@ -73,13 +78,18 @@ async fn deliver(state: &AppState, claims: &Claims, kind: FrameKind, data: Bytes
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(CallbackError::Status { status, .. }) => error(
+        Err(CallbackError::Status { status, .. }) => error_coded(
             status,
+            ErrorCode::CallbackFailed,
             &format!("the backend's receive callback answered {status}"),
         ),
         Err(err) => {
             warn!(error = %err, "receive callback failed");
-            error(StatusCode::BAD_GATEWAY, &err.to_string())
+            error_coded(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::CallbackFailed,
+                &err.to_string(),
+            )
         }
     }
 }

@@ -11,9 +11,10 @@ use http::StatusCode;
 use oort_common::NodeId;
 use tracing::info;
 
-use super::{error, unavailable};
+use super::{error_coded, unavailable};
 use crate::durable::token::Claims;
 use crate::durable::{Durable, tail_from_wire};
+use crate::error_code::ErrorCode;
 use crate::sessions::{CloseCause, Committed, Session};
 use crate::state::AppState;
 
@@ -39,8 +40,9 @@ pub(super) async fn take_over(
     };
     if let Committed::Superseded = state.registry.commit_detached(&placeholder, index) {
         durable.end(None);
-        return Err(error(
+        return Err(error_coded(
             StatusCode::CONFLICT,
+            ErrorCode::SessionTaken,
             "a newer connection took this session key",
         ));
     }
@@ -67,8 +69,9 @@ pub(super) async fn take_over(
     state.metrics.count_resume("reset");
     durable.end(None);
     crate::connection::end_durable(state, &durable, CloseCause::Reset).await;
-    Err(error(
+    Err(error_coded(
         StatusCode::NOT_FOUND,
+        ErrorCode::SessionNotFound,
         "the session is over (its node left without handing it over)",
     ))
 }

@@ -69,6 +69,7 @@ async fn expect_401(what: &str, request: RequestBuilder, reason: &str) {
         body["error"].as_str().unwrap_or_default().contains(reason),
         "{what}: {body}"
     );
+    assert_eq!(body["code"], "unauthorized", "{what}: {body}");
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ async fn max_connections_refuses_the_next_connect_with_503_without_asking_the_ba
     assert_eq!(status, 503);
     assert_eq!(body["status"], 503);
     assert_eq!(body["error"], "too many connections");
+    assert_eq!(body["code"], "overloaded");
 
     let connects = gateway.backend.of_kind(CallbackKind::Connect);
     assert_eq!(
@@ -166,6 +167,7 @@ async fn max_send_body_answers_413_on_send_and_v1() {
             error.contains("1024") && error.contains("limits.max_send_body"),
             "{error}"
         );
+        assert_eq!(body["code"], "body_too_large", "{path}");
     }
     let batch = json!({"messages": [{"sessions": ["target"], "data": "x".repeat(4096)}]});
     let response = http_client()

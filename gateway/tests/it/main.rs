@@ -37,6 +37,7 @@ mod metrics_health;
 mod named_streams;
 mod pings;
 mod request_reply;
+mod rpc_error_codes;
 mod rpc_events;
 mod rpc_grpc_web_text;
 mod shutdown;

@@ -61,6 +61,12 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
         .await
         .map(|b| serde_json::from_slice::<Value>(&b).unwrap())
         .unwrap();
+    // Every refusal names its stable code (docs/errors.md) beside the text.
+    let code = body["code"].as_str().unwrap_or_default();
+    assert!(!code.is_empty(), "no code in {body}");
+    if status == 404 {
+        assert_eq!(code, "stream_not_found", "{body}");
+    }
     (
         status,
         body["error"].as_str().unwrap_or_default().to_owned(),

@@ -9,6 +9,26 @@ use crate::support::TestGateway;
 
 /// Posts raw bytes and returns the status and the `error` text of the JSON answer.
 async fn post_raw(base: &str, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let (status, body) = post_raw_json(base, path, body).await;
+    let error = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error text in {body}"))
+        .to_owned();
+    // Every malformed body has a stable code beside the text (docs/errors.md).
+    let code = body["code"].as_str().unwrap_or_default();
+    assert!(
+        ["invalid_json", "invalid_request", "body_too_large"].contains(&code),
+        "{path}: code {code:?} in {body}"
+    );
+    (status, error)
+}
+
+/// Posts raw bytes and returns the status and the JSON answer.
+async fn post_raw_json(
+    base: &str,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
     let response = http_client()
         .post(format!("{base}{path}"))
         .header("content-type", "application/json")
@@ -21,12 +41,32 @@ async fn post_raw(base: &str, path: &str, body: impl Into<reqwest::Body>) -> (u1
         content_type.starts_with("application/json"),
         "{path} answered {status} with content-type {content_type:?}"
     );
-    let body = parse_json(&text);
-    let error = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error text in {body}"))
-        .to_owned();
-    (status, error)
+    (status, parse_json(&text))
+}
+
+#[tokio::test]
+async fn v1_send_codes_broken_json_apart_from_a_bad_field() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let base = gateway.api_url();
+    let (status, body) = post_raw_json(&base, "/v1/send", &b"{\"sessions\": ["[..]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
+    let (status, body) = post_raw_json(&base, "/v1/send", &br#"{"data": "x"}"#[..]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = post_raw_json(&base, "/v1/no-such-endpoint", &b"{}"[..]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    gateway.stop().await;
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ async fn v1_sessions_answers_404_json_for_an_unknown_key() {
     assert_eq!(status, 404);
     assert_eq!(body["session"], "nobody");
     assert_eq!(body["error"], "session not found");
+    assert_eq!(body["code"], "session_not_found");
     gateway.stop().await;
 }
 

@@ -39,6 +39,17 @@ pub struct ClusterStatus {
     pub directory_nodes: Vec<String>,
     /// Every member, and nodes heard from that are not members yet.
     pub members: Vec<MemberStatus>,
+    /// This node's NATS connection.
+    pub nats: NatsStatus,
+}
+
+/// This node's NATS connection, for operators (`oort status`).
+#[derive(Clone, Debug, Serialize)]
+pub struct NatsStatus {
+    /// `connected` or `disconnected` (a single node has no NATS and says `none`).
+    pub state: &'static str,
+    /// The configured servers, without credentials (a URL may carry `user:password@`).
+    pub servers: Vec<String>,
 }
 
 /// One node.
@@ -141,5 +152,48 @@ pub(super) fn build(core: &Core, peers: &PeerTable, ready: bool) -> ClusterStatu
         sessions: inner.directory.len(),
         directory_nodes: directory_nodes.keys().map(ToString::to_string).collect(),
         members,
+        nats: NatsStatus {
+            state: if inner.nats.is_connected() {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            servers: inner
+                .config
+                .nats
+                .iter()
+                .map(|url| without_credentials(url))
+                .collect(),
+        },
+    }
+}
+
+/// `url` without the `user:password@` (or `token@`) a NATS URL may carry.
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if scheme.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn server_urls_lose_their_credentials() {
+        assert_eq!(
+            without_credentials("nats://u:p@host:4222"),
+            "nats://host:4222"
+        );
+        assert_eq!(
+            without_credentials("nats://tok@host:4222"),
+            "nats://host:4222"
+        );
+        assert_eq!(without_credentials("tls://host:4222"), "tls://host:4222");
+        assert_eq!(without_credentials("host:4222"), "host:4222");
     }
 }

@@ -10,6 +10,22 @@ use oort_common::{DeliveryStatus, FrameKind, Payload};
 
 use crate::api::error::ApiError;
 use crate::api::v1::{BatchAnswer, DeliveryAnswer};
+use crate::error_code::ErrorCode as OortCode;
+
+/// The response header that carries Oort's stable error code (docs/errors.md) beside the
+/// Connect/gRPC code, which is too coarse to branch on (`invalid_argument` is any bad field).
+pub(crate) const OORT_ERROR_CODE: http::HeaderName =
+    http::HeaderName::from_static("oort-error-code");
+
+/// An RPC error with Oort's stable code in the `oort-error-code` header.
+pub(super) fn coded(rpc: ErrorCode, code: OortCode, message: impl Into<String>) -> ConnectError {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        OORT_ERROR_CODE,
+        http::HeaderValue::from_static(code.as_str()),
+    );
+    ConnectError::new(rpc, message).with_headers(headers)
+}
 
 /// A message as the RPC API carries it.
 pub(crate) fn rpc_payload(kind: FrameKind, data: &Bytes) -> rpc::Payload {
@@ -38,8 +54,9 @@ pub(super) fn required_payload(
     message: &buffa::MessageField<rpc::Payload, buffa::Inline<rpc::Payload>>,
 ) -> Result<Payload, ConnectError> {
     payload(message).ok_or_else(|| {
-        ConnectError::new(
+        coded(
             ErrorCode::InvalidArgument,
+            OortCode::InvalidRequest,
             "payload: required (text or binary)",
         )
     })
@@ -104,10 +121,11 @@ pub(super) fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The RPC error for an API error: the same message, the code for its HTTP status.
+/// The RPC error for an API error: the same message and stable code, the RPC code for its
+/// HTTP status.
 pub(super) fn error(err: ApiError) -> ConnectError {
-    let (status, message) = err.into_parts();
-    ConnectError::new(code_of(status), message)
+    let (status, code, message) = err.into_parts();
+    coded(code_of(status), code, message)
 }
 
 pub(super) fn code_of(status: StatusCode) -> ErrorCode {

@@ -19,9 +19,10 @@ use oort_common::rpc::{self, GatewayService, GatewayServiceServer};
 
 use super::access_log::RequestId;
 use super::v1;
+use crate::error_code::ErrorCode as OortCode;
 use crate::state::AppState;
 pub(crate) use convert::rpc_payload;
-use convert::{count, error};
+use convert::{coded, count, error};
 pub(crate) use grpc_web_text::grpc_web_text;
 
 /// The path every RPC of the service is under.
@@ -48,7 +49,7 @@ impl Rpc {
     /// gave the call.
     fn admit(&self, ctx: &RequestContext) -> Result<String, ConnectError> {
         super::auth::check_token(&self.state, ctx.headers())
-            .map_err(|reason| ConnectError::new(ErrorCode::Unauthenticated, reason))?;
+            .map_err(|reason| coded(ErrorCode::Unauthenticated, OortCode::Unauthorized, reason))?;
         Ok(ctx
             .extensions()
             .get::<RequestId>()
@@ -98,8 +99,9 @@ impl GatewayService for Rpc {
         let request_id = self.admit(&ctx)?;
         let request = request.to_owned_message();
         if request.messages.is_empty() {
-            return Err(ConnectError::new(
+            return Err(coded(
                 ErrorCode::InvalidArgument,
+                OortCode::InvalidRequest,
                 "messages: must hold at least one message",
             ));
         }
@@ -107,8 +109,9 @@ impl GatewayService for Rpc {
         let mut deliveries = Vec::with_capacity(request.messages.len());
         for (index, message) in request.messages.into_iter().enumerate() {
             let payload = convert::payload(&message.payload).ok_or_else(|| {
-                ConnectError::new(
+                coded(
                     ErrorCode::InvalidArgument,
+                    OortCode::InvalidRequest,
                     format!("messages[{index}].payload: required (text or binary)"),
                 )
             })?;
@@ -166,8 +169,9 @@ impl GatewayService for Rpc {
         self.admit(&ctx)?;
         let key = request.to_owned_message().session;
         if key.is_empty() {
-            return Err(ConnectError::new(
+            return Err(coded(
                 ErrorCode::InvalidArgument,
+                OortCode::InvalidRequest,
                 "session: must name a session key",
             ));
         }
@@ -199,8 +203,9 @@ impl GatewayService for Rpc {
                 unreachable_nodes: answer.unreachable_nodes,
                 ..Default::default()
             }),
-            Err(v1::NoSubscriber(channels)) => Err(ConnectError::new(
+            Err(v1::NoSubscriber(channels)) => Err(coded(
                 ErrorCode::NotFound,
+                OortCode::NoSubscribers,
                 format!("{} ({})", v1::NO_SUBSCRIBER, channels.join(", ")),
             )),
         }
@@ -316,7 +321,11 @@ impl GatewayService for Rpc {
                 (status, Some(rpc_payload(reply.kind(), reply.data())))
             }
             v1::RequestOutcome::TimedOut { message, .. } => {
-                return Err(ConnectError::new(ErrorCode::DeadlineExceeded, message));
+                return Err(coded(
+                    ErrorCode::DeadlineExceeded,
+                    OortCode::ReplyTimeout,
+                    message,
+                ));
             }
         };
         Response::ok(rpc::RequestReplyResponse {
@@ -378,8 +387,16 @@ async fn get_session(
             node: node.to_string(),
             ..Default::default()
         }),
-        Ok(None) => Err(ConnectError::new(ErrorCode::NotFound, "session not found")),
-        Err(err) => Err(ConnectError::new(ErrorCode::Unavailable, err.to_string())),
+        Ok(None) => Err(coded(
+            ErrorCode::NotFound,
+            OortCode::SessionNotFound,
+            "session not found",
+        )),
+        Err(err) => Err(coded(
+            ErrorCode::Unavailable,
+            OortCode::Unavailable,
+            err.to_string(),
+        )),
     }
 }
 

@@ -7,15 +7,17 @@ use connectrpc::{ConnectError, ErrorCode, ServiceStream};
 use futures_util::StreamExt;
 use oort_common::rpc::{Event, WatchEventsResponse};
 
+use super::convert::coded;
+use crate::error_code::ErrorCode as OortCode;
 use crate::feed::{QUEUE, Watch, WatchError};
 
 pub(super) fn refusal(err: WatchError) -> ConnectError {
-    let code = match err {
-        WatchError::Off => ErrorCode::FailedPrecondition,
-        WatchError::BadGroup(_) => ErrorCode::InvalidArgument,
-        WatchError::Unavailable(_) => ErrorCode::Unavailable,
+    let (code, oort) = match err {
+        WatchError::Off => (ErrorCode::FailedPrecondition, OortCode::FeedOff),
+        WatchError::BadGroup(_) => (ErrorCode::InvalidArgument, OortCode::InvalidRequest),
+        WatchError::Unavailable(_) => (ErrorCode::Unavailable, OortCode::Unavailable),
     };
-    ConnectError::new(code, err.to_string())
+    coded(code, oort, err.to_string())
 }
 
 /// The consumer's events, in the order its queue got them; when the consumer fell behind
@@ -29,8 +31,9 @@ pub(super) fn events(watch: Watch) -> ServiceStream<WatchEventsResponse> {
             loop {
                 let Some(bytes) = events.recv().await else {
                     if overflowed.load(Ordering::Acquire) {
-                        let error = ConnectError::new(
+                        let error = coded(
                             ErrorCode::ResourceExhausted,
+                            OortCode::FeedOverflow,
                             format!(
                                 "this consumer fell {QUEUE} events behind and was dropped; \
                                  watch again (events in between are not kept)"
@@ -38,7 +41,11 @@ pub(super) fn events(watch: Watch) -> ServiceStream<WatchEventsResponse> {
                         );
                         return Some((Err(error), None));
                     }
-                    let error = ConnectError::new(ErrorCode::Unavailable, "the event feed ended");
+                    let error = coded(
+                        ErrorCode::Unavailable,
+                        OortCode::Unavailable,
+                        "the event feed ended",
+                    );
                     return Some((Err(error), None));
                 };
                 // Events from other nodes crossed NATS: one that does not decode is not ours.

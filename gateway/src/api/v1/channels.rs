@@ -15,6 +15,7 @@ use super::request::{parse, present, required_payload};
 use super::{DeliveryAnswer, id_of};
 use crate::api::access_log::RequestId;
 use crate::api::error::ApiError;
+use crate::error_code::{ErrorCode, error_body};
 use crate::state::AppState;
 
 /// Sessions listed by one presence answer when the request names no limit.
@@ -171,7 +172,8 @@ pub(crate) async fn publish(
     match publish_to(&state, channels, &payload, strict, id_of(&request_id)).await {
         Ok(answer) => Ok(Json(answer).into_response()),
         Err(NoSubscriber(unknown)) => {
-            let body = serde_json::json!({ "error": NO_SUBSCRIBER, "channels": unknown });
+            let mut body = error_body(ErrorCode::NoSubscribers, NO_SUBSCRIBER);
+            body.insert("channels".to_owned(), unknown.into());
             Ok((http::StatusCode::NOT_FOUND, Json(body)).into_response())
         }
     }

@@ -13,6 +13,7 @@ use oort_common::SessionKey;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
+use crate::error_code::{ErrorCode, error_body};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -110,11 +111,13 @@ pub(crate) async fn session(
                 Json(serde_json::json!({ "session": key, "node": node })).into_response()
             }
             Ok(None) => {
-                let body = serde_json::json!({ "error": "session not found", "session": key });
+                let mut body = error_body(ErrorCode::SessionNotFound, "session not found");
+                body.insert("session".to_owned(), key.into());
                 (StatusCode::NOT_FOUND, Json(body)).into_response()
             }
             Err(err) => {
-                let body = serde_json::json!({ "error": err.to_string(), "session": key });
+                let mut body = error_body(ErrorCode::Unavailable, &err.to_string());
+                body.insert("session".to_owned(), key.into());
                 (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
             }
         };
@@ -150,6 +153,8 @@ pub(crate) async fn cluster(State(state): State<Arc<AppState>>) -> Response {
             "ready": state.is_ready(),
             "sessions": state.registry.len(),
             "members": [],
+            // No NATS: a single node's bus is in-process.
+            "nats": { "state": "none", "servers": [] },
         }))
         .into_response(),
     }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::error::{ApiError, read_body};
+use crate::error_code::ErrorCode;
 use crate::state::AppState;
 
 /// The longest close reason: a close frame's payload is at most 125 bytes, two of them the code.
@@ -292,7 +293,7 @@ pub(super) async fn parse<T: DeserializeOwned>(
     let bytes = read_body(body, state.config.limits.max_send_body).await?;
     // serde would also accept a struct written as a JSON array; only objects are documented.
     if bytes.trim_ascii_start().first() == Some(&b'[') {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid_json(
             "invalid type: an array, expected a JSON object",
         ));
     }
@@ -300,15 +301,22 @@ pub(super) async fn parse<T: DeserializeOwned>(
     let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if path == "." {
+        let refusal = if path == "." {
             ApiError::bad_request(format!("invalid JSON: {inner}"))
         } else {
             ApiError::bad_request(format!("{path}: {inner}"))
+        };
+        // Broken JSON is `invalid_json`; well-formed JSON with a wrong field is
+        // `invalid_request`, like any other bad argument.
+        if inner.is_data() {
+            refusal
+        } else {
+            refusal.with_code(ErrorCode::InvalidJson)
         }
     })?;
     // One JSON value and nothing after it (whitespace aside): `{...} {...}` is not a request.
     deserializer
         .end()
-        .map_err(|err| ApiError::bad_request(format!("invalid JSON: {err}")))?;
+        .map_err(|err| ApiError::invalid_json(format!("invalid JSON: {err}")))?;
     Ok(parsed)
 }

@@ -20,6 +20,7 @@ use super::id_of;
 use super::request::{parse, present, required_payload};
 use crate::api::access_log::RequestId;
 use crate::api::error::ApiError;
+use crate::error_code::{ErrorCode, error_body};
 use crate::state::AppState;
 
 /// How long a request waits for its reply when it names no `timeout_ms`.
@@ -73,7 +74,9 @@ pub(crate) async fn request(
             Json(json!({ "session": session, "status": status, "reply": reply })).into_response()
         }
         RequestOutcome::TimedOut { status, message } => {
-            let body = json!({ "error": message, "session": session, "status": status });
+            let mut body = error_body(ErrorCode::ReplyTimeout, &message);
+            body.insert("session".to_owned(), json!(session));
+            body.insert("status".to_owned(), json!(status));
             (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
         }
     })
