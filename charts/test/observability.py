@@ -32,9 +32,6 @@ PENDING_METRICS = {
     "oort_cluster_round_trip_seconds": {"owner"},
     "oort_transport_connections": {"transport"},
     "oort_nats_connected": set(),
-    # Failed callbacks per callback kind, for the callback error ratio: today failures are only
-    # counted in all, as oort_errors_total{kind="callback_failed"}.
-    "oort_callback_errors_total": {"callback"},
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus adds when scraping through the ServiceMonitor, and histograms' `le`.

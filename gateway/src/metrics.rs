@@ -162,6 +162,7 @@ pub(crate) struct Metrics {
     pub stream_bytes: Gauge,
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
+    callback_errors: [Counter; CallbackKind::ALL.len()],
     cluster: ClusterMetrics,
     raft: RaftGauges,
 }
@@ -239,6 +240,10 @@ impl Metrics {
         r.describe(
             "oort_callback_duration_seconds",
             "Backend callback latency.",
+        );
+        r.describe(
+            "oort_callback_errors_total",
+            "Backend callbacks that failed (timeout, transport, non-200, no turn), by callback.",
         );
         r.describe(
             "oort_callbacks_in_flight",
@@ -320,6 +325,8 @@ impl Metrics {
                     &[("callback", k.as_str())],
                 )
             }),
+            callback_errors: CallbackKind::ALL
+                .map(|k| r.counter("oort_callback_errors_total", &[("callback", k.as_str())])),
             cluster: ClusterMetrics {
                 commit_seconds: r.histogram("oort_raft_commit_seconds", &[]),
                 leader_changes: r.counter("oort_raft_leader_changes_total", &[]),
@@ -428,6 +435,14 @@ impl Metrics {
     pub(crate) fn count_error(&self, kind: ErrorKind) {
         if let Some(index) = ErrorKind::ALL.iter().position(|k| *k == kind) {
             self.errors[index].increment(1);
+        }
+    }
+
+    /// Counts one failed callback, overall and per callback.
+    pub(crate) fn count_callback_error(&self, kind: CallbackKind) {
+        self.count_error(ErrorKind::CallbackFailed);
+        if let Some(index) = CallbackKind::ALL.iter().position(|k| *k == kind) {
+            self.callback_errors[index].increment(1);
         }
     }
 

@@ -32,9 +32,13 @@ async fn a_session_resumes_on_another_node_with_everything_sent_meanwhile() {
     }
     // n3's replica applies the move once raft tells it the entry is committed, which may be
     // just after the leader answered the registration.
-    eventually(TIMEOUT, "n3's replica to say n3 owns the session", || async {
-        (cluster.owner_in_replica("n3", "mover").await.as_deref() == Some("n3")).then_some(())
-    })
+    eventually(
+        TIMEOUT,
+        "n3's replica to say n3 owns the session",
+        || async {
+            (cluster.owner_in_replica("n3", "mover").await.as_deref() == Some("n3")).then_some(())
+        },
+    )
     .await;
     // Sends through the old owner reach the new one.
     let status = cluster.v1_send("n1", &["mover"], "m6").await;

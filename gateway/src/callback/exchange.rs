@@ -9,7 +9,7 @@ use http::StatusCode;
 use http::header;
 
 use super::{CONNECTION_ROTATION_SECS, CallbackClient, CallbackError, error};
-use crate::metrics::{CallbackKind, ErrorKind, Metrics};
+use crate::metrics::{CallbackKind, Metrics};
 
 impl CallbackClient {
     /// Exchanges `request` and expects 200.
@@ -25,7 +25,7 @@ impl CallbackClient {
         if status == StatusCode::OK {
             Ok(())
         } else {
-            metrics.count_error(ErrorKind::CallbackFailed);
+            metrics.count_callback_error(kind);
             Err(CallbackError::Status {
                 callback: kind.as_str(),
                 status,
@@ -86,7 +86,7 @@ impl CallbackClient {
         }));
         metrics.observe_callback(kind, started.elapsed().as_secs_f64());
         if outcome.is_err() {
-            metrics.count_error(ErrorKind::CallbackFailed);
+            metrics.count_callback_error(kind);
         }
         outcome
     }
@@ -102,7 +102,7 @@ impl CallbackClient {
         let turn_deadline =
             (kind != CallbackKind::Close).then(|| tokio::time::Instant::now() + self.timeout);
         let Some(slot) = self.slots.take(turn_deadline).await else {
-            metrics.count_error(ErrorKind::CallbackFailed);
+            metrics.count_callback_error(kind);
             return Err(CallbackError::NoTurn {
                 callback: kind.as_str(),
                 timeout: self.timeout,

@@ -14,7 +14,7 @@ use oort_router::{EventChannel, EventError};
 use serde::{Deserialize, Serialize};
 
 use super::{CallbackClient, CallbackError, ConnectAnswer};
-use crate::metrics::{CallbackKind, ErrorKind, Metrics};
+use crate::metrics::{CallbackKind, Metrics};
 
 /// The connect event: the client's request as the HTTP connect callback would forward it.
 #[derive(Serialize)]
@@ -94,7 +94,7 @@ impl CallbackClient {
             });
         metrics.observe_callback(kind, started.elapsed().as_secs_f64());
         if outcome.is_err() {
-            metrics.count_error(ErrorKind::CallbackFailed);
+            metrics.count_callback_error(kind);
         }
         outcome
     }
