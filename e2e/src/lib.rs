@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod durable_client;
 pub mod http_stream;
 pub mod nats;
+pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod rpc;

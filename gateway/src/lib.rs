@@ -25,6 +25,7 @@ mod stats;
 mod stream;
 pub mod telemetry;
 pub mod tls;
+mod traces;
 
 pub use callback::SetupError;
 pub use host::Host;

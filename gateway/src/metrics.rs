@@ -4,13 +4,15 @@
 //! Each gateway owns its recorder (nothing is installed globally), so several gateways can run
 //! in one test process.
 
+use std::sync::Arc;
+
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use oort_common::DeliveryStatus;
-use oort_router::{ClusterMetrics, ClusterStatus, RejectedCounters};
+use oort_router::{ClusterMetrics, ClusterStatus, OwnerHistograms, RejectedCounters};
 
 use crate::admission::RefusalReason;
-use crate::sessions::CloseCause;
+use crate::sessions::{CloseCause, SendRoute, Stamp};
 
 /// The backend callbacks, as metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,12 +114,53 @@ const CLOSE_CAUSES: [CloseCause; 17] = [
 /// How requests to clients (`/v1/request`) end: answered, timed out, or not delivered.
 pub(crate) const REQUEST_OUTCOMES: [&str; 3] = ["answered", "timeout", "undelivered"];
 
+/// The client transports, as metric labels (`oort_transport_connections`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    WebSocket,
+    Sse,
+    LongPoll,
+}
+
+impl Transport {
+    const ALL: [Self; 3] = [Self::WebSocket, Self::Sse, Self::LongPoll];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Sse => "sse",
+            Self::LongPoll => "long_poll",
+        }
+    }
+}
+
+/// Counts one open connection of a transport for as long as it lives.
+pub(crate) struct TransportOpen(Gauge);
+
+impl Drop for TransportOpen {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Buckets of `oort_send_latency_seconds` and `oort_cluster_round_trip_seconds`: a send on an
+/// idle node takes tens of microseconds, so the usual buckets (from 1 ms) would hide it.
+const FINE_SECONDS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+/// Buckets of `oort_queue_depth_messages`, up to the default `queue.max_messages`'s order.
+const DEPTH_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
 /// How `oort.v1` resumes end: continued on the same node, moved from another node, or reset.
 const RESUME_OUTCOMES: [&str; 3] = ["here", "moved", "reset"];
 
 /// Pre-registered handles for every series.
 pub(crate) struct Metrics {
-    recorder: PrometheusRecorder,
+    recorder: Arc<PrometheusRecorder>,
     /// Open WebSocket connections.
     pub connections: Gauge,
     /// Connections accepted since start.
@@ -163,6 +206,12 @@ pub(crate) struct Metrics {
     errors: [Counter; ErrorKind::ALL.len()],
     callback_seconds: [Histogram; CallbackKind::ALL.len()],
     callback_errors: [Counter; CallbackKind::ALL.len()],
+    /// From a message's queueing on the node that holds its session to the end of its socket
+    /// write, by route.
+    send_latency: [Histogram; SendRoute::ALL.len()],
+    /// Messages in a session's queue each time its writer takes a batch.
+    pub queue_depth: Histogram,
+    transport_connections: [Gauge; Transport::ALL.len()],
     cluster: ClusterMetrics,
     raft: RaftGauges,
 }
@@ -191,8 +240,26 @@ impl Metrics {
                     30.0,
                 ],
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("oort_send_latency_seconds".into()),
+                    &FINE_SECONDS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("oort_cluster_round_trip_seconds".into()),
+                    &FINE_SECONDS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("oort_queue_depth_messages".into()),
+                    &DEPTH_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = builder.build_recorder();
+        let recorder = Arc::new(builder.build_recorder());
         let r = Registrar {
             recorder: &recorder,
         };
@@ -287,6 +354,26 @@ impl Metrics {
             "Bytes of messages the named Durable Streams of this node keep (payloads and per-message overhead).",
         );
         r.describe(
+            "oort_send_latency_seconds",
+            "From a message's queueing on the node holding its session to the end of its socket write, by route (local, or forwarded over NATS).",
+        );
+        r.describe(
+            "oort_queue_depth_messages",
+            "Messages in a session's outbound queue each time its writer takes a batch.",
+        );
+        r.describe(
+            "oort_transport_connections",
+            "Open client connections by transport: websocket, sse, long_poll.",
+        );
+        r.describe(
+            "oort_cluster_round_trip_seconds",
+            "Round trips of the NATS requests carrying deliveries, by owner node.",
+        );
+        r.describe(
+            "oort_nats_connected",
+            "1 while this node is connected to NATS (clustered nodes only).",
+        );
+        r.describe(
             "oort_lingering_sessions",
             "oort.v1 sessions waiting for their client to resume (session.linger).",
         );
@@ -327,6 +414,16 @@ impl Metrics {
             }),
             callback_errors: CallbackKind::ALL
                 .map(|k| r.counter("oort_callback_errors_total", &[("callback", k.as_str())])),
+            send_latency: SendRoute::ALL.map(|route| {
+                r.histogram("oort_send_latency_seconds", &[("route", route.as_str())])
+            }),
+            queue_depth: r.histogram("oort_queue_depth_messages", &[]),
+            transport_connections: Transport::ALL.map(|transport| {
+                r.gauge(
+                    "oort_transport_connections",
+                    &[("transport", transport.as_str())],
+                )
+            }),
             cluster: ClusterMetrics {
                 commit_seconds: r.histogram("oort_raft_commit_seconds", &[]),
                 leader_changes: r.counter("oort_raft_leader_changes_total", &[]),
@@ -340,6 +437,16 @@ impl Metrics {
                         &[("subject", subject), ("reason", reason)],
                     )
                 }),
+                round_trip: {
+                    let recorder = recorder.clone();
+                    OwnerHistograms::new(move |owner| {
+                        let key = Key::from_parts(
+                            "oort_cluster_round_trip_seconds",
+                            vec![Label::new("owner", owner.to_owned())],
+                        );
+                        recorder.register_histogram(&key, &Registrar::METADATA)
+                    })
+                },
             },
             raft: RaftGauges {
                 term: r.gauge("oort_raft_term", &[]),
@@ -362,8 +469,52 @@ impl Metrics {
         self.cluster.clone()
     }
 
+    /// Counts a connection of `transport` until the returned guard drops.
+    pub(crate) fn transport_open(&self, transport: Transport) -> TransportOpen {
+        let index = Transport::ALL
+            .iter()
+            .position(|t| *t == transport)
+            .unwrap_or(0);
+        let gauge = self.transport_connections[index].clone();
+        gauge.increment(1.0);
+        TransportOpen(gauge)
+    }
+
+    /// Records the send latency of the messages just written (a write that started at
+    /// `write_started`), and the spans of those whose send is traced.
+    pub(crate) fn observe_written(&self, stamps: &[Stamp], write_started: std::time::Instant) {
+        if stamps.is_empty() {
+            return;
+        }
+        let written = std::time::Instant::now();
+        let mut traced_times = None;
+        for stamp in stamps {
+            let index = SendRoute::ALL
+                .iter()
+                .position(|r| *r == stamp.route)
+                .unwrap_or(0);
+            self.send_latency[index].record(written.duration_since(stamp.queued_at).as_secs_f64());
+            if let Some(trace) = &stamp.trace {
+                let (started, ended) = *traced_times.get_or_insert_with(|| {
+                    let now = std::time::SystemTime::now();
+                    (now - written.duration_since(write_started), now)
+                });
+                trace.record(started, ended);
+            }
+        }
+    }
+
     /// Sets the cluster gauges from the router's status, before rendering.
     pub(crate) fn set_cluster(&self, status: &ClusterStatus) {
+        let nats_connected = Registrar {
+            recorder: &self.recorder,
+        }
+        .gauge("oort_nats_connected", &[]);
+        nats_connected.set(if status.nats.state == "connected" {
+            1.0
+        } else {
+            0.0
+        });
         let raft = &self.raft;
         raft.term.set(status.term as f64);
         raft.is_leader

@@ -16,6 +16,7 @@ pub mod directory;
 mod epochs;
 mod local;
 mod request;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -26,8 +27,8 @@ pub use cluster::MAX_PRESENCE_PAGE;
 pub use cluster::api_service::{ApiAnswer, ApiService, STATUS_HEADER};
 pub use cluster::events::{EventChannel, EventError};
 pub use cluster::{
-    ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, RejectReason,
-    RejectedCounters,
+    ClusterMetrics, ClusterRouter, ClusterSettings, ClusterStatus, MemberStatus, OwnerHistograms,
+    RejectReason, RejectedCounters,
 };
 pub use directory::StreamOwner;
 pub use epochs::EpochSource;

@@ -34,6 +34,17 @@ pub trait LocalSessions: Send + Sync + 'static {
         mode: &DeliveryMode,
     ) -> Vec<DeliveryStatus>;
 
+    /// [`LocalSessions::deliver`] for a delivery another node forwarded here (its route is
+    /// labelled apart in the send-latency metric).
+    fn deliver_forwarded(
+        &self,
+        targets: &[SessionKey],
+        payload: &Payload,
+        mode: &DeliveryMode,
+    ) -> Vec<DeliveryStatus> {
+        self.deliver(targets, payload, mode)
+    }
+
     /// True if a session with this key is held here and accepting messages.
     fn holds(&self, key: &str) -> bool;
 

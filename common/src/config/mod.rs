@@ -20,6 +20,7 @@ mod secret;
 mod session;
 mod streams;
 mod template;
+mod tracing;
 mod unsafe_settings;
 mod validate;
 
@@ -45,6 +46,7 @@ pub use secret::{REDACTED, Secret};
 pub use session::SessionConfig;
 pub use streams::StreamsConfig;
 pub use template::TemplateError;
+pub use tracing::{TRACE_PROTOCOLS, TracingConfig};
 
 /// kuiperbelt's default port.
 pub const DEFAULT_PORT: &str = "9180";
@@ -131,6 +133,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Named Durable Streams.
     pub streams: StreamsConfig,
+    /// OpenTelemetry traces.
+    pub tracing: TracingConfig,
 }
 
 impl LimitsConfig {
@@ -172,6 +176,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             channels: ChannelsConfig::default(),
             streams: StreamsConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

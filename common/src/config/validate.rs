@@ -41,6 +41,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     config.session.validate()?;
     config.channels.validate()?;
     config.streams.validate()?;
+    config.tracing.validate()?;
     if config.log.level.trim().is_empty() {
         return Err(ConfigError::invalid(
             "log.level",

@@ -21,6 +21,7 @@ mod nats_interface;
 mod owner_answers;
 mod rolling;
 mod status_cli;
+mod traces;
 mod users;
 
 use std::time::Duration;

@@ -8,6 +8,10 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
+use oort_router::trace;
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::{Status, TraceContextExt};
 use tracing::{Instrument, info, info_span};
 
 use crate::metrics::ErrorKind;
@@ -33,9 +37,42 @@ pub(crate) async fn access_log(
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    let span = info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id);
+    let span = info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, trace_id = tracing::field::Empty);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let traceparent = request
+        .headers()
+        .get(trace::TRACEPARENT)
+        .and_then(|value| value.to_str().ok());
+    let traced = trace::server_span("oort.api", traceparent, || {
+        vec![
+            KeyValue::new("http.request.method", request.method().to_string()),
+            KeyValue::new("url.path", request.uri().path().to_owned()),
+            KeyValue::new("oort.request_id", request_id.clone()),
+        ]
+    });
+    let mut response = match traced {
+        Some(cx) => {
+            let trace_id = cx.span().span_context().trace_id();
+            span.record("trace_id", tracing::field::display(trace_id));
+            let response = next
+                .run(request)
+                .instrument(span.clone())
+                .with_context(cx.clone())
+                .await;
+            let otel = cx.span();
+            let status = response.status().as_u16();
+            otel.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                otel.set_status(Status::error(status.to_string()));
+            }
+            otel.end();
+            response
+        }
+        None => next.run(request).instrument(span.clone()).await,
+    };
     let status = response.status();
     match status.as_u16() {
         400 | 405 | 415 | 422 => state.metrics.count_error(ErrorKind::BadRequest),

@@ -7,6 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header;
+use oort_router::trace;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 
 use super::{CONNECTION_ROTATION_SECS, CallbackClient, CallbackError, error};
 use crate::metrics::{CallbackKind, Metrics};
@@ -50,6 +53,18 @@ impl CallbackClient {
         if self.rotation_due() {
             request = request.header(header::CONNECTION, "close");
         }
+        // A traced connect (or other callback) continues its trace at the backend.
+        let traced = trace::sampled_current().map(|parent| {
+            trace::child(
+                &parent,
+                "oort.callback",
+                SpanKind::Client,
+                vec![KeyValue::new("oort.callback", callback)],
+            )
+        });
+        if let Some(traceparent) = traced.as_ref().and_then(trace::traceparent) {
+            request = request.header(trace::TRACEPARENT, traceparent);
+        }
         let started = Instant::now();
         let outcome = tokio::time::timeout_at(deadline, async {
             let mut response = request
@@ -87,6 +102,12 @@ impl CallbackClient {
         metrics.observe_callback(kind, started.elapsed().as_secs_f64());
         if outcome.is_err() {
             metrics.count_callback_error(kind);
+        }
+        if let Some(cx) = traced {
+            if let Err(err) = &outcome {
+                cx.span().set_status(Status::error(err.to_string()));
+            }
+            cx.span().end();
         }
         outcome
     }

@@ -238,8 +238,14 @@ impl CallbackClient {
     ) -> Result<ConnectAnswer, CallbackError> {
         let kind = CallbackKind::Connect;
         let mut headers = HeaderMap::with_capacity(forward.headers.len() + 2);
+        // A traced connect hands the backend its callback span as the parent instead (see
+        // `exchange`); untraced, the client's `traceparent` is relayed like any header.
+        let traced = oort_router::trace::sampled_current().is_some();
         for (name, value) in forward.headers {
-            if NOT_FORWARDED.contains(name) || name.as_str().starts_with("sec-websocket-") {
+            if NOT_FORWARDED.contains(name)
+                || name.as_str().starts_with("sec-websocket-")
+                || (traced && name.as_str() == oort_router::trace::TRACEPARENT)
+            {
                 continue;
             }
             headers.append(name.clone(), value.clone());

@@ -24,6 +24,10 @@ use http::header::{CONTENT_TYPE, UPGRADE};
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use oort_common::{FrameKind, Payload, SessionKey};
+use oort_router::trace;
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{AddressSlot, PeerTicket, Refusal, RefusalReason, Reservation};
@@ -46,10 +50,54 @@ pub(crate) async fn handle(State(state): State<Arc<AppState>>, request: Request)
         .extensions()
         .get::<PeerAddr>()
         .and_then(|peer| peer.0);
-    let span = info_span!("connect", peer = ?peer, session = tracing::field::Empty);
-    connect(state, request, Transport::WebSocket)
+    let span = info_span!(
+        "connect",
+        peer = ?peer,
+        session = tracing::field::Empty,
+        trace_id = tracing::field::Empty
+    );
+    traced_connect(state, request, Transport::WebSocket, span).await
+}
+
+/// [`connect`] in its span, and in a trace's server span when traces are on: the callback and
+/// the registration are its children.
+async fn traced_connect(
+    state: Arc<AppState>,
+    request: Request,
+    transport: Transport,
+    span: tracing::Span,
+) -> Response {
+    let traceparent = request
+        .headers()
+        .get(trace::TRACEPARENT)
+        .and_then(|value| value.to_str().ok());
+    let traced = trace::server_span("oort.connect", traceparent, || {
+        vec![KeyValue::new(
+            "oort.transport",
+            match transport {
+                Transport::WebSocket => "websocket",
+                Transport::Http => "http",
+            },
+        )]
+    });
+    let Some(cx) = traced else {
+        return connect(state, request, transport).instrument(span).await;
+    };
+    span.record(
+        "trace_id",
+        tracing::field::display(cx.span().span_context().trace_id()),
+    );
+    let response = connect(state, request, transport)
         .instrument(span)
-        .await
+        .with_context(cx.clone())
+        .await;
+    let status = response.status().as_u16();
+    cx.span().set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    cx.span().end();
+    response
 }
 
 /// A Comet connect (`GET|POST {session.stream_path}`): the same checks and connect callback as
@@ -59,11 +107,8 @@ pub(crate) async fn handle_http(State(state): State<Arc<AppState>>, request: Req
         .extensions()
         .get::<PeerAddr>()
         .and_then(|peer| peer.0);
-    let span =
-        info_span!("connect", peer = ?peer, transport = "http", session = tracing::field::Empty);
-    connect(state, request, Transport::Http)
-        .instrument(span)
-        .await
+    let span = info_span!("connect", peer = ?peer, transport = "http", session = tracing::field::Empty, trace_id = tracing::field::Empty);
+    traced_connect(state, request, Transport::Http, span).await
 }
 
 /// How the connecting client will read its session.
@@ -465,7 +510,13 @@ async fn register(
         ));
     }
     state.registry.begin(session.clone());
-    let index = match state.router.register(&key, session.epoch, user).await {
+    let registered = trace::in_span(
+        "oort.register",
+        SpanKind::Internal,
+        || vec![KeyValue::new("oort.epoch", session.epoch.0 as i64)],
+        state.router.register(&key, session.epoch, user),
+    );
+    let index = match registered.await {
         Ok(index) => index,
         Err(err) => {
             state.registry.abandon(&session);

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 pub(crate) use registration::Registration;
 
 use crate::durable::Durable;
+use crate::metrics::Transport;
 use crate::sessions::{CloseCause, CloseCommand, EndedDurable};
 use crate::state::AppState;
 
@@ -37,6 +38,7 @@ pub(crate) async fn run(
 ) {
     let session = registration.session().clone();
     state.metrics.connections_total.increment(1);
+    let _open = state.metrics.transport_open(Transport::WebSocket);
     let resumed = registration.is_resume();
     if let Err(err) = Box::pin(
         state

@@ -55,6 +55,7 @@ pub(super) async fn write_loop(
     let token_every = session.durable().map(|_| state.tokens.ttl() / 2);
     let mut token_due = token_every.map(|every| Instant::now() + every);
     let mut batch = Vec::new();
+    let mut stamps = Vec::new();
     loop {
         // One timer serves pings, pong deadlines and the idle timeout: an idle connection then
         // holds a single timer entry, which matters at 100k connections.
@@ -64,7 +65,7 @@ pub(super) async fn write_loop(
             // are not needed while frames flow, and a peer that stops reading is caught by the
             // write timeout instead.
             biased;
-            next = session.queue.next(&mut batch, MAX_BATCH) => next,
+            next = session.queue.next(&mut batch, &mut stamps, MAX_BATCH) => next,
             () = sleep_until_due(&pinger, &session, idle_timeout, token_due) => {
                 if let (Some(due), Some(every)) = (token_due, token_every)
                     && Instant::now() >= due
@@ -96,11 +97,15 @@ pub(super) async fn write_loop(
             }
         };
         match next {
-            Next::Messages => {
+            Next::Messages { waiting } => {
                 let count = batch.len() as u64;
+                state.metrics.queue_depth.record(waiting as f64);
+                let write_started = std::time::Instant::now();
                 match write_bounded(&mut sink, std::mem::take(&mut batch), write_timeout).await {
                     Ok(()) => {
                         state.metrics.messages_sent.increment(count);
+                        state.metrics.observe_written(&stamps, write_started);
+                        stamps.clear();
                         session.touch();
                     }
                     Err(err) => {

@@ -25,7 +25,7 @@ use oort_common::{DeliveryStatus, Epoch, FrameKind, Payload, SessionKey};
 pub(crate) use buffer::{BufferLimits, Gap, Kept, ReplayBuffer};
 pub(crate) use read::{Read, StreamChunk, StreamFrom, StreamRefusal};
 
-use crate::sessions::{CloseCause, CloseCommand, QueueLimits, Session};
+use crate::sessions::{CloseCause, CloseCommand, QueueLimits, Session, Stamp};
 
 /// Where a durable session stands.
 enum Phase {
@@ -230,8 +230,9 @@ impl Durable {
         payload: &Payload,
         queue_limits: &QueueLimits,
         limits: &BufferLimits,
+        stamp: Stamp,
     ) -> DeliveryStatus {
-        self.push_as(payload, None, queue_limits, limits)
+        self.push_as(payload, None, queue_limits, limits, stamp)
     }
 
     /// Queues a backend request (`/v1/request`) like a message, framed as a request the
@@ -242,11 +243,12 @@ impl Durable {
         id: &str,
         queue_limits: &QueueLimits,
         limits: &BufferLimits,
+        stamp: Stamp,
     ) -> DeliveryStatus {
         if self.lock().read_over_http {
             return DeliveryStatus::Unsupported;
         }
-        self.push_as(payload, Some(id), queue_limits, limits)
+        self.push_as(payload, Some(id), queue_limits, limits, stamp)
     }
 
     fn push_as(
@@ -255,6 +257,7 @@ impl Durable {
         request: Option<&str>,
         queue_limits: &QueueLimits,
         limits: &BufferLimits,
+        stamp: Stamp,
     ) -> DeliveryStatus {
         let mut state = self.lock();
         let seq = state.buffer.next_seq();
@@ -281,7 +284,9 @@ impl Durable {
             }
             Phase::Attached(connection) => {
                 let frame = frame_of(seq, payload, request);
-                let status = connection.queue.push(frame.clone(), size, queue_limits);
+                let status = connection
+                    .queue
+                    .push(frame.clone(), size, queue_limits, stamp);
                 match status {
                     DeliveryStatus::Ok => {
                         state.buffer.keep(frame, size, limits);
@@ -311,6 +316,7 @@ impl Durable {
         last_word: Option<&Payload>,
         close: CloseCommand,
         limits: &BufferLimits,
+        stamp: Stamp,
     ) -> (DeliveryStatus, bool) {
         let mut state = self.lock();
         let seq = state.buffer.next_seq();
@@ -336,7 +342,7 @@ impl Durable {
                 let last_word = last_word.map(|payload| {
                     let frame = protocol::message(seq, payload);
                     state.buffer.keep(frame.clone(), payload.len(), limits);
-                    (frame, payload.len())
+                    (frame, payload.len(), stamp)
                 });
                 (connection.queue.push_last(last_word, close), false)
             }

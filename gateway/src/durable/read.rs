@@ -210,7 +210,11 @@ mod tests {
 
     use super::*;
     use crate::durable::BufferLimits;
-    use crate::sessions::QueueLimits;
+    use crate::sessions::{QueueLimits, SendRoute, Stamp};
+
+    fn local() -> Stamp {
+        Stamp::now(SendRoute::Local)
+    }
 
     const LIMITS: BufferLimits = BufferLimits {
         max_messages: 3,
@@ -243,7 +247,7 @@ mod tests {
     #[test]
     fn the_first_message_is_the_connect_answer_and_positions_are_sequence_numbers() {
         let durable = session(Some("hello"));
-        durable.push(&Payload::text("two"), &QUEUE, &LIMITS);
+        durable.push(&Payload::text("two"), &QUEUE, &LIMITS, local());
         let all = chunk(durable.read(StreamFrom::Start, true, false, 1 << 20));
         assert_eq!(
             (seqs(&all), all.next, all.up_to_date),
@@ -270,7 +274,7 @@ mod tests {
             Some(StreamRefusal::Ahead { last: 0 })
         );
         for n in 0..5 {
-            durable.push(&Payload::text(format!("m{n}")), &QUEUE, &LIMITS);
+            durable.push(&Payload::text(format!("m{n}")), &QUEUE, &LIMITS, local());
         }
         // Three kept (3, 4, 5): messages 1 and 2 were dropped unread.
         assert_eq!(
@@ -300,7 +304,7 @@ mod tests {
             panic!("still nothing")
         };
         assert!(older.await.is_err(), "the older reader is answered at once");
-        let status = durable.push(&Payload::text("x"), &QUEUE, &LIMITS);
+        let status = durable.push(&Payload::text("x"), &QUEUE, &LIMITS, local());
         assert_eq!(status, oort_common::DeliveryStatus::Ok);
         assert!(newer.await.is_ok());
         let got = chunk(durable.read(StreamFrom::After(0), true, true, 1024));
@@ -320,7 +324,7 @@ mod tests {
             Some(StreamRefusal::Displaced)
         );
         assert_eq!(
-            durable.push(&Payload::text("x"), &QUEUE, &LIMITS),
+            durable.push(&Payload::text("x"), &QUEUE, &LIMITS, local()),
             oort_common::DeliveryStatus::Ok
         );
         assert!(newer.await.is_ok(), "the newer reader kept the session");
@@ -334,13 +338,13 @@ mod tests {
             panic!("waits")
         };
         let close = CloseCommand::new(1000, "bye", crate::sessions::CloseCause::ClosedByBackend);
-        let (status, ended) = durable.close(Some(&Payload::text("last")), close, &LIMITS);
+        let (status, ended) = durable.close(Some(&Payload::text("last")), close, &LIMITS, local());
         assert_eq!((status, ended), (oort_common::DeliveryStatus::Ok, false));
         assert!(woken.await.is_err(), "the waiting reader is answered");
         let last = chunk(durable.read(StreamFrom::After(0), true, true, 1024));
         assert_eq!((seqs(&last), last.closed), (vec![1], true));
         assert_eq!(
-            durable.push(&Payload::text("late"), &QUEUE, &LIMITS),
+            durable.push(&Payload::text("late"), &QUEUE, &LIMITS, local()),
             oort_common::DeliveryStatus::NotFound
         );
         assert!(durable.finish_closed());

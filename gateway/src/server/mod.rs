@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oort_common::config::Config;
+use oort_common::config::{Config, ConfigError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -29,6 +29,7 @@ use crate::api;
 use crate::host::Host;
 use crate::sessions::{CloseCause, CloseCommand};
 use crate::state::{AppState, StartError};
+use crate::traces::{self, Traces};
 
 /// Where the gateway listens.
 pub struct Listeners {
@@ -61,6 +62,8 @@ impl Listeners {
 pub struct Gateway {
     state: Arc<AppState>,
     extra_client_routes: Option<axum::Router>,
+    /// The trace exporter, when `tracing.*` or `OTEL_TRACES_EXPORTER` turned it on.
+    traces: Option<Traces>,
 }
 
 impl Gateway {
@@ -69,10 +72,32 @@ impl Gateway {
     /// validation could not judge alone (an unusable `callback.ca_file`, say) and when the
     /// cluster's storage cannot be opened.
     pub async fn start(config: Config, host: &Host) -> Result<Self, StartError> {
+        let trace_settings = traces::settings(&config.tracing, &|name| std::env::var(name).ok());
         let state = AppState::new(config, host).await?;
+        let traces = match &trace_settings {
+            Some(settings) => traces::install(settings, state.router.node_id()).map_err(|err| {
+                ConfigError::invalid(
+                    "tracing.endpoint",
+                    settings.endpoint.as_deref().unwrap_or(""),
+                    err,
+                )
+            })?,
+            None => None,
+        };
+        if let Some(settings) = &trace_settings {
+            info!(
+                protocol = settings.protocol,
+                endpoint = settings
+                    .endpoint
+                    .as_deref()
+                    .unwrap_or("(OTEL_* or default)"),
+                "exporting traces"
+            );
+        }
         Ok(Self {
             state,
             extra_client_routes: None,
+            traces,
         })
     }
 
@@ -139,6 +164,9 @@ impl Gateway {
             }
         };
         drain(&state, &http, &stop_accepting).await;
+        if let Some(traces) = self.traces {
+            traces.shutdown().await;
+        }
         outcome
     }
 }

@@ -6,6 +6,7 @@ mod presence;
 mod queue;
 mod registry;
 mod replies;
+mod stamp;
 mod stream;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub(crate) use presence::PresenceChange;
 pub(crate) use queue::{Next, OutboundQueue, QueueLimits};
 pub(crate) use registry::{Committed, EndedDurable, SessionRegistry, frame_for};
 pub(crate) use replies::PendingReplies;
+pub(crate) use stamp::{SendRoute, Stamp};
 
 /// Why a session ended. Decides the close frame and whether the backend's close callback runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use oort_common::DeliveryStatus;
 use tokio::sync::Notify;
 
 use super::CloseCommand;
+use super::stamp::Stamp;
 
 /// Bounds shared by every session of a node.
 #[derive(Clone, Copy, Debug)]
@@ -28,15 +29,22 @@ pub(crate) struct QueueLimits {
 /// What the writer gets next.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// Frames to write, oldest first.
-    Messages,
+    /// Frames to write, oldest first; `waiting` were in the queue when they were taken.
+    Messages { waiting: usize },
     /// Close the connection (after the frames already taken).
     Close(CloseCommand),
 }
 
+/// A message and, for those a backend sent, its [`Stamp`] (replays and welcome frames have
+/// none: they are not sends, and their latency means nothing).
+struct Queued {
+    message: Message,
+    stamp: Option<Stamp>,
+}
+
 #[derive(Default)]
 struct State {
-    messages: VecDeque<Message>,
+    messages: VecDeque<Queued>,
     bytes: usize,
     /// Set once; no message is accepted after it.
     close: Option<CloseCommand>,
@@ -74,6 +82,7 @@ impl OutboundQueue {
         message: Message,
         size: usize,
         limits: &QueueLimits,
+        stamp: Stamp,
     ) -> DeliveryStatus {
         let mut state = self.lock();
         if state.close.is_some() {
@@ -91,7 +100,10 @@ impl OutboundQueue {
             return DeliveryStatus::QueueFull;
         }
         state.full_since = None;
-        state.messages.push_back(message);
+        state.messages.push_back(Queued {
+            message,
+            stamp: Some(stamp),
+        });
         state.bytes += size;
         drop(state);
         self.wake_writer.notify_one();
@@ -102,7 +114,10 @@ impl OutboundQueue {
     /// session is registered, so it is always the first frame.
     pub(crate) fn push_first(&self, message: Message, size: usize) {
         let mut state = self.lock();
-        state.messages.push_back(message);
+        state.messages.push_back(Queued {
+            message,
+            stamp: None,
+        });
         state.bytes += size;
     }
 
@@ -110,15 +125,18 @@ impl OutboundQueue {
     /// last word must not be refused by a full queue.
     pub(crate) fn push_last(
         &self,
-        last_word: Option<(Message, usize)>,
+        last_word: Option<(Message, usize, Stamp)>,
         close: CloseCommand,
     ) -> DeliveryStatus {
         let mut state = self.lock();
         if state.close.is_some() {
             return DeliveryStatus::Closed;
         }
-        if let Some((message, size)) = last_word {
-            state.messages.push_back(message);
+        if let Some((message, size, stamp)) = last_word {
+            state.messages.push_back(Queued {
+                message,
+                stamp: Some(stamp),
+            });
             state.bytes += size;
         }
         Self::set_close(&mut state, close, false);
@@ -158,20 +176,28 @@ impl OutboundQueue {
         self.lock().close.clone()
     }
 
-    /// Waits for work, then moves up to `max_batch` messages into `batch`.
-    pub(crate) async fn next(&self, batch: &mut Vec<Message>, max_batch: usize) -> Next {
+    /// Waits for work, then moves up to `max_batch` messages into `batch`, and the stamps of
+    /// those that have one into `stamps`.
+    pub(crate) async fn next(
+        &self,
+        batch: &mut Vec<Message>,
+        stamps: &mut Vec<Stamp>,
+        max_batch: usize,
+    ) -> Next {
         loop {
             {
                 let mut state = self.lock();
                 if !state.messages.is_empty() {
-                    let take = state.messages.len().min(max_batch);
+                    let waiting = state.messages.len();
+                    let take = waiting.min(max_batch);
                     let mut taken_bytes = 0;
-                    for message in state.messages.drain(..take) {
-                        taken_bytes += super::message_size(&message);
-                        batch.push(message);
+                    for queued in state.messages.drain(..take) {
+                        taken_bytes += super::message_size(&queued.message);
+                        batch.push(queued.message);
+                        stamps.extend(queued.stamp);
                     }
                     state.bytes = state.bytes.saturating_sub(taken_bytes);
-                    return Next::Messages;
+                    return Next::Messages { waiting };
                 }
                 if !state.close_taken
                     && let Some(close) = state.close.clone()
@@ -202,6 +228,10 @@ mod tests {
         slow_consumer_timeout: Duration::from_secs(60),
     };
 
+    fn stamp() -> Stamp {
+        Stamp::now(super::super::SendRoute::Local)
+    }
+
     fn text(s: &str) -> Message {
         Message::Text(s.into())
     }
@@ -209,41 +239,67 @@ mod tests {
     #[tokio::test]
     async fn refuses_past_the_message_bound_without_waiting() {
         let queue = OutboundQueue::new();
-        assert_eq!(queue.push(text("a"), 1, &LIMITS), DeliveryStatus::Ok);
-        assert_eq!(queue.push(text("b"), 1, &LIMITS), DeliveryStatus::Ok);
-        assert_eq!(queue.push(text("c"), 1, &LIMITS), DeliveryStatus::QueueFull);
+        assert_eq!(
+            queue.push(text("a"), 1, &LIMITS, stamp()),
+            DeliveryStatus::Ok
+        );
+        assert_eq!(
+            queue.push(text("b"), 1, &LIMITS, stamp()),
+            DeliveryStatus::Ok
+        );
+        assert_eq!(
+            queue.push(text("c"), 1, &LIMITS, stamp()),
+            DeliveryStatus::QueueFull
+        );
         let mut batch = Vec::new();
-        assert!(matches!(queue.next(&mut batch, 10).await, Next::Messages));
+        assert!(matches!(
+            queue.next(&mut batch, &mut Vec::new(), 10).await,
+            Next::Messages { .. }
+        ));
         assert_eq!(batch, [text("a"), text("b")]);
         assert_eq!(queue.depth(), (0, 0));
-        assert_eq!(queue.push(text("c"), 1, &LIMITS), DeliveryStatus::Ok);
+        assert_eq!(
+            queue.push(text("c"), 1, &LIMITS, stamp()),
+            DeliveryStatus::Ok
+        );
     }
 
     #[tokio::test]
     async fn refuses_past_the_byte_bound_but_takes_one_large_message() {
         let queue = OutboundQueue::new();
         assert_eq!(
-            queue.push(text("0123456789abc"), 13, &LIMITS),
+            queue.push(text("0123456789abc"), 13, &LIMITS, stamp()),
             DeliveryStatus::Ok
         );
-        assert_eq!(queue.push(text("x"), 1, &LIMITS), DeliveryStatus::QueueFull);
+        assert_eq!(
+            queue.push(text("x"), 1, &LIMITS, stamp()),
+            DeliveryStatus::QueueFull
+        );
     }
 
     #[tokio::test]
     async fn last_word_bypasses_bounds_and_is_followed_by_close() {
         let queue = OutboundQueue::new();
-        queue.push(text("a"), 1, &LIMITS);
-        queue.push(text("b"), 1, &LIMITS);
+        queue.push(text("a"), 1, &LIMITS, stamp());
+        queue.push(text("b"), 1, &LIMITS, stamp());
         let close = CloseCommand::new(1000, "bye", CloseCause::ClosedByBackend);
         assert_eq!(
-            queue.push_last(Some((text("last"), 4)), close.clone()),
+            queue.push_last(Some((text("last"), 4, stamp())), close.clone()),
             DeliveryStatus::Ok
         );
-        assert_eq!(queue.push(text("late"), 1, &LIMITS), DeliveryStatus::Closed);
+        assert_eq!(
+            queue.push(text("late"), 1, &LIMITS, stamp()),
+            DeliveryStatus::Closed
+        );
         let mut batch = Vec::new();
-        assert!(matches!(queue.next(&mut batch, 10).await, Next::Messages));
+        assert!(matches!(
+            queue.next(&mut batch, &mut Vec::new(), 10).await,
+            Next::Messages { .. }
+        ));
         assert_eq!(batch.len(), 3);
-        assert!(matches!(queue.next(&mut batch, 10).await, Next::Close(c) if c == close));
+        assert!(
+            matches!(queue.next(&mut batch, &mut Vec::new(), 10).await, Next::Close(c) if c == close)
+        );
     }
 
     #[tokio::test]
@@ -253,15 +309,45 @@ mod tests {
             ..LIMITS
         };
         let queue = OutboundQueue::new();
-        queue.push(text("a"), 1, &limits);
-        queue.push(text("b"), 1, &limits);
-        assert_eq!(queue.push(text("c"), 1, &limits), DeliveryStatus::QueueFull);
+        queue.push(text("a"), 1, &limits, stamp());
+        queue.push(text("b"), 1, &limits, stamp());
+        assert_eq!(
+            queue.push(text("c"), 1, &limits, stamp()),
+            DeliveryStatus::QueueFull
+        );
         assert_eq!(queue.requested_close().and_then(|c| c.code), Some(1013));
         let mut batch = Vec::new();
-        assert!(matches!(queue.next(&mut batch, 10).await, Next::Close(_)));
+        assert!(matches!(
+            queue.next(&mut batch, &mut Vec::new(), 10).await,
+            Next::Close(_)
+        ));
         assert!(
             batch.is_empty(),
             "pending messages of a slow consumer are dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_writer_gets_the_stamps_of_sends_and_the_depth_it_found() {
+        let queue = OutboundQueue::new();
+        queue.push_first(text("welcome"), 7);
+        let forwarded = Stamp::now(super::super::SendRoute::Forwarded);
+        queue.push(text("a"), 1, &LIMITS, forwarded);
+        let mut batch = Vec::new();
+        let mut stamps = Vec::new();
+        let next = queue.next(&mut batch, &mut stamps, 1).await;
+        assert!(matches!(next, Next::Messages { waiting: 2 }), "{next:?}");
+        assert!(stamps.is_empty(), "a welcome frame is not a send");
+        let next = queue.next(&mut batch, &mut stamps, 10).await;
+        assert!(matches!(next, Next::Messages { waiting: 1 }), "{next:?}");
+        assert_eq!(batch, [text("welcome"), text("a")]);
+        assert_eq!(
+            stamps.iter().map(|s| s.route).collect::<Vec<_>>(),
+            [super::super::SendRoute::Forwarded]
+        );
+        assert!(
+            stamps[0].trace.is_none(),
+            "tracing is off: no trace is carried"
         );
     }
 
@@ -272,12 +358,12 @@ mod tests {
             let queue = queue.clone();
             tokio::spawn(async move {
                 let mut batch = Vec::new();
-                queue.next(&mut batch, 10).await;
+                queue.next(&mut batch, &mut Vec::new(), 10).await;
                 batch
             })
         };
         tokio::task::yield_now().await;
-        queue.push(text("later"), 5, &LIMITS);
+        queue.push(text("later"), 5, &LIMITS, stamp());
         let batch = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .unwrap()

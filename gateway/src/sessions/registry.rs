@@ -26,7 +26,7 @@ use oort_router::{EpochSource, LocalSessions};
 use tokio::sync::mpsc;
 
 use super::channels::ChannelTable;
-use super::{CloseCause, CloseCommand, QueueLimits, Session};
+use super::{CloseCause, CloseCommand, QueueLimits, SendRoute, Session, Stamp};
 use crate::durable::{BufferLimits, Durable, Gap, Tail};
 
 /// How long the buffer of a session that another node registered waits for that node to ask
@@ -461,11 +461,12 @@ impl SessionRegistry {
         durable: &Arc<Durable>,
         payload: &Payload,
         mode: &DeliveryMode,
+        stamp: Stamp,
     ) -> DeliveryStatus {
         match mode {
-            DeliveryMode::Send => durable.push(payload, &self.limits, &self.buffer_limits),
+            DeliveryMode::Send => durable.push(payload, &self.limits, &self.buffer_limits, stamp),
             DeliveryMode::Request { id } => {
-                durable.push_request(payload, id, &self.limits, &self.buffer_limits)
+                durable.push_request(payload, id, &self.limits, &self.buffer_limits, stamp)
             }
             DeliveryMode::Close {
                 code,
@@ -474,7 +475,7 @@ impl SessionRegistry {
             } => {
                 let close = CloseCommand::new(*code, reason.clone(), CloseCause::ClosedByBackend);
                 let last_word = send_payload.then_some(payload);
-                let (status, ended) = durable.close(last_word, close, &self.buffer_limits);
+                let (status, ended) = durable.close(last_word, close, &self.buffer_limits, stamp);
                 if ended && self.remove_durable(durable) {
                     self.report_ended(durable.clone(), CloseCause::ClosedByBackend, true);
                 }
@@ -512,26 +513,33 @@ pub(crate) fn frame_for(payload: &Payload) -> Message {
     }
 }
 
-impl LocalSessions for SessionRegistry {
-    fn deliver(
+impl SessionRegistry {
+    /// Queues `payload` for each target held here, stamped with `route`.
+    fn deliver_routed(
         &self,
         targets: &[SessionKey],
         payload: &Payload,
         mode: &DeliveryMode,
+        route: SendRoute,
     ) -> Vec<DeliveryStatus> {
         let frame = frame_for(payload);
         let size = payload.len();
+        let stamp = Stamp::now(route);
         targets
             .iter()
-            .map(|key| {
+            .enumerate()
+            .map(|(index, key)| {
+                let stamp = stamp.for_target(index);
                 if let Some(durable) = self.durable(key.as_str()) {
-                    return self.deliver_durable(&durable, payload, mode);
+                    return self.deliver_durable(&durable, payload, mode, stamp);
                 }
                 let Some(session) = self.get(key.as_str()) else {
                     return DeliveryStatus::NotFound;
                 };
                 match mode {
-                    DeliveryMode::Send => session.queue.push(frame.clone(), size, &self.limits),
+                    DeliveryMode::Send => {
+                        session.queue.push(frame.clone(), size, &self.limits, stamp)
+                    }
                     // A plain WebSocket client has no way to answer.
                     DeliveryMode::Request { .. } => DeliveryStatus::Unsupported,
                     DeliveryMode::Close {
@@ -541,12 +549,32 @@ impl LocalSessions for SessionRegistry {
                     } => {
                         let close =
                             CloseCommand::new(*code, reason.clone(), CloseCause::ClosedByBackend);
-                        let last_word = send_payload.then(|| (frame.clone(), size));
+                        let last_word = send_payload.then(|| (frame.clone(), size, stamp));
                         session.queue.push_last(last_word, close)
                     }
                 }
             })
             .collect()
+    }
+}
+
+impl LocalSessions for SessionRegistry {
+    fn deliver(
+        &self,
+        targets: &[SessionKey],
+        payload: &Payload,
+        mode: &DeliveryMode,
+    ) -> Vec<DeliveryStatus> {
+        self.deliver_routed(targets, payload, mode, SendRoute::Local)
+    }
+
+    fn deliver_forwarded(
+        &self,
+        targets: &[SessionKey],
+        payload: &Payload,
+        mode: &DeliveryMode,
+    ) -> Vec<DeliveryStatus> {
+        self.deliver_routed(targets, payload, mode, SendRoute::Forwarded)
     }
 
     fn holds(&self, key: &str) -> bool {
@@ -560,6 +588,8 @@ impl LocalSessions for SessionRegistry {
     fn broadcast(&self, payload: &Payload) -> usize {
         let frame = frame_for(payload);
         let size = payload.len();
+        // A broadcast reaches every node over NATS, its origin included: all count as local.
+        let stamp = Stamp::now(SendRoute::Local);
         // Collected first, so no shard lock is held while a durable session's lock is taken.
         type Target = (Option<Arc<Durable>>, Option<Arc<Session>>);
         let targets: Vec<Target> = self
@@ -569,12 +599,21 @@ impl LocalSessions for SessionRegistry {
             .collect();
         targets
             .into_iter()
-            .filter(|(durable, live)| match (durable, live) {
+            .enumerate()
+            .filter(|(index, (durable, live))| match (durable, live) {
                 (Some(durable), _) => durable
-                    .push(payload, &self.limits, &self.buffer_limits)
+                    .push(
+                        payload,
+                        &self.limits,
+                        &self.buffer_limits,
+                        stamp.for_target(*index),
+                    )
                     .is_success(),
                 (None, Some(session)) => {
-                    session.queue.push(frame.clone(), size, &self.limits) == DeliveryStatus::Ok
+                    session
+                        .queue
+                        .push(frame.clone(), size, &self.limits, stamp.for_target(*index))
+                        == DeliveryStatus::Ok
                 }
                 (None, None) => false,
             })

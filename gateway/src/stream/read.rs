@@ -15,6 +15,7 @@ use oort_common::cluster::{KeptMessage, StreamAnswer, StreamOp, StreamPosition};
 use super::render::{self, Control};
 use super::{Refused, offset, perform, refusal};
 use crate::durable::token::Claims;
+use crate::metrics::{Transport, TransportOpen};
 use crate::state::AppState;
 
 /// Bytes of messages one response (or one SSE event) carries at most.
@@ -95,6 +96,8 @@ pub(super) async fn get(state: &Arc<AppState>, claims: &Claims, request: Request
         Live::LongPoll => state.config.session.long_poll_timeout.0,
     };
     let op = read_op(query.from, true, wait);
+    let _open =
+        (query.live == Live::LongPoll).then(|| state.metrics.transport_open(Transport::LongPoll));
     let answer = match perform(state, claims, op, wait).await {
         Ok(answer) => answer,
         Err(response) => return response,
@@ -200,6 +203,8 @@ struct SseState {
     claims: Claims,
     /// The first chunk, read before the response started (so its errors are statuses).
     first: Option<SseChunk>,
+    /// Counts the response in `oort_transport_connections` until the stream drops.
+    _open: TransportOpen,
     at: u64,
     cursor: Option<String>,
     ends_at: tokio::time::Instant,
@@ -214,6 +219,7 @@ fn sse(state: Arc<AppState>, claims: Claims, first: SseChunk, cursor: Option<Str
     let at = first.next;
     let events = futures_util::stream::unfold(
         SseState {
+            _open: state.metrics.transport_open(Transport::Sse),
             state,
             claims,
             first: Some(first),

@@ -241,10 +241,26 @@ impl Bus {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
+        self.request_with_headers(subject, None, body, timeout)
+            .await
+    }
+
+    /// [`Bus::request`] with NATS headers (trace contexts; like every header, outside the
+    /// seal).
+    pub(crate) async fn request_with_headers(
+        &self,
+        subject: String,
+        headers: Option<HeaderMap>,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
         let (message, tag) = self.sealer.seal(subject.as_bytes(), body);
-        let request = async_nats::Request::new()
+        let mut request = async_nats::Request::new()
             .payload(message.into())
             .timeout(Some(timeout));
+        if let Some(headers) = headers {
+            request = request.headers(headers);
+        }
         let answer = self
             .nats
             .send_request(subject, request)

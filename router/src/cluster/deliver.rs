@@ -15,6 +15,8 @@ use oort_common::cluster::{
     SubjectKind, decode_framed, decode_records, encode_framed,
 };
 use oort_common::{DeliveryStatus, NodeId, Payload, SessionKey, wire};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
 use tokio::sync::oneshot;
 use tracing::{debug, debug_span, info, warn};
 
@@ -23,6 +25,7 @@ use super::control::Control;
 use super::core::Core;
 use super::owner_link::{LinkAnswer, OwnerLinks};
 use crate::request::{DeliveryRequest, LocalSessions};
+use crate::trace;
 
 /// Keys per request to one owner, so a huge fan-out stays below NATS's maximum payload.
 const KEYS_PER_REQUEST: usize = 4096;
@@ -41,8 +44,9 @@ struct Plan {
     remote: HashMap<NodeId, Vec<usize>>,
 }
 
-/// Target indexes handed to an owner's link, and where its answer will come.
-type Sent = Vec<(Vec<usize>, oneshot::Receiver<LinkAnswer>)>;
+/// Target indexes handed to an owner's link, where its answer will come, and the span that
+/// waits for it when the send is traced.
+type Sent = Vec<(Vec<usize>, oneshot::Receiver<LinkAnswer>, Option<Context>)>;
 
 /// Routes sends to the owners of their sessions, and serves deliveries from other nodes.
 pub(crate) struct Delivery {
@@ -73,6 +77,7 @@ impl Delivery {
                 core.metrics.deliveries_forwarded.clone(),
                 core.metrics.delivery_requests.clone(),
             ),
+            core.metrics.round_trip.clone(),
             core.stop.clone(),
         );
         Self {
@@ -249,10 +254,11 @@ impl Delivery {
             // Without NATS nothing can be sent: every remote target is `owner_unreachable`
             // (the answer channels close at once), not `owner_timeout` after a wait.
             for indexes in remote.values() {
-                sent.push((indexes.clone(), oneshot::channel().1));
+                sent.push((indexes.clone(), oneshot::channel().1, None));
             }
             return sent;
         }
+        let traced = trace::sampled_current();
         for (node, indexes) in remote {
             for chunk in indexes.chunks(KEYS_PER_REQUEST) {
                 let header = DeliverHeader {
@@ -262,8 +268,22 @@ impl Delivery {
                     mode: request.mode.clone(),
                 };
                 let record = encode_framed(&header, request.payload.data());
-                let answer = self.owner_links.send(node, record, chunk.len());
-                sent.push((chunk.to_vec(), answer));
+                let forward = traced.as_ref().map(|parent| {
+                    trace::child(
+                        parent,
+                        "oort.forward",
+                        SpanKind::Client,
+                        vec![
+                            KeyValue::new("oort.owner", node.to_string()),
+                            KeyValue::new("oort.targets", chunk.len() as i64),
+                        ],
+                    )
+                });
+                let traceparent = forward.as_ref().and_then(trace::traceparent);
+                let answer = self
+                    .owner_links
+                    .send(node, record, chunk.len(), traceparent);
+                sent.push((chunk.to_vec(), answer, forward));
             }
         }
         sent
@@ -309,13 +329,28 @@ impl Delivery {
     }
 }
 
+/// Ends the span of one forwarded delivery with what the owner answered.
+fn end_forward(forward: &Context, answer: &Result<LinkAnswer, oneshot::error::RecvError>) {
+    let span = forward.span();
+    match answer {
+        Ok(Ok(_)) => {}
+        Ok(Err(status)) => span.set_status(Status::error(status.as_str())),
+        Err(_) => span.set_status(Status::error("not sent")),
+    }
+    span.end();
+}
+
 /// Waits for the owners' answers and puts them in place; an owner that did not answer makes
 /// its targets `owner_unreachable`. Returns the indexes an owner answered `not_found` for:
 /// those sessions may have moved.
 async fn collect(sent: Sent, statuses: &mut [DeliveryStatus], request_id: &str) -> Vec<usize> {
     let mut moved = Vec::new();
-    for (chunk, answer) in sent {
-        let answer = match answer.await {
+    for (chunk, answer, forward) in sent {
+        let answer = answer.await;
+        if let Some(forward) = forward {
+            end_forward(&forward, &answer);
+        }
+        let answer = match answer {
             Ok(Ok(statuses)) => statuses,
             Ok(Err(status)) => {
                 debug!(
@@ -359,7 +394,9 @@ impl Delivery {
         tokio::spawn(async move {
             let stop = server.core.stop.clone();
             while let Some(message) = requests.next(&stop).await {
-                let Some(answers) = server.deliver_batch_here(&message.body) else {
+                let Some(answers) =
+                    server.deliver_batch_here(&message.body, message.headers.as_ref())
+                else {
                     continue;
                 };
                 if let Some(reply_to) = message.reply {
@@ -390,7 +427,24 @@ impl Delivery {
         match decode_framed::<BroadcastHeader>(body) {
             Ok((header, data)) => match Payload::new(header.kind, data) {
                 Ok(payload) => {
-                    let reached = self.sessions.broadcast(&payload);
+                    let reached = match broadcast_parent(headers) {
+                        Some(parent) => {
+                            let cx = trace::child(
+                                &parent,
+                                "oort.broadcast",
+                                SpanKind::Consumer,
+                                vec![KeyValue::new("oort.origin", header.origin.to_string())],
+                            );
+                            let attached = cx.clone().attach();
+                            let reached = self.sessions.broadcast(&payload);
+                            drop(attached);
+                            cx.span()
+                                .set_attribute(KeyValue::new("oort.sessions", reached as i64));
+                            cx.span().end();
+                            reached
+                        }
+                        None => self.sessions.broadcast(&payload),
+                    };
                     debug!(origin = %header.origin, reached, request_id = %request_id_of(headers), "broadcast");
                 }
                 Err(err) => reject(&err),
@@ -404,7 +458,11 @@ impl Delivery {
     /// Delivers each delivery of a batch another node sent; one status list per delivery (an
     /// undecodable one gets an empty list, which its sender reads as `owner_timeout`). A batch
     /// that is not one (no node sends an empty one) gets no answer at all.
-    fn deliver_batch_here(&self, bytes: &Bytes) -> Option<Vec<Vec<DeliveryStatus>>> {
+    fn deliver_batch_here(
+        &self,
+        bytes: &Bytes,
+        headers: Option<&HeaderMap>,
+    ) -> Option<Vec<Vec<DeliveryStatus>>> {
         let records = match decode_records(bytes) {
             Ok(records) if !records.is_empty() => records,
             Ok(_) => {
@@ -421,9 +479,15 @@ impl Delivery {
                 return None;
             }
         };
+        let parents = if trace::enabled() {
+            trace::batch_parents(headers)
+        } else {
+            HashMap::new()
+        };
         let answers = records
             .iter()
-            .map(|record| {
+            .enumerate()
+            .map(|(index, record)| {
                 let Ok((header, data)) = decode_framed::<DeliverHeader>(record).inspect_err(|err| {
                     self.core
                         .bus
@@ -432,7 +496,27 @@ impl Delivery {
                     return Vec::new();
                 };
                 let span = debug_span!("deliver", request_id = %header.request_id);
-                let statuses = span.in_scope(|| self.deliver_here(&header, data));
+                let statuses = match parents.get(&index) {
+                    // The owner's part of a traced send: its queue and write spans (made by
+                    // the gateway) are children of this one.
+                    Some(parent) => {
+                        let cx = trace::child(
+                            parent,
+                            "oort.deliver",
+                            SpanKind::Server,
+                            vec![
+                                KeyValue::new("oort.request_id", header.request_id.clone()),
+                                KeyValue::new("oort.targets", header.targets.len() as i64),
+                            ],
+                        );
+                        let attached = cx.clone().attach();
+                        let statuses = span.in_scope(|| self.deliver_here(&header, data));
+                        drop(attached);
+                        cx.span().end();
+                        statuses
+                    }
+                    None => span.in_scope(|| self.deliver_here(&header, data)),
+                };
                 if self.log_deliveries {
                     let ok = statuses
                         .iter()
@@ -450,7 +534,7 @@ impl Delivery {
         match Payload::new(header.kind, data) {
             Ok(payload) => self
                 .sessions
-                .deliver(&header.targets, &payload, &header.mode),
+                .deliver_forwarded(&header.targets, &payload, &header.mode),
             Err(err) => {
                 self.core
                     .bus
@@ -472,6 +556,9 @@ impl Delivery {
         };
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, request_id);
+        if let Some(cx) = trace::sampled_current() {
+            trace::inject_nats(&cx, &mut headers);
+        }
         let bus = &self.core.bus;
         bus.publish_with_headers(
             bus.subjects().broadcast(),
@@ -481,6 +568,15 @@ impl Delivery {
         .await
         .map_err(|err| crate::RouterError::Unavailable(format!("broadcast not published: {err}")))
     }
+}
+
+/// The trace a broadcast continues, when tracing is on and its sender traced it.
+fn broadcast_parent(headers: Option<&HeaderMap>) -> Option<Context> {
+    if !trace::enabled() {
+        return None;
+    }
+    let parent = trace::extract_nats(headers?);
+    parent.span().span_context().is_valid().then_some(parent)
 }
 
 fn request_id_of(headers: Option<&HeaderMap>) -> String {

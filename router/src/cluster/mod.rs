@@ -105,6 +105,24 @@ pub struct ClusterMetrics {
     pub delivery_requests: metrics::Counter,
     /// Messages from NATS dropped before use, by subject kind and reason.
     pub rejected: RejectedCounters,
+    /// Round trips of the NATS requests carrying deliveries, per owner node.
+    pub round_trip: OwnerHistograms,
+}
+
+/// Makes the round-trip histogram of one owner node (labelled by its id: as many series as
+/// the cluster has had members, never one per session or request).
+#[derive(Clone)]
+pub struct OwnerHistograms(Arc<dyn Fn(&str) -> metrics::Histogram + Send + Sync>);
+
+impl OwnerHistograms {
+    /// Histograms made by `make(owner)`.
+    pub fn new(make: impl Fn(&str) -> metrics::Histogram + Send + Sync + 'static) -> Self {
+        Self(Arc::new(make))
+    }
+
+    pub(crate) fn for_owner(&self, owner: &str) -> metrics::Histogram {
+        (self.0)(owner)
+    }
 }
 
 /// A node of the cluster.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oort_common::cluster::{SubjectKind, encode_records, raft_id};
 use oort_common::{DeliveryStatus, NodeId, wire};
@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::OwnerHistograms;
 use super::bus::{Bus, RejectReason, RequestError};
+use crate::trace;
 
 /// Deliveries in one request at most, and their bytes at most (NATS refuses messages above its
 /// `max_payload`, 1 MiB by default; one larger delivery still goes, alone, and fails alone).
@@ -49,6 +51,7 @@ struct Shared {
     timeout: Duration,
     /// Deliveries forwarded, and the requests that carried them.
     counters: (metrics::Counter, metrics::Counter),
+    round_trip: OwnerHistograms,
     stop: CancellationToken,
 }
 
@@ -65,6 +68,8 @@ struct Pending {
     /// A framed `DeliverHeader` and its payload.
     record: Vec<u8>,
     targets: usize,
+    /// The `traceparent` of the span waiting for this delivery, when its send is traced.
+    trace: Option<String>,
     answer: oneshot::Sender<LinkAnswer>,
 }
 
@@ -73,6 +78,7 @@ impl OwnerLinks {
         bus: Bus,
         timeout: Duration,
         counters: (metrics::Counter, metrics::Counter),
+        round_trip: OwnerHistograms,
         stop: CancellationToken,
     ) -> Self {
         Self {
@@ -82,6 +88,7 @@ impl OwnerLinks {
                 bus,
                 timeout,
                 counters,
+                round_trip,
                 stop,
             }),
         }
@@ -89,18 +96,21 @@ impl OwnerLinks {
 
     /// Hands one framed delivery of `targets` keys to the link to `node`, at once (deliveries
     /// to one owner go out in the order of these calls). The answer comes on the returned
-    /// channel; a closed channel means the delivery was not made.
+    /// channel; a closed channel means the delivery was not made. `trace` is the
+    /// `traceparent` the owner continues the send's trace from.
     pub(super) fn send(
         &self,
         node: &NodeId,
         record: Vec<u8>,
         targets: usize,
+        trace: Option<String>,
     ) -> oneshot::Receiver<LinkAnswer> {
         let (answer, answered) = oneshot::channel();
         let size = record.len();
         let mut pending = Pending {
             record,
             targets,
+            trace,
             answer,
         };
         // A link that just ended (idle) refuses the delivery; a fresh one takes it.
@@ -170,13 +180,14 @@ impl Shared {
         queued_bytes: Arc<AtomicUsize>,
     ) {
         let subject = self.bus.subjects().deliver(raft_id(&node));
+        let round_trip = self.round_trip.for_owner(node.as_str());
         // A delivery that did not fit in the previous request leads the next.
         let mut carried: Option<Pending> = None;
         loop {
             if let Some(first) = carried.take() {
                 let batch = fill(first, &mut deliveries, &mut carried);
                 release(&queued_bytes, &batch);
-                self.send(&node, &subject, batch).await;
+                self.send(&node, &subject, batch, &round_trip).await;
                 continue;
             }
             let first = tokio::select! {
@@ -197,20 +208,41 @@ impl Shared {
             };
             let batch = fill(first, &mut deliveries, &mut carried);
             release(&queued_bytes, &batch);
-            self.send(&node, &subject, batch).await;
+            self.send(&node, &subject, batch, &round_trip).await;
         }
     }
 
     /// One request carrying `batch`; each delivery gets its own statuses, or the status that
     /// says why the owner gave none.
-    async fn send(&self, node: &NodeId, subject: &str, batch: Vec<Pending>) {
+    async fn send(
+        &self,
+        node: &NodeId,
+        subject: &str,
+        batch: Vec<Pending>,
+        round_trip: &metrics::Histogram,
+    ) {
         self.counters.0.increment(batch.len() as u64);
         self.counters.1.increment(1);
         let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
+        let headers = trace::batch_headers(
+            batch
+                .iter()
+                .enumerate()
+                .filter_map(|(index, p)| Some((index, p.trace.as_deref()?))),
+        );
+        let started = Instant::now();
         let answer = self
             .bus
-            .request(subject.to_owned(), &encode_records(&records), self.timeout)
+            .request_with_headers(
+                subject.to_owned(),
+                headers,
+                &encode_records(&records),
+                self.timeout,
+            )
             .await;
+        if answer.is_ok() {
+            round_trip.record(started.elapsed().as_secs_f64());
+        }
         let answers = match answer {
             Ok(reply) => match wire::decode::<Vec<Vec<DeliveryStatus>>>(&reply) {
                 Ok(answers) if answers.len() == batch.len() => Ok(answers),
@@ -307,6 +339,7 @@ mod tests {
         Pending {
             record: vec![0; bytes],
             targets: 1,
+            trace: None,
             answer,
         }
     }
