@@ -217,3 +217,58 @@ async fn every_scenario_runs_against_a_cluster() {
         "at most one NATS delivery per node holding subscribers: {fanout}"
     );
 }
+
+/// The directory scenario at a small size: three nodes and their own nats-server, synthetic
+/// sessions registered through the real path, a new node timed while it catches up. Figures are
+/// not judged; that every registration landed on every replica (the scenario checks it), that a
+/// snapshot was built and that the learner caught up are.
+#[tokio::test]
+async fn the_directory_scenario_fills_a_cluster_and_times_a_learner() {
+    let mut command = tokio::process::Command::new(workspace_binary("oort-bench"));
+    command
+        .args([
+            "directory",
+            "--sessions",
+            "3000",
+            "--step",
+            "1500",
+            "--learner-at",
+            "3000",
+            "--snapshot-every",
+            "2",
+        ])
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("oort-bench directory finished in time")
+        .expect("run oort-bench");
+    assert!(
+        output.status.success(),
+        "oort-bench directory failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON");
+    let steps = report["steps"].as_array().expect("steps");
+    let entries: Vec<u64> = steps
+        .iter()
+        .map(|s| s["entries"].as_u64().unwrap())
+        .collect();
+    assert_eq!(entries, [1500, 3000], "{report}");
+    let last = &steps[1];
+    assert!(
+        last["registrations_per_s"].as_f64().unwrap() > 0.0,
+        "{last}"
+    );
+    assert!(last["snapshot_bytes"].as_u64().unwrap() > 0, "{last}");
+    assert!(
+        last["learner_catch_up_ms"].as_f64().unwrap() > 0.0,
+        "{last}"
+    );
+    assert!(report["lookup_ns"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["in_process_bytes_per_entry"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

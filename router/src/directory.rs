@@ -10,6 +10,8 @@ use oort_common::cluster::{
 };
 use oort_common::{Epoch, NodeId, SessionKey};
 
+use crate::session_table::SessionTable;
+
 /// Who owns a Durable Stream, as the router answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamOwner {
@@ -26,7 +28,7 @@ pub struct StreamOwner {
 /// which node owns each Durable Stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
-    sessions: HashMap<SessionKey, Owner>,
+    sessions: SessionTable,
     nodes: BTreeMap<NodeId, NodeRecord>,
     /// Channel -> the nodes holding subscribers of it (never an empty set).
     channels: HashMap<String, BTreeSet<NodeId>>,
@@ -75,8 +77,7 @@ impl Directory {
                 }
                 // Sessions of an earlier run (a crash and a restart within the node timeout)
                 // died with it: the directory stops routing to them.
-                let purged =
-                    self.drop_sessions_where(|owner| owner.node == *node && owner.epoch < since);
+                let purged = self.drop_sessions_where(|owner, at| owner == node && at < since);
                 if let Some(record) = self.nodes.get_mut(node) {
                     record.sessions = record.sessions.saturating_sub(purged);
                 }
@@ -149,7 +150,7 @@ impl Directory {
                         .cloned()
                         .collect();
                     for old in oldest {
-                        if let Some(owner) = self.sessions.remove(&old) {
+                        if let Some(owner) = self.sessions.remove(old.as_str()) {
                             self.count(&owner.node, -1);
                             response.evicted.push((old.clone(), owner));
                         }
@@ -180,8 +181,8 @@ impl Directory {
         epoch >= up_since
             && !self
                 .sessions
-                .get(key)
-                .is_some_and(|current| current.node == *node && current.epoch > epoch)
+                .owned_by(key.as_str())
+                .is_some_and(|(current, at)| current == node && at > epoch)
     }
 
     /// Gives `name` to `node` unless its owner is live; returns whether it did.
@@ -260,16 +261,12 @@ impl Directory {
     }
 
     /// Removes the sessions whose owner matches; returns how many.
-    fn drop_sessions_where(&mut self, matches: impl Fn(&Owner) -> bool) -> u64 {
-        let gone: Vec<SessionKey> = self
-            .sessions
-            .iter()
-            .filter(|(_, owner)| matches(owner))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &gone {
-            self.sessions.remove(key);
-            self.forget_user(key);
+    fn drop_sessions_where(&mut self, matches: impl Fn(&NodeId, Epoch) -> bool) -> u64 {
+        let gone = self.sessions.remove_where(matches);
+        if !self.user_of.is_empty() {
+            for key in &gone {
+                self.forget_user(key);
+            }
         }
         gone.len() as u64
     }
@@ -293,7 +290,7 @@ impl Directory {
             .get(user)
             .into_iter()
             .flatten()
-            .filter_map(|key| Some((key.clone(), self.sessions.get(key)?.clone())))
+            .filter_map(|key| Some((key.clone(), self.sessions.get(key.as_str())?)))
             .collect()
     }
 
@@ -322,21 +319,21 @@ impl Directory {
                 node: node.clone(),
                 epoch: *epoch,
             };
-            match self.sessions.get(key) {
+            match self.sessions.owned_by(key.as_str()) {
                 // The same registration again (a write retried at a new leader) changes
                 // nothing; an older one from the same node is stale.
-                Some(current) if current.node == *node && current.epoch == *epoch => continue,
-                Some(current) if current.node == *node && current.epoch > *epoch => {
+                Some((current, at)) if current == node && at == *epoch => continue,
+                Some((current, at)) if current == node && at > *epoch => {
                     refused.push(position as u32);
                     continue;
                 }
-                Some(current) => {
-                    let previous = current.node.clone();
+                Some((current, _)) => {
+                    let previous = current.clone();
                     self.count(&previous, -1);
                 }
                 None => {}
             }
-            self.sessions.insert(key.clone(), owner);
+            self.sessions.insert(key, owner);
             self.count(node, 1);
             changed += 1;
         }
@@ -350,10 +347,10 @@ impl Directory {
             // node, or the same node under a newer epoch) stays.
             if self
                 .sessions
-                .get(key)
-                .is_some_and(|owner| owner.node == *node && owner.epoch == *epoch)
+                .owned_by(key.as_str())
+                .is_some_and(|(owner, at)| owner == node && at == *epoch)
             {
-                self.sessions.remove(key);
+                self.sessions.remove(key.as_str());
                 self.forget_user(key);
                 self.count(node, -1);
                 changed += 1;
@@ -363,7 +360,7 @@ impl Directory {
     }
 
     fn purge(&mut self, node: &NodeId) -> u64 {
-        let purged = self.drop_sessions_where(|owner| owner.node == *node);
+        let purged = self.drop_sessions_where(|owner, _| owner == node);
         let record = self.nodes.entry(node.clone()).or_insert(NodeRecord {
             up: false,
             since: Epoch(0),
@@ -432,7 +429,7 @@ impl Directory {
     }
 
     /// The owner of `key`, if registered.
-    pub fn owner(&self, key: &str) -> Option<&Owner> {
+    pub fn owner(&self, key: &str) -> Option<Owner> {
         self.sessions.get(key)
     }
 
@@ -454,11 +451,11 @@ impl Directory {
     /// The directory in its snapshot form (sessions grouped by owner).
     pub fn to_snapshot(&self, snapshot: &mut DirectorySnapshot) {
         let mut by_node: BTreeMap<&NodeId, Vec<(SessionKey, Epoch)>> = BTreeMap::new();
-        for (key, owner) in &self.sessions {
+        for (key, node, epoch) in self.sessions.iter() {
             by_node
-                .entry(&owner.node)
+                .entry(node)
                 .or_default()
-                .push((key.clone(), owner.epoch));
+                .push((SessionKey::from(key), epoch));
         }
         snapshot.nodes = self
             .nodes
@@ -498,7 +495,7 @@ impl Directory {
 
     /// Rebuilds a directory from its snapshot form.
     pub fn from_snapshot(snapshot: DirectorySnapshot) -> Self {
-        let mut sessions = HashMap::new();
+        let mut sessions = SessionTable::default();
         for NodeSessions {
             node,
             sessions: held,
@@ -506,7 +503,7 @@ impl Directory {
         {
             for (key, epoch) in held {
                 sessions.insert(
-                    key,
+                    &key,
                     Owner {
                         node: node.clone(),
                         epoch,
@@ -592,7 +589,10 @@ mod tests {
         register(&mut directory, "a", "k", 10);
         register(&mut directory, "b", "k", 20);
         assert_eq!(unregister(&mut directory, "a", "k", 10), 0);
-        assert_eq!(directory.owner("k").map(|o| o.node.as_str()), Some("b"));
+        assert_eq!(
+            directory.owner("k").map(|o| o.node.to_string()).as_deref(),
+            Some("b")
+        );
         assert_eq!(directory.nodes()[&node("a")].sessions, 0);
         assert_eq!(directory.nodes()[&node("b")].sessions, 1);
         assert_eq!(unregister(&mut directory, "b", "k", 20), 1);
@@ -612,7 +612,10 @@ mod tests {
             .changed;
         assert_eq!(purged, 2);
         assert!(directory.owner("x").is_none());
-        assert_eq!(directory.owner("z").map(|o| o.node.as_str()), Some("b"));
+        assert_eq!(
+            directory.owner("z").map(|o| o.node.to_string()).as_deref(),
+            Some("b")
+        );
         assert_eq!(
             register(&mut directory, "a", "late", 8),
             0,
@@ -993,7 +996,7 @@ mod tests {
                 let command = command(op);
                 prop_assert_eq!(first.apply(&command), second.apply(&command));
                 for (name, record) in first.nodes() {
-                    let held = first.sessions.values().filter(|owner| owner.node == *name).count() as u64;
+                    let held = first.sessions.iter().filter(|(_, owner, _)| *owner == name).count() as u64;
                     prop_assert_eq!(record.sessions, held);
                     if !record.up {
                         prop_assert_eq!(held, 0);
@@ -1003,7 +1006,7 @@ mod tests {
                 for (user, keys) in &first.users {
                     prop_assert!(keys.len() <= 2);
                     for key in keys {
-                        prop_assert!(first.sessions.contains_key(key));
+                        prop_assert!(first.sessions.get(key.as_str()).is_some());
                         prop_assert_eq!(first.user_of.get(key), Some(user));
                     }
                 }
@@ -1068,9 +1071,9 @@ mod tests {
                 directory.apply(&command(op));
             }
             let target = key(&format!("k{j}"));
-            let before = directory.owner(target.as_str()).cloned();
+            let before = directory.owner(target.as_str());
             directory.apply(&command(&Op::Unregister(i, j, e)));
-            let after = directory.owner(target.as_str()).cloned();
+            let after = directory.owner(target.as_str());
             let named = Owner { node: node(&format!("n{i}")), epoch: Epoch(u64::from(e)) };
             if before.as_ref() == Some(&named) {
                 prop_assert!(after.is_none());

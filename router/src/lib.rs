@@ -16,6 +16,7 @@ pub mod directory;
 mod epochs;
 mod local;
 mod request;
+mod session_table;
 pub mod trace;
 
 use std::sync::Arc;

@@ -50,6 +50,11 @@ pub struct ClusterConfig {
     /// A file holding the secret (instead of `secret`).
     #[serde(deserialize_with = "lenient::string")]
     pub secret_file: String,
+    /// Serve `POST /v1/cluster/synthetic-sessions`, which registers sessions with no connection
+    /// (for `oort-bench directory`; docs/scale.md). Never in production: the directory then
+    /// names sessions nothing can reach.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub synthetic_sessions: bool,
 }
 
 impl Default for ClusterConfig {
@@ -71,6 +76,7 @@ impl Default for ClusterConfig {
             snapshot_every: 10_000,
             secret: Secret::default(),
             secret_file: String::new(),
+            synthetic_sessions: false,
         }
     }
 }

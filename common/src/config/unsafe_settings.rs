@@ -18,6 +18,11 @@ listener: a connection whose first request is not a connect keeps the backend AP
 backend's for limits.shared_api_connections. Set `api_listen` to serve the API on a private \
 address";
 
+/// Why synthetic sessions do not belong in production.
+pub(crate) const SYNTHETIC_SESSIONS: &str = "cluster.synthetic_sessions is on: \
+POST /v1/cluster/synthetic-sessions registers sessions that have no connection, for \
+oort-bench's directory scenario. Turn it off outside benchmarks";
+
 impl Config {
     /// One sentence per unsafe setting in effect, naming the keys that fix it.
     pub fn unsafe_settings(&self) -> Vec<&'static str> {
@@ -27,6 +32,9 @@ impl Config {
             found.push(OPEN_BACKEND_API);
         } else if self.api_listen.is_empty() {
             found.push(SHARED_API_LISTENER);
+        }
+        if self.cluster.synthetic_sessions {
+            found.push(SYNTHETIC_SESSIONS);
         }
         found
     }

@@ -18,7 +18,8 @@ use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::streams::{self, StreamsOptions};
 use oort_e2e::bench::target::{Limits, Target};
 use oort_e2e::bench::{
-    backend, channel_chat, chat, failover, fanout, http_transports, idle_workers, rpc_send,
+    backend, channel_chat, chat, directory, failover, fanout, http_transports, idle_workers,
+    rpc_send,
 };
 use serde_json::Value;
 
@@ -149,6 +150,22 @@ enum Scenario {
         /// Sessions per /v1/subscribe request (at most channels.max_sessions_per_request).
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
+    },
+    /// The session directory at scale: synthetic sessions (no sockets) registered through the
+    /// real path of a three-node cluster (its own nats-server), step by step; registrations/s,
+    /// commit latency, memory per entry per node, NATS bytes per registration, snapshot size
+    /// and build time, a new node's catch-up, and the lookup cost (docs/scale.md).
+    Directory {
+        #[arg(long, default_value_t = 1_000_000)]
+        sessions: u64,
+        #[arg(long, default_value_t = 250_000)]
+        step: u64,
+        /// Sizes at which a new node joins and its catch-up is timed (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        learner_at: Vec<u64>,
+        /// `cluster.snapshot_every`: raft entries between snapshots.
+        #[arg(long, default_value_t = 100)]
+        snapshot_every: u64,
     },
     /// Failover: a three-node cluster (default timings, its own nats-server) per run, the
     /// leader SIGKILLed, the time until a connect through a survivor succeeds.
@@ -342,6 +359,25 @@ async fn main() -> anyhow::Result<()> {
         return idle_workers::worker(connect_url, *connections, *concurrency, prefix, *durable)
             .await;
     }
+    if let Scenario::Directory {
+        sessions,
+        step,
+        learner_at,
+        snapshot_every,
+    } = &cli.scenario
+    {
+        // A cluster of its own: no target, no backend here.
+        let options = directory::DirectoryOptions {
+            sessions: *sessions,
+            step: (*step).max(1),
+            learner_at: learner_at.clone(),
+            snapshot_every: (*snapshot_every).max(1),
+        };
+        let report = serde_json::to_value(directory::run(&options).await?)?;
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{report}");
+        return Ok(());
+    }
     if let Scenario::Failover { runs } = &cli.scenario {
         // Each run spawns its own cluster: no target, no backend here.
         let report = serde_json::to_value(failover::run(*runs, &cli.extra_config).await?)?;
@@ -405,7 +441,10 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
             };
             vec![serde_json::to_value(idle::run(target, &options).await?)?]
         }
-        Scenario::IdleWorker { .. } | Scenario::Failover { .. } | Scenario::Rolling { .. } => {
+        Scenario::IdleWorker { .. }
+        | Scenario::Failover { .. }
+        | Scenario::Rolling { .. }
+        | Scenario::Directory { .. } => {
             anyhow::bail!("this scenario runs on its own")
         }
         Scenario::Storm {

@@ -11,6 +11,7 @@ mod health;
 mod kuiperbelt;
 mod nats_service;
 mod rpc;
+mod synthetic;
 mod v1;
 
 pub(crate) use auth::check_token;
@@ -105,6 +106,10 @@ pub(crate) fn api_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/close", json_errors(post(v1::close)))
         .route("/v1/sessions/{key}", json_errors(get(v1::session)))
         .route("/v1/cluster", json_errors(get(v1::cluster)))
+        .route(
+            "/v1/cluster/synthetic-sessions",
+            json_errors(post(synthetic::register)),
+        )
         .route("/v1/broadcast", json_errors(post(v1::broadcast)))
         .route("/v1/publish", json_errors(post(v1::publish)))
         .route("/v1/subscribe", json_errors(post(v1::subscribe)))

@@ -80,3 +80,28 @@ async fn v1_sessions_refuses_a_key_that_is_not_utf8_with_json() {
     );
     gateway.stop().await;
 }
+
+/// Synthetic sessions (for `oort-bench directory`) are off unless configured: 404 with a code.
+/// Configured, they are registered through the router and counted like any session in the
+/// directory, and a malformed request is refused with a JSON reason.
+#[tokio::test]
+async fn synthetic_sessions_are_served_only_when_configured() {
+    let body = serde_json::json!({ "prefix": "synthetic-", "start": 0, "count": 50 });
+    let off = TestGateway::start(|_| {}).await;
+    let (status, answer) =
+        crate::api::post_json(&off.api_url(), "/v1/cluster/synthetic-sessions", &body).await;
+    assert_eq!((status, answer["code"].as_str()), (404, Some("not_found")), "{answer}");
+    off.stop().await;
+
+    let on = TestGateway::start(|config| config.cluster.synthetic_sessions = true).await;
+    let (status, answer) =
+        crate::api::post_json(&on.api_url(), "/v1/cluster/synthetic-sessions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["registered"], 50, "{answer}");
+    assert_eq!(answer["refused"], 0, "{answer}");
+    let bad = serde_json::json!({ "prefix": "", "start": 0, "count": 1 });
+    let (status, answer) =
+        crate::api::post_json(&on.api_url(), "/v1/cluster/synthetic-sessions", &bad).await;
+    assert_eq!(status, 400, "{answer}");
+    on.stop().await;
+}

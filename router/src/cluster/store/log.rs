@@ -86,6 +86,9 @@ impl From<DbError> for OpenError {
     }
 }
 
+/// redb's page cache (see `open`).
+const CACHE_BYTES: usize = 32 << 20;
+
 /// The durable raft log and vote. Cloning is cheap and shares the database: openraft reads the
 /// log through clones (one per replication stream) while it writes through the original.
 #[derive(Clone)]
@@ -98,7 +101,12 @@ impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         let open = || -> Result<Database, DbError> {
             std::fs::create_dir_all(dir)?;
-            let db = Database::create(dir.join(FILE_NAME))?;
+            // redb caches up to 1 GiB by default, and keeps what it cached: with a snapshot of
+            // every directory entry written to it again and again, that was tens of bytes of
+            // RSS per entry (docs/scale.md). The log reads only its recent entries.
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(dir.join(FILE_NAME))?;
             // Create the tables up front, so that read transactions never meet a missing one.
             write(&db, |txn| {
                 txn.open_table(LOGS)?;

@@ -157,6 +157,7 @@ impl Shared {
     fn build(&self, store: Option<&LogStore>) -> Result<Snapshot, SnapshotError> {
         // Encoding under the read lock delays appliers (not readers) for the encoding's length,
         // which is cheaper than cloning the directory first.
+        let started = std::time::Instant::now();
         let (data, last_applied, last_membership) = {
             let state = self.read();
             (
@@ -193,6 +194,13 @@ impl Shared {
             }
             self.keep(meta.clone(), data.clone());
         }
+        // Timed for docs/scale.md (oort-bench directory reads these lines).
+        tracing::info!(
+            bytes = data.len(),
+            index = last_applied.map_or(0, |id| id.index),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data.to_vec())),
@@ -206,6 +214,7 @@ impl Shared {
         meta: SnapshotMeta,
         data: Vec<u8>,
     ) -> Result<(), SnapshotError> {
+        let started = std::time::Instant::now();
         let state = State::decode(&data)?;
         if state.last_applied != meta.last_log_id || state.last_membership != meta.last_membership {
             return Err(SnapshotError::Mismatch);
@@ -219,6 +228,12 @@ impl Shared {
             store.save_snapshot_blocking(&meta, &data)?;
         }
         *self.write() = state;
+        tracing::info!(
+            bytes = data.len(),
+            index = meta.last_log_id.map_or(0, |id| id.index),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         self.keep(meta, Arc::new(data));
         Ok(())
     }
@@ -396,14 +411,14 @@ pub struct DirectoryReader {
 impl DirectoryReader {
     /// The owner of `key`, if registered.
     pub fn owner(&self, key: &str) -> Option<Owner> {
-        self.shared.read().directory.owner(key).cloned()
+        self.shared.read().directory.owner(key)
     }
 
     /// The owners of `keys`, in order, read under one lock.
     pub fn owners(&self, keys: &[SessionKey]) -> Vec<Option<Owner>> {
         let state = self.shared.read();
         keys.iter()
-            .map(|key| state.directory.owner(key.as_str()).cloned())
+            .map(|key| state.directory.owner(key.as_str()))
             .collect()
     }
 
