@@ -9,19 +9,24 @@ use std::time::Duration;
 use oort_e2e::process::workspace_binary;
 
 async fn smoke(extra_args: &[&str], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let args: Vec<&str> = extra_args.iter().copied().chain(["smoke"]).collect();
+    bench(&args, env, Duration::from_secs(90)).await
+}
+
+/// Runs `oort-bench` with `args` and `env` within `bound`; its JSON reports, one per line.
+async fn bench(args: &[&str], env: &[(&str, &str)], bound: Duration) -> Vec<serde_json::Value> {
     let mut command = tokio::process::Command::new(workspace_binary("oort-bench"));
     command
-        .args(extra_args)
-        .arg("smoke")
+        .args(args)
         .envs(env.iter().copied())
         .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+    let output = tokio::time::timeout(bound, command.output())
         .await
-        .expect("oort-bench smoke finished in time")
+        .expect("oort-bench finished in time")
         .expect("run oort-bench");
     assert!(
         output.status.success(),
-        "oort-bench smoke failed:\n{}",
+        "oort-bench {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
@@ -224,9 +229,8 @@ async fn every_scenario_runs_against_a_cluster() {
 /// snapshot was built and that the learner caught up are.
 #[tokio::test]
 async fn the_directory_scenario_fills_a_cluster_and_times_a_learner() {
-    let mut command = tokio::process::Command::new(workspace_binary("oort-bench"));
-    command
-        .args([
+    let reports = bench(
+        &[
             "directory",
             "--sessions",
             "3000",
@@ -236,20 +240,12 @@ async fn the_directory_scenario_fills_a_cluster_and_times_a_learner() {
             "3000",
             "--snapshot-every",
             "2",
-        ])
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("oort-bench directory finished in time")
-        .expect("run oort-bench");
-    assert!(
-        output.status.success(),
-        "oort-bench directory failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON");
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let report = reports.last().expect("a report");
     let steps = report["steps"].as_array().expect("steps");
     let entries: Vec<u64> = steps
         .iter()

@@ -58,10 +58,12 @@ async fn traced_cluster(receiver: &OtlpReceiver, grpc: bool) -> (NatsServer, Tes
     (nats, cluster)
 }
 
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str, parent: &str) -> Option<&'a ReceivedSpan> {
+/// The span of `trace` named `name` whose parent is `parent`.
+fn one(spans: &[ReceivedSpan], trace: &str, name: &str, parent: &str) -> Option<ReceivedSpan> {
     spans
         .iter()
-        .find(|s| s.name == name && s.parent_span_id == parent)
+        .find(|s| s.trace_id == trace && s.name == name && s.parent_span_id == parent)
+        .cloned()
 }
 
 fn describe(spans: &[&ReceivedSpan], origin: u64) -> String {
@@ -101,16 +103,11 @@ async fn a_send_across_nodes_is_one_trace_from_the_backend_to_the_socket_write()
 
     let path = receiver
         .wait_for(EXPORTED, "the whole path of the send", |spans| {
-            let ours: Vec<ReceivedSpan> = spans
-                .iter()
-                .filter(|s| s.trace_id == CALLER_TRACE)
-                .cloned()
-                .collect();
-            let api = one(&ours, "oort.api", CALLER_SPAN)?.clone();
-            let forward = one(&ours, "oort.forward", &api.span_id)?.clone();
-            let deliver = one(&ours, "oort.deliver", &forward.span_id)?.clone();
-            let queue = one(&ours, "oort.queue", &deliver.span_id)?.clone();
-            let write = one(&ours, "oort.write", &deliver.span_id)?.clone();
+            let api = one(spans, CALLER_TRACE, "oort.api", CALLER_SPAN)?;
+            let forward = one(spans, CALLER_TRACE, "oort.forward", &api.span_id)?;
+            let deliver = one(spans, CALLER_TRACE, "oort.deliver", &forward.span_id)?;
+            let queue = one(spans, CALLER_TRACE, "oort.queue", &deliver.span_id)?;
+            let write = one(spans, CALLER_TRACE, "oort.write", &deliver.span_id)?;
             Some([api, forward, deliver, queue, write])
         })
         .await;
@@ -194,14 +191,9 @@ async fn a_connect_traces_its_callback_and_registration_and_tells_the_backend() 
 
     let (connect, callback, register) = receiver
         .wait_for(EXPORTED, "the connect's spans", |spans| {
-            let ours: Vec<ReceivedSpan> = spans
-                .iter()
-                .filter(|s| s.trace_id == client_trace)
-                .cloned()
-                .collect();
-            let connect = one(&ours, "oort.connect", client_span)?.clone();
-            let callback = one(&ours, "oort.callback", &connect.span_id)?.clone();
-            let register = one(&ours, "oort.register", &connect.span_id)?.clone();
+            let connect = one(spans, client_trace, "oort.connect", client_span)?;
+            let callback = one(spans, client_trace, "oort.callback", &connect.span_id)?;
+            let register = one(spans, client_trace, "oort.register", &connect.span_id)?;
             Some((connect, callback, register))
         })
         .await;
@@ -241,15 +233,14 @@ async fn a_connect_traces_its_callback_and_registration_and_tells_the_backend() 
     assert_eq!(client.recv_text().await, "local");
     receiver
         .wait_for(EXPORTED, "the local send's queue and write", |spans| {
-            let ours: Vec<ReceivedSpan> = spans
+            let api = one(spans, CALLER_TRACE, "oort.api", CALLER_SPAN)?;
+            one(spans, CALLER_TRACE, "oort.queue", &api.span_id)?;
+            one(spans, CALLER_TRACE, "oort.write", &api.span_id)?;
+            spans
                 .iter()
                 .filter(|s| s.trace_id == CALLER_TRACE)
-                .cloned()
-                .collect();
-            let api = one(&ours, "oort.api", CALLER_SPAN)?;
-            one(&ours, "oort.queue", &api.span_id)?;
-            one(&ours, "oort.write", &api.span_id)?;
-            ours.iter().all(|s| s.name != "oort.forward").then_some(())
+                .all(|s| s.name != "oort.forward")
+                .then_some(())
         })
         .await;
     let n3 = metrics(&cluster, "n3").await;

@@ -90,7 +90,11 @@ async fn synthetic_sessions_are_served_only_when_configured() {
     let off = TestGateway::start(|_| {}).await;
     let (status, answer) =
         crate::api::post_json(&off.api_url(), "/v1/cluster/synthetic-sessions", &body).await;
-    assert_eq!((status, answer["code"].as_str()), (404, Some("not_found")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("not_found")),
+        "{answer}"
+    );
     off.stop().await;
 
     let on = TestGateway::start(|config| config.cluster.synthetic_sessions = true).await;
