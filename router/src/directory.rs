@@ -11,6 +11,7 @@ use oort_common::cluster::{
 use oort_common::{Epoch, NodeId, SessionKey};
 
 use crate::session_table::SessionTable;
+use crate::snapshot_encoder::{self, HeldBy, NodeSessionsRef, SnapshotRef};
 
 /// Who owns a Durable Stream, as the router answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -491,6 +492,43 @@ impl Directory {
         streams.sort_by(|a, b| a.0.cmp(&b.0));
         snapshot.streams = streams;
         snapshot.next_stream_generation = self.next_stream_generation;
+    }
+
+    /// This directory's snapshot, encoded: the bytes `to_snapshot` and `wire::encode` give,
+    /// written straight from the tables (no copy of the keys).
+    pub fn encode_snapshot(
+        &self,
+        last_applied: &Option<oort_common::cluster::raft::LogId>,
+        last_membership: &oort_common::cluster::raft::StoredMembership,
+    ) -> Vec<u8> {
+        let table = &self.sessions;
+        let sessions = snapshot_encoder::counts(table)
+            .into_iter()
+            .map(|(node, count)| NodeSessionsRef {
+                node,
+                sessions: HeldBy { table, node, count },
+            })
+            .collect();
+        let mut channels: Vec<(&String, Vec<&NodeId>)> = self
+            .channels
+            .iter()
+            .map(|(channel, nodes)| (channel, nodes.iter().collect()))
+            .collect();
+        channels.sort();
+        let mut users: Vec<(&String, &Vec<SessionKey>)> = self.users.iter().collect();
+        users.sort();
+        let mut streams: Vec<(&String, &StreamEntry)> = self.streams.iter().collect();
+        streams.sort_by(|a, b| a.0.cmp(b.0));
+        snapshot_encoder::encode(&SnapshotRef {
+            last_applied,
+            last_membership,
+            nodes: self.nodes.iter().collect(),
+            sessions,
+            channels,
+            users,
+            streams,
+            next_stream_generation: self.next_stream_generation,
+        })
     }
 
     /// Rebuilds a directory from its snapshot form.
@@ -1024,6 +1062,11 @@ mod tests {
             prop_assert_eq!(&first, &second);
             let mut snapshot = DirectorySnapshot::default();
             first.to_snapshot(&mut snapshot);
+            // The encoder that writes straight from the tables gives the owned form's bytes.
+            prop_assert_eq!(
+                first.encode_snapshot(&snapshot.last_applied, &snapshot.last_membership),
+                oort_common::wire::encode(&snapshot)
+            );
             prop_assert_eq!(Directory::from_snapshot(snapshot), first);
         }
 

@@ -17,6 +17,7 @@ mod epochs;
 mod local;
 mod request;
 mod session_table;
+mod snapshot_encoder;
 pub mod trace;
 
 use std::sync::Arc;

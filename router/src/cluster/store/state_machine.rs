@@ -50,13 +50,8 @@ struct State {
 
 impl State {
     fn encode(&self) -> Vec<u8> {
-        let mut snapshot = DirectorySnapshot {
-            last_applied: self.last_applied,
-            last_membership: self.last_membership.clone(),
-            ..DirectorySnapshot::default()
-        };
-        self.directory.to_snapshot(&mut snapshot);
-        wire::encode(&snapshot)
+        self.directory
+            .encode_snapshot(&self.last_applied, &self.last_membership)
     }
 
     fn decode(data: &[u8]) -> Result<Self, DecodeError> {
