@@ -449,8 +449,10 @@ impl Directory {
         self.sessions.is_empty()
     }
 
-    /// The directory in its snapshot form (sessions grouped by owner).
-    pub fn to_snapshot(&self, snapshot: &mut DirectorySnapshot) {
+    /// The directory in its snapshot form (sessions grouped by owner): the owned reference
+    /// `encode_snapshot` is held to, byte for byte, in the tests.
+    #[cfg(test)]
+    pub(crate) fn to_snapshot(&self, snapshot: &mut DirectorySnapshot) {
         let mut by_node: BTreeMap<&NodeId, Vec<(SessionKey, Epoch)>> = BTreeMap::new();
         for (key, node, epoch) in self.sessions.iter() {
             by_node
@@ -519,7 +521,7 @@ impl Directory {
         users.sort();
         let mut streams: Vec<(&String, &StreamEntry)> = self.streams.iter().collect();
         streams.sort_by(|a, b| a.0.cmp(b.0));
-        snapshot_encoder::encode(&SnapshotRef {
+        oort_common::wire::encode(&SnapshotRef {
             last_applied,
             last_membership,
             nodes: self.nodes.iter().collect(),

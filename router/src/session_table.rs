@@ -168,17 +168,19 @@ impl SessionTable {
             *slot = slot.with_owner(node, owner.epoch);
             return;
         }
-        let (Ok(len), Ok(offset)) = (u16::try_from(bytes.len()), u32::try_from(self.arena.len()))
-        else {
+        // A key already in the overflow map stays there; so does one that does not fit a slot
+        // (longer than a u16 length, or ending past a u32 offset).
+        let fits = (
+            u16::try_from(bytes.len()),
+            u32::try_from(self.arena.len()),
+            u32::try_from(self.arena.len() + bytes.len()),
+        );
+        let (Ok(len), Ok(offset), Ok(_)) = fits else {
             self.overflow.insert(key.clone(), owner);
             return;
         };
-        if u32::try_from(self.arena.len() + bytes.len()).is_err() {
-            self.overflow.insert(key.clone(), owner);
-            return;
-        }
-        if self.overflow.contains_key(key.as_str()) {
-            self.overflow.insert(key.clone(), owner);
+        if let Some(overflowed) = self.overflow.get_mut(key.as_str()) {
+            *overflowed = owner;
             return;
         }
         self.arena.extend_from_slice(bytes);

@@ -6,7 +6,7 @@
 
 use oort_common::cluster::raft::{LogId, StoredMembership};
 use oort_common::cluster::{NodeRecord, StreamEntry};
-use oort_common::{NodeId, SessionKey, wire};
+use oort_common::{NodeId, SessionKey};
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 
@@ -49,11 +49,6 @@ impl Serialize for HeldBy<'_> {
         }
         seq.end()
     }
-}
-
-/// The encoded snapshot.
-pub(crate) fn encode(snapshot: &SnapshotRef<'_>) -> Vec<u8> {
-    wire::encode(snapshot)
 }
 
 /// Sessions per owner, counted in one pass (a sequence's length goes first in the encoding).

@@ -20,6 +20,7 @@ use super::channel_api::json_of;
 use super::procfs;
 use crate::cluster::{NodeExtras, TestCluster};
 use crate::nats::NatsServer;
+use crate::wait::eventually;
 
 /// Bound on forming the cluster, on one step's registrations and on a learner's catch-up.
 const BOUND: Duration = Duration::from_secs(600);
@@ -116,7 +117,7 @@ pub async fn run(options: &DirectoryOptions) -> anyhow::Result<DirectoryReport> 
             "registered {registered} of {count}: {answer}"
         );
         entries += count;
-        wait_for_entries(&cluster, &nodes, entries).await?;
+        wait_for_entries(&cluster, &nodes, entries).await;
         let nats_after = nats_bytes(&http, &monitor).await?;
         let bytes_per_entry_per_node = pids
             .iter()
@@ -140,7 +141,7 @@ pub async fn run(options: &DirectoryOptions) -> anyhow::Result<DirectoryReport> 
             learner_install_ms: None,
         };
         if options.learner_at.contains(&entries) {
-            let (catch_up, install) = time_a_learner(&mut cluster, &leader, entries).await?;
+            let (catch_up, install) = time_a_learner(&mut cluster, &leader, entries).await;
             step.learner_catch_up_ms = Some(catch_up);
             step.learner_install_ms = install;
         }
@@ -160,26 +161,18 @@ pub async fn run(options: &DirectoryOptions) -> anyhow::Result<DirectoryReport> 
 }
 
 /// Waits until every node's replica holds `entries` sessions.
-async fn wait_for_entries(
-    cluster: &TestCluster,
-    nodes: &[&str],
-    entries: u64,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + BOUND;
+async fn wait_for_entries(cluster: &TestCluster, nodes: &[&str], entries: u64) {
     for node in nodes {
-        loop {
-            let status = cluster.status(node).await.unwrap_or_default();
-            if status["sessions"].as_u64() == Some(entries) {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{node} did not reach {entries} entries"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            BOUND,
+            &format!("{node} to hold {entries} entries"),
+            || async {
+                let status = cluster.status(node).await?;
+                (status["sessions"].as_u64() == Some(entries)).then_some(())
+            },
+        )
+        .await;
     }
-    Ok(())
 }
 
 /// Starts a new node, times it until it applied the leader's last index, stops it again.
@@ -187,26 +180,23 @@ async fn time_a_learner(
     cluster: &mut TestCluster,
     leader: &str,
     entries: u64,
-) -> anyhow::Result<(f64, Option<u64>)> {
+) -> (f64, Option<u64>) {
     let status = cluster.status(leader).await.unwrap_or_default();
     let target = status["last_log_index"].as_u64().unwrap_or(0);
     let name = format!("learner{entries}");
     let started = Instant::now();
     cluster.add_with(&name, 3, NodeExtras::default()).await;
-    loop {
-        let status = cluster.status(&name).await.unwrap_or_default();
-        if status["applied_index"].as_u64().unwrap_or(0) >= target
-            && status["sessions"].as_u64() == Some(entries)
-        {
-            break;
-        }
-        anyhow::ensure!(started.elapsed() < BOUND, "{name} did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(BOUND, &format!("{name} to catch up"), || async {
+        let status = cluster.status(&name).await?;
+        (status["applied_index"].as_u64()? >= target
+            && status["sessions"].as_u64() == Some(entries))
+        .then_some(())
+    })
+    .await;
     let catch_up = started.elapsed().as_secs_f64() * 1000.0;
     let install = last_logged(cluster, &name, "snapshot installed");
     cluster.stop(&name).await;
-    Ok((catch_up, install))
+    (catch_up, install)
 }
 
 /// The `elapsed_ms` of the last log line of `node` with `message`.
