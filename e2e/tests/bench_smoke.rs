@@ -268,3 +268,71 @@ async fn the_directory_scenario_fills_a_cluster_and_times_a_learner() {
         "{report}"
     );
 }
+
+/// The side-by-side mode at a tiny size, with Oort itself as the other contender (started from
+/// a command line, as kuiperbelt would be): every figure is measured for both, and the ratios
+/// come out. Figures are not judged.
+#[tokio::test]
+async fn compare_runs_every_part_against_a_second_gateway_started_from_a_command() {
+    let other = format!(
+        "again={} --config {{config}} --log-level error",
+        workspace_binary("oort").display()
+    );
+    let reports = bench(
+        &[
+            "compare",
+            "--gateway",
+            &other,
+            "--idle",
+            "50",
+            "--storm",
+            "50",
+            "--send-duration",
+            "1",
+            "--fanout",
+            "40",
+            "--fanout-rounds",
+            "1",
+            "--repeat",
+            "1",
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let report = reports.last().expect("a report");
+    assert_eq!(report["contenders"], serde_json::json!(["oort", "again"]));
+    let figures = report["figures"].as_array().expect("figures");
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "idle memory per WebSocket, 50 connections",
+        "connect rate through the callback, 50 clients 1,000 at once",
+        "/send, one session per request, 32 keep-alive connections",
+        "one /send to 40 sessions: until the last client has it",
+        "one /send to 40 sessions: until it is answered",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    for figure in figures {
+        for who in ["oort", "again"] {
+            assert!(
+                figure["medians"][who].as_f64().is_some(),
+                "{who} has no {figure}"
+            );
+        }
+    }
+    let send = figures
+        .iter()
+        .find(|f| f["figure"] == "/send, one session per request, 32 keep-alive connections")
+        .unwrap();
+    assert!(
+        send["oort_ratio"]["again"].as_f64().unwrap() > 0.0,
+        "{send}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod channel_chat;
 pub mod channel_fanout;
 pub mod chat;
 pub mod clients;
+pub mod compare;
 pub mod directory;
 pub mod failover;
 pub mod fanout;

@@ -151,6 +151,16 @@ pub struct Receivers {
 }
 
 impl Receivers {
+    /// Clients being read.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether no client is being read.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
     /// Starts one reader per client.
     pub fn start(clients: Vec<Client>) -> Self {
         Self::start_streams(clients)

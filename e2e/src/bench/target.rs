@@ -41,7 +41,7 @@ pub enum Limits {
 }
 
 impl Limits {
-    fn env(self) -> &'static [(&'static str, &'static str)] {
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Self::LoopbackLoad => &[
                 ("OORT_LIMITS__ADDRESS_CONNECTIONS", "0"),

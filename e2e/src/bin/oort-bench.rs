@@ -18,8 +18,8 @@ use oort_e2e::bench::send::{self, SendOptions};
 use oort_e2e::bench::streams::{self, StreamsOptions};
 use oort_e2e::bench::target::{Limits, Target};
 use oort_e2e::bench::{
-    backend, channel_chat, chat, directory, failover, fanout, http_transports, idle_workers,
-    rpc_send,
+    backend, channel_chat, chat, compare, directory, failover, fanout, http_transports,
+    idle_workers, rpc_send,
 };
 use serde_json::Value;
 
@@ -253,6 +253,38 @@ enum Scenario {
         #[arg(long)]
         api_token: Option<String>,
     },
+    /// Oort side by side with other kuiperbelt-compatible gateways: idle memory, connect rate,
+    /// /send rate and CPU, fan-out through /send headers; each scenario on a fresh process of
+    /// every contender in turn; medians and Oort's ratio to each (docs/benchmarks.md,
+    /// "Side by side with kuiperbelt"). Oort itself is always the first contender.
+    Compare {
+        /// Another gateway: NAME=COMMAND, run with `sh -c` in the foreground; `{config}` is
+        /// replaced by a kuiperbelt-format config file (port and callbacks), `{port}` by its
+        /// port. Repeatable.
+        #[arg(long = "gateway", value_parser = compare::Contender::parse)]
+        gateways: Vec<compare::Contender>,
+        /// Idle connection counts (comma-separated) whose memory per connection is measured.
+        #[arg(long, value_delimiter = ',', default_value = "5000,10000")]
+        idle: Vec<usize>,
+        /// Connections of the connect storm (1,000 at once).
+        #[arg(long, default_value_t = 5_000)]
+        storm: usize,
+        /// Seconds of the /send phase.
+        #[arg(long, default_value_t = 10)]
+        send_duration: u64,
+        /// Session counts (comma-separated) of the fan-out phases.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        fanout: Vec<usize>,
+        /// Measured fan-out requests per phase.
+        #[arg(long, default_value_t = 5)]
+        fanout_rounds: usize,
+        /// Repetitions of the whole set (the figures are medians).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Run only these parts (comma-separated; all by default).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<compare::Part>,
+    },
     /// Every scenario at a tiny size, to keep the tool working (CI runs this); exits non-zero
     /// if any scenario loses a frame.
     Smoke,
@@ -403,6 +435,35 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let backend = backend::start(&cli.backend_listen).await?;
+    if let Scenario::Compare {
+        gateways,
+        idle,
+        storm,
+        send_duration,
+        fanout,
+        fanout_rounds,
+        repeat,
+        only,
+    } = &cli.scenario
+    {
+        // Starts a fresh process of every contender per scenario: no target here.
+        let options = compare::CompareOptions {
+            contenders: std::iter::once(compare::Contender::oort())
+                .chain(gateways.iter().cloned())
+                .collect(),
+            idle: idle.clone(),
+            storm: *storm,
+            send_duration: Duration::from_secs(*send_duration),
+            fanout: fanout.clone(),
+            fanout_rounds: (*fanout_rounds).max(1),
+            repeat: (*repeat).max(1),
+            only: only.clone(),
+        };
+        let report = compare::run(backend, &options).await?;
+        eprintln!("{}", report.table());
+        println!("{}", serde_json::to_value(&report)?);
+        return Ok(());
+    }
     let limits = match cli.scenario {
         Scenario::Attack { .. } => Limits::Configured,
         _ => Limits::LoopbackLoad,
@@ -444,7 +505,8 @@ async fn run(target: &Target, scenario: Scenario) -> anyhow::Result<Vec<Value>> 
         Scenario::IdleWorker { .. }
         | Scenario::Failover { .. }
         | Scenario::Rolling { .. }
-        | Scenario::Directory { .. } => {
+        | Scenario::Directory { .. }
+        | Scenario::Compare { .. } => {
             anyhow::bail!("this scenario runs on its own")
         }
         Scenario::Storm {

@@ -67,10 +67,8 @@ pub(super) async fn read_loop(
                 Ok(ClientFrame::Message(kind, data)) => (kind, data),
                 Ok(ClientFrame::Reply { request, payload }) => {
                     state.metrics.client_replies.increment(1);
-                    state
-                        .router
-                        .forward_reply(&request, &session.key, payload)
-                        .await;
+                    // Boxed, as the callbacks below: an idle connection's task stays small.
+                    Box::pin(state.router.forward_reply(&request, &session.key, payload)).await;
                     continue;
                 }
                 Ok(ClientFrame::Ack(seq)) => {

@@ -1,7 +1,6 @@
 //! The write side: drains the session's queue in batches, pings, and enforces the idle and
 //! slow-consumer timeouts.
 
-use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,17 +55,28 @@ pub(super) async fn write_loop(
     let mut token_due = token_every.map(|every| Instant::now() + every);
     let mut batch = Vec::new();
     let mut stamps = Vec::new();
+    // One timer serves pings, pong deadlines, the idle timeout and resume tokens, and it stays
+    // registered for the connection's life: an idle connection holds a single timer entry
+    // (which matters at 100k connections), and a frame costs no timer work at all. Before,
+    // each loop built a new sleep, so every frame written removed one timer entry and added
+    // another. Every deadline only moves later outside the timer's own branch (activity pushes
+    // the idle deadline back), so the timer is re-armed only after it fires; firing early just
+    // finds nothing due yet and re-arms.
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed = false;
     loop {
-        // One timer serves pings, pong deadlines and the idle timeout: an idle connection then
-        // holds a single timer entry, which matters at 100k connections.
+        if !armed && let Some(deadline) = next_deadline(&pinger, &session, idle_timeout, token_due)
+        {
+            timer.as_mut().reset(deadline);
+            armed = true;
+        }
         let next = tokio::select! {
-            // Queue first: while frames are waiting the timer is never even registered (a
-            // fan-out to 10k sessions would otherwise add and remove 10k timer entries). Pings
-            // are not needed while frames flow, and a peer that stops reading is caught by the
-            // write timeout instead.
+            // Queue first: while frames are waiting, the timer is not even polled.
             biased;
             next = session.queue.next(&mut batch, &mut stamps, MAX_BATCH) => next,
-            () = sleep_until_due(&pinger, &session, idle_timeout, token_due) => {
+            () = &mut timer, if armed => {
+                armed = false;
                 if let (Some(due), Some(every)) = (token_due, token_every)
                     && Instant::now() >= due
                 {
@@ -222,23 +232,19 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str, state: &AppState) 
     )
 }
 
-/// Sleeps until the pinger is due, the session may have reached its idle timeout, or a fresh
-/// resume token is due.
-async fn sleep_until_due(
+/// When the pinger is due, the session may have reached its idle timeout, or a fresh resume
+/// token is due, whichever comes first; `None` if none of them is on.
+fn next_deadline(
     pinger: &Pinger,
     session: &Session,
     idle_timeout: Option<Duration>,
     token_due: Option<Instant>,
-) {
+) -> Option<Instant> {
     let idle_deadline = idle_timeout.map(|timeout| idle_deadline(session, timeout));
-    let deadline = [pinger.deadline(), idle_deadline, token_due]
+    [pinger.deadline(), idle_deadline, token_due]
         .into_iter()
         .flatten()
-        .min();
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => pending().await,
-    }
+        .min()
 }
 
 /// The `token` frame: a fresh resume token for the session this connection serves.
