@@ -193,7 +193,8 @@ impl Samples {
             .push(value);
     }
 
-    fn into_figures(mut self) -> Vec<Figure> {
+    /// The figures, with each contender's median over `reference`'s as its ratio.
+    fn into_figures(mut self, reference: &str) -> Vec<Figure> {
         self.order
             .into_iter()
             .map(|(figure, unit, higher_is_better)| {
@@ -202,10 +203,10 @@ impl Samples {
                     .iter()
                     .map(|(who, values)| (who.clone(), median(values)))
                     .collect();
-                let oort_ratio = match medians.get("oort") {
+                let oort_ratio = match medians.get(reference) {
                     Some(oort) => medians
                         .iter()
-                        .filter(|(who, value)| *who != "oort" && **value > 0.0)
+                        .filter(|(who, value)| *who != reference && **value > 0.0)
                         .map(|(who, value)| (who.clone(), oort / value))
                         .collect(),
                     None => BTreeMap::new(),
@@ -235,6 +236,14 @@ fn median(values: &[f64]) -> f64 {
 
 /// Runs every scenario against every contender, `repeat` times.
 pub async fn run(backend: SocketAddr, options: &CompareOptions) -> anyhow::Result<CompareReport> {
+    let names: Vec<String> = options.contenders.iter().map(|c| c.name.clone()).collect();
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    anyhow::ensure!(
+        distinct.len() == names.len(),
+        "every contender needs a name of its own (\"oort\" is Oort's)"
+    );
+    // Oort comes first: the ratios are over its figures.
+    let reference = names.first().cloned().unwrap_or_default();
     let mut samples = Samples::default();
     for repetition in 1..=options.repeat {
         eprintln!("compare: repetition {repetition} of {}", options.repeat);
@@ -264,8 +273,8 @@ pub async fn run(backend: SocketAddr, options: &CompareOptions) -> anyhow::Resul
     Ok(CompareReport {
         scenario: "compare",
         repeat: options.repeat,
-        contenders: options.contenders.iter().map(|c| c.name.clone()).collect(),
-        figures: samples.into_figures(),
+        figures: samples.into_figures(&reference),
+        contenders: names,
     })
 }
 
@@ -483,7 +492,7 @@ mod tests {
             samples.add("fan-out".into(), "ms", false, who, value);
         }
         samples.add("fan-out".into(), "ms", false, "oort", 2.0);
-        let figures = samples.into_figures();
+        let figures = samples.into_figures("oort");
         assert_eq!(figures.len(), 1);
         assert_eq!(figures[0].medians["oort"], 2.0);
         assert_eq!(figures[0].medians["kb"], 20.0);
